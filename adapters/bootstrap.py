@@ -1,0 +1,86 @@
+"""The composition root: builds every part from the settings and wires them together.
+
+Nothing here runs at import time; ``bootstrap(settings)`` does the work when asked.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from sqlalchemy import text
+from sqlalchemy.engine import Engine
+
+from adapters.authorities_file import load_authorities
+from adapters.hl7v2.application import Hl7Application
+from adapters.hl7v2.notifier import PixNotifier
+from adapters.settings import Settings
+from adapters.sql.engine import create_engine_for
+from adapters.sql.migrate import current_revision, head_revision, upgrade
+from adapters.sql.tables import sync_authorities
+from adapters.sql.uow import SqlUnitOfWorkFactory
+from mpi.authorities import AuthorityRegistry
+from mpi.identity import IdentityService
+
+__all__ = ["SystemClock", "Container", "bootstrap", "DatabaseNotReadyError"]
+
+
+class SystemClock:
+    def now(self) -> datetime:
+        return datetime.now(timezone.utc)
+
+
+class DatabaseNotReadyError(RuntimeError):
+    """The database schema is behind the code: run `mpi db upgrade`."""
+
+
+@dataclass
+class Container:
+    settings: Settings
+    registry: AuthorityRegistry
+    engine: Engine
+    uow_factory: SqlUnitOfWorkFactory
+    clock: SystemClock
+    identity: IdentityService
+    hl7: Hl7Application
+
+    def notifier(self) -> PixNotifier:
+        s = self.settings
+        return PixNotifier(self.registry, self.uow_factory, self.clock, interval=s.notify_interval,
+                           timeout=s.notify_timeout, max_backoff=s.notify_max_backoff)
+
+    def database_ok(self) -> bool:
+        try:
+            with self.engine.connect() as connection:
+                connection.execute(text("SELECT 1"))
+            return True
+        except Exception:
+            return False
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def bootstrap(settings: Settings, *, migrate: bool | None = None) -> Container:
+    """Build the service. ``migrate`` None: migrate an SQLite database by itself, and require
+    any other database to be at the current schema (raises DatabaseNotReadyError)."""
+    registry = load_authorities(settings.authorities)
+    url = settings.resolved_database_url()
+    engine = create_engine_for(url)
+    if migrate is None:
+        migrate = engine.dialect.name == "sqlite"
+    if migrate:
+        upgrade(engine)
+    elif current_revision(engine) != head_revision():
+        engine.dispose()
+        raise DatabaseNotReadyError(
+            f"the database schema is at {current_revision(engine)}, the code needs "
+            f"{head_revision()}: run `mpi db upgrade`"
+        )
+    with engine.begin() as connection:
+        sync_authorities(connection, registry.all)
+    uow_factory = SqlUnitOfWorkFactory(engine, master_authority=registry.master.code)
+    clock = SystemClock()
+    identity = IdentityService(registry, clock)
+    hl7 = Hl7Application(registry, identity, uow_factory, clock, settings.default_charset)
+    return Container(settings, registry, engine, uow_factory, clock, identity, hl7)

@@ -1,0 +1,265 @@
+"""The inbound HL7 v2 pipeline: decode, journal, parse, apply, acknowledge.
+
+Every message is journaled (raw, sender, control ID, outcome and reply) before its reply leaves:
+in the same transaction as the change it caused when it is applied, in a transaction of its own
+when it is not. A retransmission (same sending facility and MSH-10) gets the stored reply.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Callable
+
+from adapters.hl7v2.adt import SUPPORTED_EVENTS, UnsupportedEventError, apply_adt
+from adapters.hl7v2.charset import MessageDecodingError, UnsupportedCharsetError, decode_message
+from adapters.hl7v2.er7 import Message, ParseError, parse
+from adapters.hl7v2.pixpdq import answer_pdq_query, answer_pix_query
+from adapters.hl7v2.replies import (
+    APPLICATION_INTERNAL_ERROR,
+    SEGMENT_SEQUENCE_ERROR,
+    TABLE_VALUE_NOT_FOUND,
+    UNKNOWN_KEY_IDENTIFIER,
+    UNSUPPORTED_EVENT_CODE,
+    UNSUPPORTED_MESSAGE_TYPE,
+    Problem,
+    ReplyHeader,
+    ack,
+    problem_from_error,
+)
+from mpi.authorities import AuthorityRegistry
+from mpi.errors import ConcurrencyError, MPIError
+from mpi.identity import Actor, IdentityService
+from mpi.model import JournalEntry, JournalStatus
+from mpi.ports import Clock, UnitOfWork
+
+__all__ = ["Hl7Application", "Reply"]
+
+log = logging.getLogger(__name__)
+
+CHANNEL = "mllp"
+ATTEMPTS = 5  # a deadlock or a lost race is retried whole
+
+
+@dataclass(frozen=True)
+class Reply:
+    text: str
+    codec: str
+    status: JournalStatus
+
+
+class _Rejected(Exception):
+    def __init__(self, problem: Problem) -> None:
+        self.problem = problem
+
+
+class Hl7Application:
+    """Turns one inbound payload into its reply. Thread-safe: share one per process."""
+
+    def __init__(
+        self,
+        registry: AuthorityRegistry,
+        service: IdentityService,
+        uow_factory: Callable[..., UnitOfWork],
+        clock: Clock,
+        default_codec: str = "utf-8",
+    ) -> None:
+        self.registry = registry
+        self.service = service
+        self.uow_factory = uow_factory
+        self.clock = clock
+        self.default_codec = default_codec
+
+    # -- entry points ----------------------------------------------------------------------
+
+    def handle(self, payload: bytes, oversized: bool = False, peer: str = "") -> Reply:
+        """Answer one message. Never raises for bad input: the reply says what was wrong."""
+        try:
+            text, codec = decode_message(payload, self.default_codec)
+        except (UnsupportedCharsetError, MessageDecodingError) as exc:
+            text, codec = payload.decode("latin-1"), "latin-1"
+            return self._reject_unreadable(text, codec, Problem(
+                "AR", TABLE_VALUE_NOT_FOUND, f"cannot decode the message: {exc}", "MSH^1^18"))
+        if oversized:
+            return self._reject_unreadable(text, codec, Problem(
+                "AR", APPLICATION_INTERNAL_ERROR, "message larger than this server accepts"))
+        try:
+            message = parse(text)
+        except ParseError as exc:
+            return self._reject_unreadable(text, codec, Problem("AR", SEGMENT_SEQUENCE_ERROR, str(exc)))
+        header = ReplyHeader.of(message)
+        sender = message.msh.value(4)
+        control_id = header.control_id
+        if sender and control_id:
+            with self.uow_factory(read_only=True) as uow:
+                earlier = uow.journal.find(sender, control_id)
+            if earlier is not None and earlier.reply is not None:
+                return Reply(earlier.reply, codec, earlier.status)
+        return self._process(message, header, text, codec, sender, control_id)
+
+    def replay(self, entry_id: int) -> JournalEntry:
+        """Apply a journaled message again (after a fix). Raises KeyError for an unknown entry,
+        ValueError for one that was applied already."""
+        with self.uow_factory(read_only=True) as uow:
+            entry = uow.journal.get(entry_id)
+        if entry is None:
+            raise KeyError(entry_id)
+        if entry.status in (JournalStatus.APPLIED, JournalStatus.REPLAYED):
+            raise ValueError(f"journal entry {entry_id} was applied already")
+        message = parse(entry.raw)
+        header = ReplyHeader.of(message)
+        for attempt in range(ATTEMPTS):
+            try:
+                with self.uow_factory() as uow:
+                    reply_text, problem = self._dispatch(uow, message, header)
+                    if problem is not None:
+                        raise _Rejected(problem)
+                    stored = uow.journal.get(entry_id)
+                    assert stored is not None
+                    stored.status = JournalStatus.REPLAYED
+                    stored.replays += 1
+                    stored.error_code = None
+                    stored.error_text = None
+                    uow.journal.save(stored)
+                    uow.commit()
+                    return stored
+            except ConcurrencyError:
+                if attempt == ATTEMPTS - 1:
+                    raise
+            except (_Rejected, MPIError) as exc:
+                problem = exc.problem if isinstance(exc, _Rejected) else problem_from_error(exc)
+                with self.uow_factory() as uow:
+                    stored = uow.journal.get(entry_id)
+                    assert stored is not None
+                    stored.replays += 1
+                    stored.error_code = problem.error_code
+                    stored.error_text = f"replay: {problem.text}"
+                    uow.journal.save(stored)
+                    uow.commit()
+                    return stored
+        raise AssertionError("unreachable")
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _process(self, message: Message, header: ReplyHeader, text: str, codec: str,
+                 sender: str, control_id: str) -> Reply:
+        message_type = message.msh.raw(9)
+        problem: Problem | None = None
+        for attempt in range(ATTEMPTS):
+            try:
+                with self.uow_factory() as uow:
+                    reply_text, problem = self._dispatch(uow, message, header)
+                    answered = bool(reply_text)  # queries answer even their errors
+                    if problem is not None and not answered:
+                        raise _Rejected(problem)
+                    # A query is answered even when its answer is an error: it is journaled
+                    # as applied (that entry is the audit of the read), never replayed.
+                    entry = self._entry(text, sender, control_id, message_type, reply_text,
+                                        JournalStatus.APPLIED, problem)
+                    uow.journal.add(entry)
+                    uow.commit()
+                    return Reply(reply_text, codec, entry.status)
+            except ConcurrencyError:
+                if sender and control_id:
+                    with self.uow_factory(read_only=True) as uow:
+                        earlier = uow.journal.find(sender, control_id)
+                    if earlier is not None and earlier.reply is not None:
+                        return Reply(earlier.reply, codec, earlier.status)
+                if attempt == ATTEMPTS - 1:
+                    problem = Problem("AE", 206, "the record was busy; send the message again")
+            except _Rejected as rejected:
+                problem = rejected.problem
+                break
+            except MPIError as exc:
+                problem = problem_from_error(exc)
+                break
+            except Exception:
+                log.exception("message %s from %s could not be applied", control_id, sender)
+                problem = Problem("AE", APPLICATION_INTERNAL_ERROR,
+                                  "internal error; the message is kept for replay")
+                break
+        assert problem is not None
+        reply_text = ack(header, self.clock.now(), problem)
+        status = JournalStatus.REJECTED if problem.ack_code == "AR" else JournalStatus.ERROR
+        return self._journal_failure(
+            self._entry(text, sender, control_id, message_type, reply_text, status, problem), codec
+        )
+
+    def _dispatch(self, uow: UnitOfWork, message: Message, header: ReplyHeader
+                  ) -> tuple[str, Problem | None]:
+        msh = message.msh
+        message_type = msh.value(9, 1).upper()
+        event = msh.value(9, 2).upper()
+        now = self.clock.now()
+        if message_type == "QBP" and event == "Q23":
+            return answer_pix_query(uow, self.registry, message, header, now)
+        if message_type == "QBP" and event == "Q22":
+            return answer_pdq_query(uow, self.registry, message, header, now)
+        if message_type == "QCN" and event == "J01":
+            return ack(header, now), None  # stateless continuation: nothing to cancel
+        if message_type != "ADT":
+            return "", Problem("AR", UNSUPPORTED_MESSAGE_TYPE,
+                               f"message type {message_type or '?'} is not supported", "MSH^1^9^1^1")
+        if event not in SUPPORTED_EVENTS:
+            return "", Problem("AR", UNSUPPORTED_EVENT_CODE,
+                               f"ADT event {event or '?'} is not supported", "MSH^1^9^1^2")
+        actor = self._actor(message)
+        try:
+            apply_adt(uow, self.service, self.registry, message, event, actor)
+        except UnsupportedEventError as exc:
+            return "", Problem("AR", UNSUPPORTED_EVENT_CODE, exc.message, exc.location)
+        return ack(header, now), None
+
+    def _actor(self, message: Message) -> Actor:
+        facility = message.msh.value(4)
+        application = message.msh.value(3)
+        authority = self.registry.for_facility(facility) if facility else None
+        if authority is None:
+            raise _Rejected(Problem(
+                "AR", UNKNOWN_KEY_IDENTIFIER,
+                f"sending facility {facility or '(empty)'} speaks for no declared establishment",
+                "MSH^1^4",
+            ))
+        return Actor(f"hl7:{facility}/{application}", authority.code)
+
+    def _entry(self, text: str, sender: str, control_id: str, message_type: str, reply: str,
+               status: JournalStatus, problem: Problem | None) -> JournalEntry:
+        return JournalEntry(
+            channel=CHANNEL,
+            raw=text,
+            received_at=self.clock.now(),
+            status=status,
+            sender=sender or None,
+            control_id=control_id or None,
+            message_type=message_type or None,
+            ack_code=problem.ack_code if problem else "AA",
+            error_code=problem.error_code if problem else None,
+            error_text=problem.text if problem else None,
+            reply=reply,
+        )
+
+    def _journal_failure(self, entry: JournalEntry, codec: str) -> Reply:
+        try:
+            with self.uow_factory() as uow:
+                uow.journal.add(entry)
+                uow.commit()
+        except ConcurrencyError:
+            # The same sender and control ID were journaled meanwhile: answer as they were.
+            if entry.sender and entry.control_id:
+                with self.uow_factory(read_only=True) as uow:
+                    earlier = uow.journal.find(entry.sender, entry.control_id)
+                if earlier is not None and earlier.reply is not None:
+                    return Reply(earlier.reply, codec, earlier.status)
+            raise
+        assert entry.reply is not None
+        return Reply(entry.reply, codec, entry.status)
+
+    def _reject_unreadable(self, text: str, codec: str, problem: Problem) -> Reply:
+        """Answer a message we cannot read, with the little we can take from its MSH."""
+        try:
+            header = ReplyHeader.of(parse(text))
+        except ParseError:
+            header = ReplyHeader()
+        entry = self._entry(text, "", "", "", ack(header, self.clock.now(), problem),
+                            JournalStatus.REJECTED, problem)
+        return self._journal_failure(entry, codec)

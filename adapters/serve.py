@@ -1,0 +1,108 @@
+"""`mpi serve`: the MLLP listener, the HTTP server and the notification loops in one process,
+stopped cleanly by SIGTERM or SIGINT."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from datetime import datetime, timezone
+from typing import Callable, Iterator
+
+import uvicorn
+
+from adapters.api.app import create_app
+from adapters.bootstrap import Container
+from adapters.hl7v2.application import Hl7Application
+from adapters.hl7v2.charset import encode_reply
+from adapters.hl7v2.er7 import ParseError, parse
+from adapters.hl7v2.mllp import Frame, MLLPServer, PeerInfo
+from adapters.hl7v2.replies import APPLICATION_INTERNAL_ERROR, Problem, ReplyHeader, ack
+
+__all__ = ["serve", "run_services"]
+
+log = logging.getLogger("mpi.serve")
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handling: this process stops all its servers together."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def mllp_handler(application: Hl7Application):  # type: ignore[no-untyped-def]
+    async def handle(frame: Frame, peer: PeerInfo) -> bytes:
+        reply = await asyncio.to_thread(
+            application.handle, frame.payload, frame.oversized, f"{peer.host}:{peer.port}"
+        )
+        return encode_reply(reply.text, reply.codec)
+
+    return handle
+
+
+def fallback_reply(frame: Frame, exc: BaseException) -> bytes:
+    """The answer when even the journal could not be written (database down)."""
+    try:
+        header = ReplyHeader.of(parse(frame.payload.decode("latin-1")))
+    except ParseError:
+        header = ReplyHeader()
+    problem = Problem("AE", APPLICATION_INTERNAL_ERROR,
+                      "the message could not be journaled; send it again")
+    return ack(header, datetime.now(timezone.utc), problem).encode("latin-1", errors="replace")
+
+
+async def run_services(container: Container, stop: asyncio.Event,
+                       on_ready: Callable[[int, int], None] | None = None) -> None:
+    """Run until ``stop`` is set. ``on_ready(mllp_port, http_port)`` is called once every
+    listener is bound (ports given as 0 in the settings are chosen by the system)."""
+    settings = container.settings
+    mllp = MLLPServer(
+        mllp_handler(container.hl7), host=settings.host, port=settings.mllp_port,
+        max_message_bytes=settings.mllp_max_message_bytes,
+        idle_timeout=settings.mllp_idle_timeout, on_handler_error=fallback_reply,
+    )
+    await mllp.start()
+    config = uvicorn.Config(create_app(container), host=settings.host, port=settings.http_port,
+                            log_level=settings.log_level.lower(), lifespan="off",
+                            access_log=False)
+    http = _Server(config)
+    http_task = asyncio.create_task(http.serve())
+    notifier_task = asyncio.create_task(container.notifier().run(stop))
+    while not http.started and not http_task.done():
+        await asyncio.sleep(0.02)
+    if http_task.done():
+        await mllp.close()
+        stop.set()
+        await notifier_task
+        http_task.result()
+        raise RuntimeError("the HTTP server did not start")
+    http_port = http.servers[0].sockets[0].getsockname()[1]
+    log.info("MLLP on %s:%d, HTTP on %s:%d, database %s", settings.host, mllp.port,
+             settings.host, http_port, container.engine.url.render_as_string())
+    if on_ready is not None:
+        on_ready(mllp.port, http_port)
+    await stop.wait()
+    log.info("stopping")
+    http.should_exit = True
+    await mllp.close()
+    await http_task
+    await notifier_task
+
+
+def serve(container: Container) -> None:
+    """Run the service in the foreground until SIGTERM or SIGINT."""
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await run_services(container, stop)
+
+    try:
+        asyncio.run(main())
+    finally:
+        container.close()

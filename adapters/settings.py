@@ -1,0 +1,40 @@
+"""Runtime settings: command-line flags override environment variables (MPI_*), which
+override the embedded defaults (SQLite file and blob folder under ./var/)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from adapters.authorities_file import DEFAULT_AUTHORITIES_FILE
+
+__all__ = ["Settings"]
+
+
+class Settings(BaseSettings):
+    """Built once by the composition root and passed down; nothing reads the environment
+    anywhere else."""
+
+    model_config = SettingsConfigDict(env_prefix="MPI_", extra="ignore")
+
+    host: str = "127.0.0.1"
+    mllp_port: int = Field(2575, ge=0, le=65535)
+    http_port: int = Field(8080, ge=0, le=65535)
+    data_dir: Path = Path("var")
+    database_url: str | None = None
+    authorities: Path = DEFAULT_AUTHORITIES_FILE
+    default_charset: str = "utf-8"
+    mllp_max_message_bytes: int = Field(1_048_576, ge=4096)
+    mllp_idle_timeout: float = Field(300.0, gt=0)
+    notify_interval: float = Field(1.0, gt=0)
+    notify_timeout: float = Field(10.0, gt=0)
+    notify_max_backoff: float = Field(300.0, gt=0)
+    log_level: str = "INFO"
+
+    def resolved_database_url(self) -> str:
+        """The database URL: MPI_DATABASE_URL, else the SQLite file in the data directory."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'mpi.sqlite3').resolve()}"

@@ -1,0 +1,168 @@
+"""Engines for the two supported databases, and what their errors mean.
+
+SQLite (single-site deployments, tests) runs in WAL mode with writers serialized: every
+transaction starts with ``BEGIN IMMEDIATE``, so a unit of work that reads and then decides
+cannot be overtaken by another writer. A connection given the execution option
+``mpi_read_only=True`` starts with a plain ``BEGIN`` instead and never waits for writers.
+
+PostgreSQL (``postgresql+psycopg://``) runs at READ COMMITTED; units of work serialize what
+they must with advisory locks (see ``SqlUnitOfWork.lock``).
+
+:class:`SqlConnection` is the boundary where database errors meaning "another transaction got
+in the way" become :class:`mpi.errors.ConcurrencyError`; other errors propagate unchanged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, Engine, Executable, Table, create_engine, event
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import CursorResult, NestedTransaction, make_url
+from sqlalchemy.exc import DBAPIError
+
+from mpi.errors import ConcurrencyError
+
+__all__ = [
+    "READ_ONLY_OPTION",
+    "SqlConnection",
+    "create_engine_for",
+    "default_sqlite_url",
+    "is_retryable",
+]
+
+READ_ONLY_OPTION = "mpi_read_only"
+
+_SQLITE_PRAGMAS = (
+    "PRAGMA journal_mode=WAL",
+    "PRAGMA foreign_keys=ON",
+    "PRAGMA busy_timeout=30000",
+    "PRAGMA synchronous=NORMAL",
+)
+
+# PostgreSQL SQLSTATEs after which the whole transaction may simply be tried again.
+_RETRYABLE_SQLSTATES = frozenset(
+    {
+        "40001",  # serialization_failure
+        "40P01",  # deadlock_detected
+        "23505",  # unique_violation: a concurrent transaction inserted the same key first
+        "55P03",  # lock_not_available
+    }
+)
+# sqlite3 (Python >= 3.11) names the extended result code of each error.
+_RETRYABLE_SQLITE_ERRORS = frozenset(
+    {
+        "SQLITE_BUSY",
+        "SQLITE_BUSY_SNAPSHOT",
+        "SQLITE_BUSY_TIMEOUT",
+        "SQLITE_LOCKED",
+        "SQLITE_CONSTRAINT_UNIQUE",
+        "SQLITE_CONSTRAINT_PRIMARYKEY",
+    }
+)
+
+
+def default_sqlite_url(data_dir: Path) -> str:
+    """The URL of the SQLite database kept in ``data_dir``."""
+    return f"sqlite:///{data_dir / 'mpi.sqlite3'}"
+
+
+def create_engine_for(url: str) -> Engine:
+    """An engine configured for the index on SQLite or PostgreSQL.
+
+    For a SQLite file, creates its parent folder. Raises ValueError for any other kind of
+    database, and OSError when the folder cannot be created.
+    """
+    parsed = make_url(url)
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        return _sqlite_engine(url)
+    if backend == "postgresql":
+        return create_engine(parsed, pool_size=10, pool_pre_ping=True)
+    raise ValueError(f"unsupported database {backend!r}: use sqlite or postgresql")
+
+
+def _sqlite_engine(url: str) -> Engine:
+    database = make_url(url).database
+    if database and database != ":memory:" and not database.startswith("file:"):
+        Path(database).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url)
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, connection_record: Any) -> None:
+        # Take BEGIN away from the sqlite3 module: it would not start a transaction before a
+        # SELECT, breaking both isolation and our IMMEDIATE locking.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            for pragma in _SQLITE_PRAGMAS:
+                cursor.execute(pragma)
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Connection) -> None:
+        if connection.get_execution_options().get(READ_ONLY_OPTION):
+            connection.exec_driver_sql("BEGIN")
+        else:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
+
+
+def is_retryable(exc: DBAPIError) -> bool:
+    """True when a database error means a conflict with another transaction (retrying the
+    whole unit of work may succeed) rather than a fault."""
+    orig = exc.orig
+    sqlstate = getattr(orig, "sqlstate", None)
+    if sqlstate is not None:
+        return sqlstate in _RETRYABLE_SQLSTATES
+    error_name = getattr(orig, "sqlite_errorname", None)
+    if error_name is not None:
+        return error_name in _RETRYABLE_SQLITE_ERRORS
+    return False
+
+
+class SqlConnection:
+    """The connection of one unit of work, translating retryable database errors."""
+
+    def __init__(self, connection: Connection) -> None:
+        self.connection = connection
+        self.is_postgresql = connection.dialect.name == "postgresql"
+
+    def execute(
+        self,
+        statement: Executable,
+        parameters: Mapping[str, Any] | list[dict[str, Any]] | None = None,
+    ) -> CursorResult[Any]:
+        """Run one statement. Raises ConcurrencyError for a conflict with another transaction
+        (deadlock, serialization failure, unique violation, SQLite busy); other database
+        errors propagate unchanged."""
+        with self.translated():
+            return self.connection.execute(statement, parameters)
+
+    def translated(self) -> _Translated:
+        """A context that turns retryable database errors into ConcurrencyError."""
+        return _Translated()
+
+    def savepoint(self) -> NestedTransaction:
+        """A SAVEPOINT: an error inside rolls back to it and leaves the transaction usable."""
+        with self.translated():
+            return self.connection.begin_nested()
+
+    def insert(self, table: Table) -> postgresql.Insert | sqlite.Insert:
+        """An INSERT supporting ``ON CONFLICT`` on this connection's database."""
+        return postgresql.insert(table) if self.is_postgresql else sqlite.insert(table)
+
+
+class _Translated:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
+        if isinstance(exc, DBAPIError) and is_retryable(exc):
+            raise ConcurrencyError(
+                f"a concurrent transaction conflicted with this one: {exc.orig}"
+            ) from exc

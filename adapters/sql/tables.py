@@ -1,0 +1,320 @@
+"""The relational schema of the index (SQLAlchemy Core), shared by SQLite and PostgreSQL.
+
+Alembic migrations in ``migrations/versions`` create exactly this schema; a test compares the
+two. Constraint and index names come from the naming convention so that later migrations can
+refer to them on both databases.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Column,
+    Connection,
+    Date,
+    DateTime,
+    Dialect,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    Table,
+    Text,
+    UniqueConstraint,
+    delete,
+    exists,
+    insert,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.types import TypeDecorator
+
+from mpi.model import Authority
+
+__all__ = [
+    "NAMING_CONVENTION",
+    "Id",
+    "UtcDateTime",
+    "authorities",
+    "inbound_messages",
+    "links",
+    "metadata",
+    "notifications",
+    "outbox_events",
+    "persons",
+    "review_tasks",
+    "separations",
+    "source_record_versions",
+    "source_records",
+    "sync_authorities",
+]
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+# SQLite only autoincrements a column declared exactly INTEGER PRIMARY KEY (the rowid alias).
+Id = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """A timezone-aware instant, stored in UTC and always read back aware (UTC).
+
+    SQLite keeps no offset, so a value is converted to UTC before it is written and the naive
+    value read back is UTC by construction. Binding a naive datetime raises ValueError (wrapped
+    by SQLAlchemy in a StatementError): its meaning would be a guess.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(f"naive datetime {value!r}: the index stores aware instants only")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        instant: datetime = value
+        if instant.tzinfo is None:
+            return instant.replace(tzinfo=UTC)
+        return instant.astimezone(UTC)
+
+
+def _id_column(**kwargs: Any) -> Column[int]:
+    return Column("id", Id, primary_key=True, autoincrement=True, **kwargs)
+
+
+authorities = Table(
+    "authorities",
+    metadata,
+    Column("code", Text, primary_key=True),
+    Column("name", Text, nullable=False),
+    Column("kind", Text, nullable=False),
+    Column("namespace", Text, nullable=False),
+    Column("oid", Text, nullable=False, unique=True),
+)
+
+source_records = Table(
+    "source_records",
+    metadata,
+    _id_column(),
+    Column("authority", Text, ForeignKey("authorities.code"), nullable=False),
+    Column("value", Text, nullable=False),
+    Column("status", Text, nullable=False),
+    Column("retired_into", Id, ForeignKey("source_records.id"), nullable=True, index=True),
+    Column("ins_authority", Text, nullable=True),
+    Column("ins_value", Text, nullable=True),
+    Column("ins_qualified", Boolean, nullable=False),
+    # Reliability codes joined by a space (codes are single HL7 tokens).
+    Column("reliability", Text, nullable=False),
+    Column("birth_family_name", Text),
+    Column("used_family_name", Text),
+    Column("given_names", JSON, nullable=False),
+    Column("used_given_name", Text),
+    Column("birth_date", Date),
+    Column("sex", Text),
+    Column("birthplace", Text),
+    Column("street", Text),
+    Column("city", Text),
+    Column("postcode", Text),
+    Column("country", Text),
+    Column("phone", Text),
+    Column("death_date", Date),
+    # search_key() of the names and city, computed when saving: searches compare these.
+    Column("birth_name_key", Text),
+    Column("used_name_key", Text),
+    Column("given_key", Text),
+    Column("city_key", Text),
+    Column("last_activity", UtcDateTime),
+    Column("updated_at", UtcDateTime),
+    Column("version", Integer, nullable=False),
+    UniqueConstraint("authority", "value"),
+    # text_pattern_ops lets PostgreSQL serve `LIKE 'KEY%'` from the index whatever the
+    # database collation; SQLite ignores the option.
+    Index(
+        "ix_source_records_birth_name_key_birth_date",
+        "birth_name_key",
+        "birth_date",
+        postgresql_ops={"birth_name_key": "text_pattern_ops"},
+    ),
+    Index(
+        "ix_source_records_used_name_key",
+        "used_name_key",
+        postgresql_ops={"used_name_key": "text_pattern_ops"},
+    ),
+    Index("ix_source_records_birth_date", "birth_date"),
+    Index("ix_source_records_ins", "ins_authority", "ins_value", "ins_qualified"),
+    # AUTOINCREMENT: a record id is never reused on SQLite, as on PostgreSQL.
+    sqlite_autoincrement=True,
+)
+
+source_record_versions = Table(
+    "source_record_versions",
+    metadata,
+    Column("record_id", Id, ForeignKey("source_records.id"), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("recorded_at", UtcDateTime, nullable=False),
+    Column("data", JSON, nullable=False),
+    PrimaryKeyConstraint("record_id", "version"),
+)
+
+persons = Table(
+    "persons",
+    metadata,
+    _id_column(),
+    Column("status", Text, nullable=False),
+    Column("merged_into", Id, ForeignKey("persons.id"), nullable=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    # Master identifiers derive from person ids: never reuse one.
+    sqlite_autoincrement=True,
+)
+
+links = Table(
+    "links",
+    metadata,
+    Column("record_id", Id, ForeignKey("source_records.id"), primary_key=True, autoincrement=False),
+    Column("person_id", Id, ForeignKey("persons.id"), nullable=False, index=True),
+    Column("method", Text, nullable=False),
+    Column("score", Float, nullable=True),
+    Column("evidence", JSON, nullable=False),
+    Column("decided_by", Text, nullable=False),
+    Column("decided_at", UtcDateTime, nullable=False),
+)
+
+separations = Table(
+    "separations",
+    metadata,
+    _id_column(),
+    Column("first_record", Id, ForeignKey("source_records.id"), nullable=False),
+    Column("second_record", Id, ForeignKey("source_records.id"), nullable=False, index=True),
+    Column("reason", Text, nullable=False),
+    Column("decided_by", Text, nullable=False),
+    Column("decided_at", UtcDateTime, nullable=False),
+    UniqueConstraint("first_record", "second_record"),
+    # One row per unordered pair: the repository stores the smaller id first.
+    CheckConstraint("first_record < second_record", name="ordered_pair"),
+)
+
+review_tasks = Table(
+    "review_tasks",
+    metadata,
+    _id_column(),
+    Column("record_id", Id, ForeignKey("source_records.id"), nullable=False),
+    Column("person_id", Id, ForeignKey("persons.id"), nullable=False),
+    Column("score", Float, nullable=True),
+    Column("evidence", JSON, nullable=False),
+    Column("status", Text, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("decided_at", UtcDateTime, nullable=True),
+    Column("decided_by", Text, nullable=True),
+    Column("decision", Text, nullable=True),
+    Column("reason", Text, nullable=True),
+    Index("ix_review_tasks_status_created_at", "status", "created_at"),
+)
+
+inbound_messages = Table(
+    "inbound_messages",
+    metadata,
+    _id_column(),
+    Column("channel", Text, nullable=False),
+    Column("received_at", UtcDateTime, nullable=False),
+    Column("sender", Text, nullable=True),
+    Column("control_id", Text, nullable=True),
+    Column("message_type", Text, nullable=True),
+    Column("raw", Text, nullable=False),
+    Column("status", Text, nullable=False),
+    Column("ack_code", Text, nullable=True),
+    Column("error_code", Integer, nullable=True),
+    Column("error_text", Text, nullable=True),
+    Column("reply", Text, nullable=True),
+    Column("replays", Integer, nullable=False),
+    # NULLs are distinct on both databases: unreadable messages (no MSH) never collide.
+    UniqueConstraint("sender", "control_id"),
+    Index("ix_inbound_messages_status_id", "status", "id"),
+)
+
+outbox_events = Table(
+    "outbox_events",
+    metadata,
+    _id_column(),
+    Column("occurred_at", UtcDateTime, nullable=False),
+    Column("type", Text, nullable=False),
+    Column("payload", JSON, nullable=False),
+)
+
+notifications = Table(
+    "notifications",
+    metadata,
+    _id_column(),
+    Column("consumer", Text, nullable=False),
+    Column("person_id", Id, ForeignKey("persons.id"), nullable=False),
+    Column("status", Text, nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("due_at", UtcDateTime, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("sent_at", UtcDateTime, nullable=True),
+    Column("last_error", Text, nullable=True),
+    Index("ix_notifications_consumer_status_due_at", "consumer", "status", "due_at"),
+)
+
+
+def sync_authorities(connection: Connection, configured: Iterable[Authority]) -> None:
+    """Make the ``authorities`` table match the configuration, in the caller's transaction.
+
+    Declared authorities are inserted or updated. An authority no longer declared is deleted
+    only when no record uses it (as its domain or its INS domain): records are never orphaned.
+
+    Raises ValueError when the configuration collides with a kept authority (e.g. an OID still
+    held by an undeclared authority that records use); other database errors propagate.
+    """
+    declared = {authority.code: authority for authority in configured}
+    used = or_(
+        exists().where(source_records.c.authority == authorities.c.code),
+        exists().where(source_records.c.ins_authority == authorities.c.code),
+    )
+    try:
+        connection.execute(
+            delete(authorities).where(authorities.c.code.not_in(list(declared)), ~used)
+        )
+        existing = set(connection.scalars(select(authorities.c.code)))
+        rows = [
+            {
+                "code": authority.code,
+                "name": authority.name,
+                "kind": authority.kind.value,
+                "namespace": authority.namespace,
+                "oid": authority.oid,
+            }
+            for authority in declared.values()
+        ]
+        for row in rows:
+            if row["code"] in existing:
+                connection.execute(
+                    update(authorities).where(authorities.c.code == row["code"]).values(row)
+                )
+        new_rows = [row for row in rows if row["code"] not in existing]
+        if new_rows:
+            connection.execute(insert(authorities), new_rows)
+    except IntegrityError as exc:
+        raise ValueError(f"the declared authorities conflict with stored ones: {exc.orig}") from exc

@@ -1,0 +1,82 @@
+"""The exceptions the core raises.
+
+Every failure the core knows how to name derives from :class:`MPIError`; adapters translate
+them into wire answers (HL7 ACK codes, HTTP statuses) and translate foreign exceptions into
+them once, at the boundary::
+
+    MPIError
+    ├── InvalidInputError              the content of a request is wrong
+    │   ├── MissingFieldError          a required value is absent
+    │   ├── InvalidValueError          a value has the wrong form (e.g. an INS with a bad key)
+    │   └── UnknownAuthorityError      an identifier names a domain we do not know
+    ├── UnknownIdentifierError         a known domain, but no such local identifier
+    ├── DuplicateIdentifierError       the identifier already exists where it must not
+    ├── ForbiddenError                 the sender may not write in that domain
+    ├── IdentityConflictError          the request contradicts an identity rule (e.g. two
+    │                                  different qualified INS asserted as one person)
+    └── ConcurrencyError               another transaction got in the way; retrying may succeed
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "MPIError",
+    "InvalidInputError",
+    "MissingFieldError",
+    "InvalidValueError",
+    "UnknownAuthorityError",
+    "UnknownIdentifierError",
+    "DuplicateIdentifierError",
+    "ForbiddenError",
+    "IdentityConflictError",
+    "ConcurrencyError",
+]
+
+
+class MPIError(Exception):
+    """Base of every error the core raises.
+
+    ``location`` names where in the request the problem lies, in the caller's terms when the
+    adapter knows them (for example ``"PID^1^3"``); the core leaves it to the adapter.
+    """
+
+    def __init__(self, message: str, *, location: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.location = location
+
+
+class InvalidInputError(MPIError):
+    """The content of a request is wrong."""
+
+
+class MissingFieldError(InvalidInputError):
+    """A required value is absent."""
+
+
+class InvalidValueError(InvalidInputError):
+    """A value has the wrong form."""
+
+
+class UnknownAuthorityError(InvalidInputError):
+    """An identifier names an assigning authority (domain) that is not declared."""
+
+
+class UnknownIdentifierError(MPIError):
+    """The domain is known but the local identifier is not."""
+
+
+class DuplicateIdentifierError(MPIError):
+    """The identifier already exists where the request needs it not to."""
+
+
+class ForbiddenError(MPIError):
+    """The sender is not allowed to do this (e.g. write in another establishment's domain)."""
+
+
+class IdentityConflictError(MPIError):
+    """The request contradicts an identity rule (different qualified INS, a sticky decision)."""
+
+
+class ConcurrencyError(MPIError):
+    """A concurrent transaction conflicted with this one; the whole operation may be retried."""

@@ -1,0 +1,645 @@
+"""Identity use cases: register and update records, merge, change identifier, link, unlink.
+
+Each use case works inside a unit of work that the caller opens and commits, so that the
+inbound message is journaled in the same transaction as the change it caused. The rules:
+
+- equal qualified INS: same person; two different qualified INS: never the same person;
+- otherwise the matcher decides (a new person when it finds nobody);
+- manual decisions (A24/A37, review) are sticky: no automatic rule undoes them;
+- a sender writes only records of its own domain; it may name another domain's existing record
+  in a link or unlink, which asserts something about persons and writes nothing in that domain.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Iterable, Mapping, Protocol
+
+from mpi.authorities import AuthorityRegistry
+from mpi.errors import (
+    DuplicateIdentifierError,
+    ForbiddenError,
+    IdentityConflictError,
+    InvalidInputError,
+    InvalidValueError,
+    UnknownIdentifierError,
+)
+from mpi.events import (
+    Event,
+    PersonCreated,
+    PersonIdentifiersChanged,
+    PersonsMerged,
+    RecordLinked,
+    RecordRegistered,
+    RecordRetired,
+    RecordUnlinked,
+    RecordUpdated,
+)
+from mpi.model import (
+    AuthorityKind,
+    Identifier,
+    Link,
+    LinkMethod,
+    Person,
+    PersonStatus,
+    QUALIFIED_RELIABILITY_CODES,
+    RecordStatus,
+    SourceRecord,
+)
+from mpi.normalize import is_valid_nir
+from mpi.ports import Clock, UnitOfWork
+from mpi.queries import current_person, person_identifiers
+
+__all__ = [
+    "Actor",
+    "RecordData",
+    "RegisterRecord",
+    "MergeRecords",
+    "ChangeIdentifier",
+    "LinkRecords",
+    "UnlinkRecords",
+    "MatchDecision",
+    "Matcher",
+    "NewPersonMatcher",
+    "IdentityService",
+]
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who asks. ``authority`` is the establishment a system speaks for; None for the
+    identity-vigilance staff, who act on every domain."""
+
+    name: str
+    authority: str | None
+
+
+@dataclass(frozen=True)
+class RecordData:
+    """What a message says about one record. In ``demographics``, an absent key leaves the value
+    unchanged and None deletes it; ``reliability`` None leaves the codes unchanged."""
+
+    identifier: Identifier
+    demographics: Mapping[str, Any] = field(default_factory=dict)
+    ins: Identifier | None = None
+    reliability: tuple[str, ...] | None = None
+    activity_at: datetime | None = None
+    location: str = "PID^1^3"
+
+
+@dataclass(frozen=True)
+class RegisterRecord:
+    """Create or update a record (A28, A31, encounter events)."""
+
+    record: RecordData
+
+
+@dataclass(frozen=True)
+class MergeRecords:
+    """Fold ``retired`` into the surviving record (A40)."""
+
+    survivor: RecordData
+    retired: Identifier
+    retired_location: str = "MRG^1^1"
+
+
+@dataclass(frozen=True)
+class ChangeIdentifier:
+    """Replace the identifier ``obsolete`` by ``new.identifier`` (A47)."""
+
+    new: RecordData
+    obsolete: Identifier
+    obsolete_location: str = "MRG^1^1"
+
+
+@dataclass(frozen=True)
+class LinkRecords:
+    """Assert that two records designate the same person (A24)."""
+
+    first: RecordData
+    second: RecordData
+
+
+@dataclass(frozen=True)
+class UnlinkRecords:
+    """Assert that two records designate different persons (A37)."""
+
+    first: RecordData
+    second: RecordData
+
+
+@dataclass(frozen=True)
+class MatchDecision:
+    """What the matcher found for a record without a deciding qualified INS."""
+
+    person_id: int | None
+    method: LinkMethod
+    score: float | None = None
+    evidence: dict[str, Any] = field(default_factory=dict)
+
+
+class Matcher(Protocol):
+    def match(self, uow: UnitOfWork, record: SourceRecord) -> MatchDecision:
+        """Find the person a new record belongs to; ``person_id`` None means a new person.
+
+        Must never propose a person holding a different qualified INS, nor one with a record
+        declared different from this one."""
+        ...
+
+
+class NewPersonMatcher:
+    """The matcher of a deterministic-only index: every record without a known INS is new."""
+
+    def match(self, uow: UnitOfWork, record: SourceRecord) -> MatchDecision:
+        return MatchDecision(person_id=None, method=LinkMethod.NEW)
+
+
+class IdentityService:
+    """The identity use cases. Stateless apart from its configuration."""
+
+    def __init__(
+        self, registry: AuthorityRegistry, clock: Clock, matcher: Matcher | None = None
+    ) -> None:
+        self.registry = registry
+        self.clock = clock
+        self.matcher = matcher or NewPersonMatcher()
+
+    # -- use cases -------------------------------------------------------------------------
+
+    def register(self, uow: UnitOfWork, command: RegisterRecord, actor: Actor) -> SourceRecord:
+        """Create or update a record and (re)link it. Raises UnknownAuthorityError,
+        ForbiddenError, InvalidValueError."""
+        session = _Session(self, uow, actor)
+        record = session.upsert(command.record)
+        session.finish()
+        return record
+
+    def merge(self, uow: UnitOfWork, command: MergeRecords, actor: Actor) -> SourceRecord:
+        """Fold the retired record into the survivor (created if unknown); their persons merge
+        when no identity rule forbids it. Raises UnknownIdentifierError for an unknown retired
+        identifier, InvalidInputError when both are the same."""
+        session = _Session(self, uow, actor)
+        session.authorize_write(command.retired, command.retired_location)
+        session.lock_identifiers([command.retired])
+        retired = uow.records.by_identifier(command.retired)
+        if retired is None or not retired.is_active:
+            raise UnknownIdentifierError(
+                f"no active record {command.retired} to merge", location=command.retired_location
+            )
+        if command.retired == command.survivor.identifier:
+            raise InvalidInputError(
+                "a record cannot be merged into itself", location=command.retired_location
+            )
+        survivor = session.upsert(command.survivor)
+        session.retire(retired, into=survivor, reason="merge")
+        session.finish()
+        return survivor
+
+    def change_identifier(
+        self, uow: UnitOfWork, command: ChangeIdentifier, actor: Actor
+    ) -> SourceRecord:
+        """Give a record a new identifier: the obsolete record is retired into a new one that
+        keeps its demographics and person. Raises UnknownIdentifierError (obsolete unknown),
+        DuplicateIdentifierError (new identifier already exists)."""
+        session = _Session(self, uow, actor)
+        new_data = command.new
+        session.authorize_write(command.obsolete, command.obsolete_location)
+        session.authorize_write(new_data.identifier, new_data.location)
+        session.lock_identifiers([command.obsolete, new_data.identifier])
+        obsolete = uow.records.by_identifier(command.obsolete)
+        if obsolete is None or not obsolete.is_active:
+            raise UnknownIdentifierError(
+                f"no active record {command.obsolete} to rename",
+                location=command.obsolete_location,
+            )
+        if uow.records.by_identifier(new_data.identifier) is not None:
+            raise DuplicateIdentifierError(
+                f"{new_data.identifier} already exists", location=new_data.location
+            )
+        renamed = session.create_successor(obsolete, new_data)
+        session.retire(obsolete, into=renamed, reason="identifier-change")
+        session.reconcile_ins(renamed)
+        session.finish()
+        return renamed
+
+    def link(self, uow: UnitOfWork, command: LinkRecords, actor: Actor) -> None:
+        """Merge the persons of two records (a sticky manual decision). Raises
+        IdentityConflictError when their persons hold different qualified INS or records
+        declared different."""
+        session = _Session(self, uow, actor)
+        first, second = session.two_records(command.first, command.second)
+        session.link_manually(first, second)
+        session.finish()
+
+    def unlink(self, uow: UnitOfWork, command: UnlinkRecords, actor: Actor) -> None:
+        """Separate the second record from the first one's person, for good. Raises
+        IdentityConflictError when both carry the same qualified INS."""
+        session = _Session(self, uow, actor)
+        first, second = session.two_records(command.first, command.second)
+        session.unlink_manually(first, second)
+        session.finish()
+
+
+class _Session:
+    """The work of one use case: the records and persons it touches and the events it raises."""
+
+    def __init__(self, service: IdentityService, uow: UnitOfWork, actor: Actor) -> None:
+        self.registry = service.registry
+        self.matcher = service.matcher
+        self.uow = uow
+        self.actor = actor
+        self.now = service.clock.now()
+        self.events: list[Event] = []
+        self._identifiers_before: dict[int, frozenset[Identifier]] = {}
+
+    # -- authorization and input checks ----------------------------------------------------
+
+    def authorize_write(self, identifier: Identifier, location: str) -> None:
+        """Raises UnknownAuthorityError, ForbiddenError."""
+        authority = self._authority_of(identifier, location)
+        if authority.kind is not AuthorityKind.ESTABLISHMENT:
+            raise ForbiddenError(
+                f"{identifier.authority} is not an establishment's domain: local records "
+                "live in an establishment's domain",
+                location=location,
+            )
+        if self.actor.authority is not None and authority.code != self.actor.authority:
+            raise ForbiddenError(
+                f"{self.actor.name} speaks for {self.actor.authority} and may not write "
+                f"identifiers of {authority.code}",
+                location=location,
+            )
+
+    def _authority_of(self, identifier: Identifier, location: str):  # type: ignore[no-untyped-def]
+        try:
+            return self.registry.by_code(identifier.authority)
+        except InvalidInputError as exc:
+            exc.location = exc.location or location
+            raise
+
+    def check_ins(self, data: RecordData) -> None:
+        if data.ins is None:
+            return
+        authority = self._authority_of(data.ins, data.location)
+        if not authority.is_national:
+            raise InvalidValueError(f"{data.ins} is not an INS", location=data.location)
+        if not is_valid_nir(data.ins.value):
+            raise InvalidValueError(
+                f"INS {data.ins.value!r} is not 13 characters followed by its valid 2-digit key",
+                location=data.location,
+            )
+
+    # -- locks -----------------------------------------------------------------------------
+
+    def lock_identifiers(self, identifiers: Iterable[Identifier]) -> None:
+        self.uow.lock(f"record:{identifier}" for identifier in identifiers)
+
+    # -- records ---------------------------------------------------------------------------
+
+    def upsert(self, data: RecordData) -> SourceRecord:
+        """Create or update the record ``data`` names, then link or re-examine it."""
+        self.authorize_write(data.identifier, data.location)
+        self.check_ins(data)
+        keys = [f"record:{data.identifier}"]
+        if data.ins is not None:
+            keys.append(f"ins:{data.ins}")
+        self.uow.lock(keys)
+        record = self.uow.records.by_identifier(data.identifier)
+        if record is not None and not record.is_active:
+            raise InvalidInputError(
+                f"{data.identifier} was {record.status.value}; it can no longer be updated",
+                location=data.location,
+            )
+        if record is None:
+            record = SourceRecord(identifier=data.identifier)
+            self._apply(record, data)
+            self.uow.records.add(record)
+            self.events.append(RecordRegistered(_id(record), record.identifier))
+            self.link_new_record(record)
+            return record
+        ins_before = record.qualified_ins
+        self._apply(record, data)
+        self.uow.records.save(record)
+        self.events.append(RecordUpdated(_id(record), record.identifier, record.version))
+        if record.qualified_ins != ins_before:
+            self.touch(self.person_of(record))
+            self.reconcile_ins(record)
+        return record
+
+    def _apply(self, record: SourceRecord, data: RecordData) -> None:
+        record.demographics = record.demographics.apply(data.demographics)
+        if data.reliability is not None:
+            record.reliability = data.reliability
+        if data.ins is not None and _is_qualified(record.reliability):
+            # PAM-FR: an INS is kept only with a qualified identity (PID-32 VALI).
+            record.ins = data.ins
+        if data.activity_at is not None and (
+            record.last_activity is None or data.activity_at > record.last_activity
+        ):
+            record.last_activity = data.activity_at
+        record.updated_at = self.now
+
+    def create_successor(self, obsolete: SourceRecord, data: RecordData) -> SourceRecord:
+        self.check_ins(data)
+        record = SourceRecord(
+            identifier=data.identifier,
+            demographics=obsolete.demographics,
+            ins=obsolete.ins,
+            reliability=obsolete.reliability,
+            last_activity=obsolete.last_activity,
+        )
+        self._apply(record, data)
+        self.uow.records.add(record)
+        self.events.append(RecordRegistered(_id(record), record.identifier))
+        old_link = self.uow.links.for_record(_id(obsolete))
+        person_id = old_link.person_id if old_link else self.new_person()
+        self.touch(person_id)
+        self.uow.links.save(
+            Link(
+                record_id=_id(record),
+                person_id=person_id,
+                method=old_link.method if old_link else LinkMethod.NEW,
+                score=old_link.score if old_link else None,
+                evidence=old_link.evidence if old_link else {},
+                decided_by=self.actor.name,
+                decided_at=self.now,
+            )
+        )
+        return record
+
+    def retire(self, retired: SourceRecord, into: SourceRecord, reason: str) -> None:
+        """Fold ``retired`` into ``into`` and bring its person along when the rules allow."""
+        retired_person = self.person_of(retired)
+        survivor_person = self.person_of(into)
+        self.touch(retired_person)
+        self.touch(survivor_person)
+        retired.status = RecordStatus.RETIRED
+        retired.retired_into = _id(into)
+        retired.updated_at = self.now
+        self.uow.records.save(retired)
+        self.events.append(
+            RecordRetired(_id(retired), retired.identifier, _id(into), into.identifier, reason)
+        )
+        if retired_person == survivor_person:
+            return
+        self.move_family(retired, survivor_person, LinkMethod.MERGE, reason)
+        if self.active_records(retired_person) and not self.compatible(
+            retired_person, survivor_person
+        ):
+            return  # the other records stay where they are: an identity rule forbids more
+        self.merge_persons(retired_person, into=survivor_person, reason=reason)
+
+    # -- persons and links -----------------------------------------------------------------
+
+    def person_of(self, record: SourceRecord) -> int:
+        link = self.uow.links.for_record(_id(record))
+        if link is None:
+            raise RuntimeError(f"record {record.identifier} has no person")
+        person = current_person(self.uow, link.person_id)
+        if person is None or person.id is None:
+            raise RuntimeError(f"record {record.identifier} points at a missing person")
+        return person.id
+
+    def new_person(self) -> int:
+        person = Person(created_at=self.now)
+        self.uow.persons.add(person)
+        self.events.append(PersonCreated(_id(person)))
+        self._identifiers_before[_id(person)] = frozenset()
+        return _id(person)
+
+    def set_link(
+        self,
+        record: SourceRecord,
+        person_id: int,
+        method: LinkMethod,
+        score: float | None = None,
+        evidence: dict[str, Any] | None = None,
+    ) -> None:
+        self.touch(person_id)
+        self.uow.links.save(
+            Link(
+                record_id=_id(record),
+                person_id=person_id,
+                method=method,
+                score=score,
+                evidence=evidence or {},
+                decided_by=self.actor.name if method is LinkMethod.MANUAL else "system",
+                decided_at=self.now,
+            )
+        )
+        self.events.append(RecordLinked(_id(record), person_id, method.value, score))
+
+    def link_new_record(self, record: SourceRecord) -> None:
+        ins = record.qualified_ins
+        if ins is not None:
+            holders = self.persons_holding(ins, excluding=_id(record))
+            if holders:
+                target = holders[0]
+                for other in holders[1:]:
+                    self.merge_persons(other, into=target, reason="same qualified INS")
+                self.set_link(record, target, LinkMethod.INS, evidence={"ins": "equal"})
+                return
+        if record.is_fictitious:
+            self.set_link(record, self.new_person(), LinkMethod.NEW)
+            return
+        decision = self.matcher.match(self.uow, record)
+        person_id = decision.person_id if decision.person_id is not None else self.new_person()
+        self.set_link(record, person_id, decision.method, decision.score, decision.evidence)
+
+    def reconcile_ins(self, record: SourceRecord) -> None:
+        """After a record's qualified INS changed: apply the INS rules to its person."""
+        ins = record.qualified_ins
+        if ins is None:
+            return  # losing qualification does not undo a link decided earlier
+        person_id = self.person_of(record)
+        holders = [p for p in self.persons_holding(ins, excluding=_id(record)) if p != person_id]
+        others_conflict = any(
+            other.qualified_ins not in (None, ins)
+            for other in self.active_records(person_id)
+            if other.id != record.id
+        )
+        if others_conflict:
+            # Two different qualified INS can never be one person: the record leaves.
+            target = holders[0] if holders else self.new_person()
+            self.touch(person_id)
+            self.move_family(record, target, LinkMethod.INS if holders else LinkMethod.NEW,
+                             "different qualified INS")
+            return
+        for holder in holders:
+            if self.compatible(person_id, holder):
+                survivor, retired = sorted((person_id, holder))
+                self.merge_persons(retired, into=survivor, reason="same qualified INS")
+                person_id = survivor
+
+    def persons_holding(self, ins: Identifier, excluding: int) -> list[int]:
+        persons = set()
+        for other in self.uow.records.with_qualified_ins(ins):
+            if other.id != excluding:
+                link = self.uow.links.for_record(_id(other))
+                if link is not None:
+                    person = current_person(self.uow, link.person_id)
+                    if person is not None:
+                        persons.add(_id(person))
+        return sorted(persons)
+
+    def active_records(self, person_id: int) -> list[SourceRecord]:
+        return [r for r in self.uow.records.linked_to(person_id) if r.is_active]
+
+    def compatible(self, first: int, second: int) -> bool:
+        """Whether two persons may become one: at most one qualified INS between them, and no
+        record of one declared different from a record of the other."""
+        first_records = self.uow.records.linked_to(first)
+        second_records = self.uow.records.linked_to(second)
+        ins = {
+            r.qualified_ins for r in first_records + second_records if r.is_active
+        } - {None}
+        if len(ins) > 1:
+            return False
+        return not self.uow.separations.exists_between(
+            [_id(r) for r in first_records], [_id(r) for r in second_records]
+        )
+
+    def merge_persons(self, retired_id: int, into: int, reason: str) -> None:
+        if retired_id == into:
+            return
+        self.touch(retired_id)
+        self.touch(into)
+        for link in self.uow.links.of_person(retired_id):
+            link.person_id = into
+            self.uow.links.save(link)
+        retired = self.uow.persons.get(retired_id)
+        assert retired is not None
+        retired.status = PersonStatus.MERGED
+        retired.merged_into = into
+        self.uow.persons.save(retired)
+        self.events.append(PersonsMerged(into, retired_id, reason))
+
+    def family(self, record: SourceRecord) -> list[SourceRecord]:
+        """The record and every record retired into it, directly or not."""
+        found, pending = [], [record]
+        while pending:
+            current = pending.pop()
+            found.append(current)
+            pending.extend(self.uow.records.retired_into(_id(current)))
+        return found
+
+    def move_family(
+        self, record: SourceRecord, person_id: int, method: LinkMethod, reason: str
+    ) -> None:
+        """Move a record (and what was retired into it) to another person."""
+        source = self.person_of(record)
+        for member in self.family(record):
+            link = self.uow.links.for_record(_id(member))
+            if link is not None and link.person_id == person_id:
+                continue
+            self.set_link(member, person_id, method)
+            if member is record:
+                self.events.append(RecordUnlinked(_id(member), source, person_id, reason))
+        self.touch(source)
+        if not self.active_records(source):
+            self.merge_persons(source, into=person_id, reason=reason)
+
+    # -- manual decisions ------------------------------------------------------------------
+
+    def two_records(
+        self, first_data: RecordData, second_data: RecordData
+    ) -> tuple[SourceRecord, SourceRecord]:
+        """The records an A24/A37 names: the first is the sender's (created or updated); the
+        second is updated when it is the sender's too, else it must exist and is not written."""
+        first = self.upsert(first_data)
+        if self._may_write(second_data.identifier):
+            second = self.upsert(second_data)
+        else:
+            self._authority_of(second_data.identifier, second_data.location)
+            self.lock_identifiers([second_data.identifier])
+            found = self.uow.records.by_identifier(second_data.identifier)
+            if found is None or not found.is_active:
+                raise UnknownIdentifierError(
+                    f"no active record {second_data.identifier}", location=second_data.location
+                )
+            second = found
+        if first.id == second.id:
+            raise InvalidInputError(
+                "a record cannot be linked to or unlinked from itself",
+                location=second_data.location,
+            )
+        return first, second
+
+    def _may_write(self, identifier: Identifier) -> bool:
+        return self.actor.authority is None or identifier.authority == self.actor.authority
+
+    def link_manually(self, first: SourceRecord, second: SourceRecord) -> None:
+        first_person, second_person = self.person_of(first), self.person_of(second)
+        self.uow.separations.remove(_id(first), _id(second))
+        if first_person != second_person and not self.compatible(first_person, second_person):
+            raise IdentityConflictError(
+                f"{first.identifier} and {second.identifier} cannot be one person: their persons "
+                "hold different qualified INS or records declared different"
+            )
+        survivor, retired = sorted((first_person, second_person))
+        self.merge_persons(retired, into=survivor, reason="manual link")
+        for record in (first, second):
+            self.set_link(record, survivor, LinkMethod.MANUAL)
+
+    def unlink_manually(self, first: SourceRecord, second: SourceRecord) -> None:
+        person_id = self.person_of(first)
+        ins = second.qualified_ins
+        if ins is not None and ins == first.qualified_ins:
+            raise IdentityConflictError(
+                f"{first.identifier} and {second.identifier} carry the same qualified INS: "
+                "they designate the same person"
+            )
+        self.uow.separations.add(_id(first), _id(second), "manual unlink", self.actor.name)
+        if self.person_of(second) != person_id:
+            return
+        target = self.new_person()
+        self.move_family(second, target, LinkMethod.MANUAL, "manual unlink")
+        if ins is not None:
+            # Records sharing the second record's qualified INS are the same person as it.
+            for other in self.active_records(person_id):
+                if other.qualified_ins == ins and other.id != second.id:
+                    self.move_family(other, target, LinkMethod.INS, "manual unlink")
+
+    # -- identifier changes and notifications ----------------------------------------------
+
+    def touch(self, person_id: int) -> None:
+        """Remember a person's identifiers before this use case changes them."""
+        if person_id not in self._identifiers_before:
+            self._identifiers_before[person_id] = self.identifiers_now(person_id)
+
+    def identifiers_now(self, person_id: int) -> frozenset[Identifier]:
+        person = self.uow.persons.get(person_id)
+        if person is None or person.status is not PersonStatus.ACTIVE:
+            return frozenset()
+        return frozenset(
+            person_identifiers(self.registry, person, self.uow.records.linked_to(person_id))
+        )
+
+    def finish(self) -> None:
+        """Write the events and the PIX notifications the use case caused."""
+        for person_id, before in sorted(self._identifiers_before.items()):
+            after = self.identifiers_now(person_id)
+            if after == before:
+                continue
+            self.events.append(PersonIdentifiersChanged(person_id, before, after))
+            if not after:
+                continue  # a person merged away: its survivor is notified instead
+            for consumer in self.registry.consumers:
+                wanted = set(consumer.domains)
+                if {i for i in before if i.authority in wanted} != {
+                    i for i in after if i.authority in wanted
+                }:
+                    self.uow.notifications.enqueue(consumer.name, person_id, self.now)
+        for event in self.events:
+            self.uow.outbox.add(event)
+
+
+def _is_qualified(reliability: tuple[str, ...]) -> bool:
+    return bool(QUALIFIED_RELIABILITY_CODES.intersection(reliability))
+
+
+def _id(entity: SourceRecord | Person) -> int:
+    if entity.id is None:
+        raise RuntimeError("entity used before it was stored")
+    return entity.id

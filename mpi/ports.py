@@ -1,0 +1,207 @@
+"""The ports the core needs from the outside world (implemented in ``adapters/``).
+
+Use cases receive a :class:`UnitOfWork`; they never open or commit one themselves, so that the
+caller can journal the inbound message in the same transaction as the change it caused.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Iterable, Protocol, Self
+
+from mpi.events import Event
+from mpi.model import Identifier, JournalEntry, JournalStatus, Link, Person, SourceRecord
+
+__all__ = [
+    "Clock",
+    "PersonQuery",
+    "RecordRepository",
+    "PersonRepository",
+    "LinkRepository",
+    "SeparationRepository",
+    "OutboxRepository",
+    "PendingNotification",
+    "NotificationRepository",
+    "JournalRepository",
+    "UnitOfWork",
+]
+
+
+class Clock(Protocol):
+    def now(self) -> datetime:
+        """The current time, timezone-aware (UTC)."""
+        ...
+
+
+@dataclass(frozen=True)
+class PersonQuery:
+    """Demographic search criteria (PDQ). Names match birth or used names, folded, and a
+    trailing ``*`` makes a prefix search. Empty criteria are ignored."""
+
+    family: str | None = None
+    given: str | None = None
+    birth_date: date | None = None
+    sex: str | None = None
+    postcode: str | None = None
+    city: str | None = None
+    identifier: Identifier | None = None
+
+    def is_empty(self) -> bool:
+        return not any(
+            (self.family, self.given, self.birth_date, self.sex, self.postcode, self.city,
+             self.identifier)
+        )
+
+
+class RecordRepository(Protocol):
+    def get(self, record_id: int) -> SourceRecord | None: ...
+
+    def by_identifier(self, identifier: Identifier) -> SourceRecord | None:
+        """The record of that identifier, whatever its status."""
+        ...
+
+    def add(self, record: SourceRecord) -> None:
+        """Store a new record: assigns ``id``, sets ``version`` to 1, keeps it in the history."""
+        ...
+
+    def save(self, record: SourceRecord) -> None:
+        """Store a changed record as its next version; every version stays in the history."""
+        ...
+
+    def with_qualified_ins(self, ins: Identifier) -> list[SourceRecord]:
+        """Active records whose identity is qualified with this INS."""
+        ...
+
+    def retired_into(self, record_id: int) -> list[SourceRecord]:
+        """Records folded directly into this one (A40/A47)."""
+        ...
+
+    def linked_to(self, person_id: int) -> list[SourceRecord]:
+        """Every record (whatever its status) linked to this person."""
+        ...
+
+    def history(self, record_id: int) -> list[dict[str, object]]:
+        """Every stored version of a record, oldest first."""
+        ...
+
+
+class PersonRepository(Protocol):
+    def get(self, person_id: int) -> Person | None: ...
+
+    def add(self, person: Person) -> None:
+        """Store a new person: assigns ``id``."""
+        ...
+
+    def save(self, person: Person) -> None: ...
+
+    def search(self, query: PersonQuery, offset: int, limit: int) -> tuple[list[int], int]:
+        """Active persons with an active record matching the query, by ascending id:
+        (one page of ids, total count)."""
+        ...
+
+
+class LinkRepository(Protocol):
+    def for_record(self, record_id: int) -> Link | None: ...
+
+    def save(self, link: Link) -> None:
+        """Insert or replace the link of ``link.record_id``."""
+        ...
+
+    def of_person(self, person_id: int) -> list[Link]: ...
+
+
+class SeparationRepository(Protocol):
+    """Pairs of records declared different people (A37, review "keep apart"): sticky."""
+
+    def add(self, first: int, second: int, reason: str, decided_by: str) -> None: ...
+
+    def remove(self, first: int, second: int) -> None: ...
+
+    def exists_between(self, first_ids: Iterable[int], second_ids: Iterable[int]) -> bool:
+        """True when some record of the first set was declared different from one of the second."""
+        ...
+
+
+class OutboxRepository(Protocol):
+    def add(self, event: Event) -> None:
+        """Write an event in the current transaction (at the latest when it commits)."""
+        ...
+
+
+@dataclass(frozen=True)
+class PendingNotification:
+    id: int
+    consumer: str
+    person_id: int
+    attempts: int
+
+
+class NotificationRepository(Protocol):
+    def enqueue(self, consumer: str, person_id: int, due: datetime) -> None:
+        """Ask for the person's identifiers to be sent to the consumer (at commit at the latest)."""
+        ...
+
+    def claim_due(self, consumer: str, now: datetime, limit: int) -> list[PendingNotification]:
+        """Pending notifications of one consumer due by ``now``, oldest first, locked for this
+        transaction (others skip them)."""
+        ...
+
+    def mark_sent(self, notification_id: int, when: datetime) -> None: ...
+
+    def mark_failed(
+        self, notification_id: int, attempts: int, retry_at: datetime, error: str
+    ) -> None: ...
+
+    def pending_count(self, consumer: str) -> int: ...
+
+
+class JournalRepository(Protocol):
+    def find(self, sender: str, control_id: str) -> JournalEntry | None:
+        """The entry of an earlier message with the same sender and control ID."""
+        ...
+
+    def add(self, entry: JournalEntry) -> None:
+        """Store an entry: assigns ``id``. Raises ConcurrencyError when another transaction
+        journaled the same sender and control ID first."""
+        ...
+
+    def save(self, entry: JournalEntry) -> None: ...
+
+    def get(self, entry_id: int) -> JournalEntry | None: ...
+
+    def list(
+        self, statuses: Iterable[JournalStatus] | None = None, limit: int = 100
+    ) -> list[JournalEntry]:
+        """The most recent entries first, optionally only those in ``statuses``."""
+        ...
+
+
+class UnitOfWork(Protocol):
+    """One transaction over every repository."""
+
+    records: RecordRepository
+    persons: PersonRepository
+    links: LinkRepository
+    separations: SeparationRepository
+    outbox: OutboxRepository
+    notifications: NotificationRepository
+    journal: JournalRepository
+
+    def __enter__(self) -> Self: ...
+
+    def __exit__(self, *exc_info: object) -> None:
+        """Roll back whatever was not committed."""
+        ...
+
+    def commit(self) -> None:
+        """Raises ConcurrencyError when the database refused the transaction for a conflict."""
+        ...
+
+    def rollback(self) -> None: ...
+
+    def lock(self, keys: Iterable[str]) -> None:
+        """Serialize this transaction with others that lock any of the same keys, until the
+        end of the transaction (advisory locks). Used before reading what a decision depends
+        on, e.g. the INS a new record carries."""
+        ...

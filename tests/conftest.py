@@ -1,0 +1,177 @@
+"""Fixtures shared by the whole suite: migrated databases and units of work.
+
+PostgreSQL comes from ``MPI_TEST_POSTGRES_URL`` (default below). Each session creates its own
+database ``mpi_test_<pid>`` there, migrates it once and drops it at the end; every test then
+starts from empty tables. An unreachable server fails the tests that need it, unless
+``MPI_TEST_SKIP_POSTGRES=1`` asks to skip them. SQLite tests copy a template migrated once.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tomllib
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.pool import NullPool
+
+from adapters.sql.engine import create_engine_for, default_sqlite_url
+from adapters.sql.migrate import upgrade
+from adapters.sql.tables import metadata, sync_authorities
+from adapters.sql.uow import SqlUnitOfWorkFactory
+from mpi.model import Authority, AuthorityKind
+
+DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+AUTHORITIES_FILE = Path(__file__).resolve().parent.parent / "fixtures" / "authorities.toml"
+
+
+def load_authorities(path: Path = AUTHORITIES_FILE) -> list[Authority]:
+    """The ``[[authority]]`` tables of a TOML file."""
+    with path.open("rb") as file:
+        document = tomllib.load(file)
+    return [
+        Authority(
+            code=item["code"],
+            name=item["name"],
+            kind=AuthorityKind(item["kind"]),
+            namespace=item["namespace"],
+            oid=item["oid"],
+            sending_facilities=tuple(item.get("sending_facilities", ())),
+        )
+        for item in document.get("authority", [])
+    ]
+
+
+class PostgresServer:
+    """Creates and drops scratch databases next to the base database of the URL."""
+
+    def __init__(self, base_url: str) -> None:
+        self.base = make_url(base_url)
+        self._admin = create_engine(self.base, isolation_level="AUTOCOMMIT", poolclass=NullPool)
+
+    def check(self) -> None:
+        """Raises OperationalError when the server cannot be reached."""
+        with self._admin.connect():
+            pass
+
+    def url_of(self, database: str) -> str:
+        return self.base.set(database=database).render_as_string(hide_password=False)
+
+    def create(self, database: str) -> str:
+        self.drop(database)
+        with self._admin.connect() as connection:
+            connection.exec_driver_sql(f'CREATE DATABASE "{database}"')
+        return self.url_of(database)
+
+    def drop(self, database: str) -> None:
+        with self._admin.connect() as connection:
+            connection.execute(
+                text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = :name AND pid <> pg_backend_pid()"
+                ),
+                {"name": database},
+            )
+            connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{database}"')
+
+    def close(self) -> None:
+        self._admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    base_url = os.environ.get("MPI_TEST_POSTGRES_URL", DEFAULT_POSTGRES_URL)
+    server = PostgresServer(base_url)
+    try:
+        server.check()
+    except OperationalError as exc:
+        server.close()
+        where = make_url(base_url).render_as_string(hide_password=True)
+        if os.environ.get("MPI_TEST_SKIP_POSTGRES") == "1":
+            pytest.skip(f"PostgreSQL unreachable at {where} (MPI_TEST_SKIP_POSTGRES=1)")
+        pytest.fail(f"PostgreSQL unreachable at {where}: {exc.orig}", pytrace=False)
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="session")
+def postgres_url(postgres_server: PostgresServer) -> Iterator[str]:
+    """A migrated database of this session."""
+    name = f"mpi_test_{os.getpid()}"
+    url = postgres_server.create(name)
+    engine = create_engine_for(url)
+    try:
+        upgrade(engine)
+    finally:
+        engine.dispose()
+    yield url
+    postgres_server.drop(name)
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A migrated SQLite file, copied by every test that needs an empty database."""
+    folder = tmp_path_factory.mktemp("sqlite-template")
+    engine = create_engine_for(default_sqlite_url(folder))
+    try:
+        upgrade(engine)
+    finally:
+        engine.dispose()  # closing the last connection folds the WAL into the file
+    return folder / "mpi.sqlite3"
+
+
+def _truncate_all(url: str) -> None:
+    engine = create_engine(url, poolclass=NullPool)
+    try:
+        with engine.begin() as connection:
+            quoted = ", ".join(f'"{table.name}"' for table in metadata.sorted_tables)
+            connection.exec_driver_sql(f"TRUNCATE {quoted} RESTART IDENTITY CASCADE")
+    finally:
+        engine.dispose()
+
+
+DATABASE_KINDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+
+
+@pytest.fixture(params=DATABASE_KINDS)
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A freshly migrated, empty database of each kind."""
+    if request.param == "sqlite":
+        template: Path = request.getfixturevalue("sqlite_template")
+        shutil.copyfile(template, tmp_path / "mpi.sqlite3")
+        return default_sqlite_url(tmp_path)
+    url: str = request.getfixturevalue("postgres_url")
+    _truncate_all(url)
+    return url
+
+
+@pytest.fixture
+def engine(database_url: str) -> Iterator[Engine]:
+    engine = create_engine_for(database_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def uow_factory(engine: Engine) -> SqlUnitOfWorkFactory:
+    """Units of work on a database holding the authorities of ``fixtures/authorities.toml``."""
+    with engine.begin() as connection:
+        sync_authorities(connection, load_authorities())
+    return SqlUnitOfWorkFactory(engine)
+
+
+@pytest.fixture(params=DATABASE_KINDS)
+def empty_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A database of each kind that was never migrated."""
+    if request.param == "sqlite":
+        yield default_sqlite_url(tmp_path / "fresh")
+        return
+    server: PostgresServer = request.getfixturevalue("postgres_server")
+    name = f"mpi_test_{os.getpid()}_empty"
+    yield server.create(name)
+    server.drop(name)

@@ -1,0 +1,319 @@
+"""In-memory implementations of the core's ports, for unit tests of the use cases."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from datetime import datetime, timedelta, timezone
+from typing import Iterable
+
+from mpi.errors import ConcurrencyError
+from mpi.events import Event
+from mpi.model import (
+    Identifier,
+    JournalEntry,
+    JournalStatus,
+    Link,
+    Person,
+    PersonStatus,
+    SourceRecord,
+    person_id_of_master_id,
+)
+from mpi.normalize import search_key
+from mpi.ports import PendingNotification, PersonQuery
+
+
+class FixedClock:
+    def __init__(self, start: datetime | None = None) -> None:
+        self.current = start or datetime(2026, 11, 2, 8, 0, tzinfo=timezone.utc)
+
+    def now(self) -> datetime:
+        self.current += timedelta(seconds=1)
+        return self.current
+
+
+class _Store:
+    """What the fake database holds between units of work."""
+
+    def __init__(self) -> None:
+        self.records: dict[int, SourceRecord] = {}
+        self.history: dict[int, list[dict[str, object]]] = {}
+        self.persons: dict[int, Person] = {}
+        self.links: dict[int, Link] = {}
+        self.separations: set[tuple[int, int]] = set()
+        self.events: list[Event] = []
+        self.notifications: dict[int, dict[str, object]] = {}
+        self.journal: dict[int, JournalEntry] = {}
+        self.sequence = 0
+
+    def next_id(self) -> int:
+        self.sequence += 1
+        return self.sequence
+
+
+class FakeRecords:
+    def __init__(self, store: _Store) -> None:
+        self.store = store
+
+    def get(self, record_id: int) -> SourceRecord | None:
+        return self.store.records.get(record_id)
+
+    def by_identifier(self, identifier: Identifier) -> SourceRecord | None:
+        return next((r for r in self.store.records.values() if r.identifier == identifier), None)
+
+    def add(self, record: SourceRecord) -> None:
+        record.id = self.store.next_id()
+        record.version = 1
+        self.store.records[record.id] = record
+        self.store.history[record.id] = [self._snapshot(record)]
+
+    def save(self, record: SourceRecord) -> None:
+        assert record.id in self.store.records
+        record.version += 1
+        self.store.history[record.id].append(self._snapshot(record))
+
+    @staticmethod
+    def _snapshot(record: SourceRecord) -> dict[str, object]:
+        return {
+            "version": record.version,
+            "status": record.status.value,
+            "identifier": str(record.identifier),
+            "demographics": record.demographics.as_dict(),
+        }
+
+    def with_qualified_ins(self, ins: Identifier) -> list[SourceRecord]:
+        return [r for r in self.store.records.values() if r.is_active and r.qualified_ins == ins]
+
+    def retired_into(self, record_id: int) -> list[SourceRecord]:
+        return [r for r in self.store.records.values() if r.retired_into == record_id]
+
+    def linked_to(self, person_id: int) -> list[SourceRecord]:
+        return [
+            self.store.records[link.record_id]
+            for link in self.store.links.values()
+            if link.person_id == person_id
+        ]
+
+    def history(self, record_id: int) -> list[dict[str, object]]:
+        return list(self.store.history.get(record_id, []))
+
+
+class FakePersons:
+    def __init__(self, store: _Store, master: str) -> None:
+        self.store = store
+        self.master = master
+
+    def get(self, person_id: int) -> Person | None:
+        return self.store.persons.get(person_id)
+
+    def add(self, person: Person) -> None:
+        person.id = self.store.next_id()
+        self.store.persons[person.id] = person
+
+    def save(self, person: Person) -> None:
+        assert person.id in self.store.persons
+
+    def search(self, query: PersonQuery, offset: int, limit: int) -> tuple[list[int], int]:
+        if query.is_empty():
+            return [], 0
+        found = set()
+        for link in self.store.links.values():
+            record = self.store.records[link.record_id]
+            person = self.store.persons[link.person_id]
+            if record.is_active and person.status is PersonStatus.ACTIVE:
+                if _matches(record, link.person_id, query, self.master):
+                    found.add(link.person_id)
+        ordered = sorted(found)
+        return ordered[offset : offset + limit], len(ordered)
+
+
+def _name_matches(pattern: str | None, *values: str | None) -> bool:
+    if not pattern:
+        return True
+    prefix = pattern.endswith("*")
+    wanted = search_key(pattern.rstrip("*"))
+    keys = [search_key(v) for v in values if v]
+    return any(k.startswith(wanted) if prefix else k == wanted for k in keys)
+
+
+def _matches(record: SourceRecord, person_id: int, q: PersonQuery, master: str) -> bool:
+    d = record.demographics
+    if not _name_matches(q.family, d.birth_family_name, d.used_family_name):
+        return False
+    if not _name_matches(q.given, d.given_names[0] if d.given_names else None):
+        return False
+    if q.birth_date and d.birth_date != q.birth_date:
+        return False
+    if q.sex and d.sex != q.sex:
+        return False
+    if q.postcode and d.postcode != q.postcode:
+        return False
+    if q.city and search_key(d.city) != search_key(q.city):
+        return False
+    if q.identifier:
+        if q.identifier.authority == master:
+            return person_id_of_master_id(q.identifier.value) == person_id
+        return q.identifier in (record.identifier, record.qualified_ins)
+    return True
+
+
+class FakeLinks:
+    def __init__(self, store: _Store) -> None:
+        self.store = store
+
+    def for_record(self, record_id: int) -> Link | None:
+        return self.store.links.get(record_id)
+
+    def save(self, link: Link) -> None:
+        self.store.links[link.record_id] = link
+
+    def of_person(self, person_id: int) -> list[Link]:
+        return [link for link in self.store.links.values() if link.person_id == person_id]
+
+
+class FakeSeparations:
+    def __init__(self, store: _Store) -> None:
+        self.store = store
+
+    def add(self, first: int, second: int, reason: str, decided_by: str) -> None:
+        self.store.separations.add((min(first, second), max(first, second)))
+
+    def remove(self, first: int, second: int) -> None:
+        self.store.separations.discard((min(first, second), max(first, second)))
+
+    def exists_between(self, first_ids: Iterable[int], second_ids: Iterable[int]) -> bool:
+        seconds = set(second_ids)
+        return any(
+            (min(a, b), max(a, b)) in self.store.separations for a in first_ids for b in seconds
+        )
+
+
+class FakeOutbox:
+    def __init__(self, pending: list[Event]) -> None:
+        self.pending = pending
+
+    def add(self, event: Event) -> None:
+        self.pending.append(event)
+
+
+class FakeNotifications:
+    def __init__(self, store: _Store) -> None:
+        self.store = store
+
+    def enqueue(self, consumer: str, person_id: int, due: datetime) -> None:
+        for row in self.store.notifications.values():
+            if row["consumer"] == consumer and row["person_id"] == person_id:
+                if row["status"] == "pending":
+                    return
+        nid = self.store.next_id()
+        self.store.notifications[nid] = {
+            "consumer": consumer, "person_id": person_id, "status": "pending",
+            "attempts": 0, "due_at": due, "last_error": None,
+        }
+
+    def claim_due(self, consumer: str, now: datetime, limit: int) -> list[PendingNotification]:
+        rows = [
+            PendingNotification(nid, consumer, int(row["person_id"]), int(row["attempts"]))  # type: ignore[call-overload]
+            for nid, row in sorted(self.store.notifications.items())
+            if row["consumer"] == consumer and row["status"] == "pending"
+            and row["due_at"] <= now  # type: ignore[operator]
+        ]
+        return rows[:limit]
+
+    def mark_sent(self, notification_id: int, when: datetime) -> None:
+        self.store.notifications[notification_id]["status"] = "sent"
+
+    def mark_failed(self, notification_id: int, attempts: int, retry_at: datetime, error: str) -> None:
+        row = self.store.notifications[notification_id]
+        row.update(attempts=attempts, due_at=retry_at, last_error=error)
+
+    def pending_count(self, consumer: str) -> int:
+        return sum(
+            1 for row in self.store.notifications.values()
+            if row["consumer"] == consumer and row["status"] == "pending"
+        )
+
+
+class FakeJournal:
+    def __init__(self, store: _Store) -> None:
+        self.store = store
+
+    def find(self, sender: str, control_id: str) -> JournalEntry | None:
+        return next(
+            (e for e in self.store.journal.values()
+             if e.sender == sender and e.control_id == control_id),
+            None,
+        )
+
+    def add(self, entry: JournalEntry) -> None:
+        if entry.sender and entry.control_id and self.find(entry.sender, entry.control_id):
+            raise ConcurrencyError("duplicate control id")
+        entry.id = self.store.next_id()
+        self.store.journal[entry.id] = entry
+
+    def save(self, entry: JournalEntry) -> None:
+        assert entry.id is not None
+        self.store.journal[entry.id] = entry
+
+    def get(self, entry_id: int) -> JournalEntry | None:
+        return self.store.journal.get(entry_id)
+
+    def list(self, statuses: Iterable[JournalStatus] | None = None, limit: int = 100) -> list[JournalEntry]:
+        wanted = set(statuses) if statuses is not None else None
+        entries = [e for e in self.store.journal.values() if wanted is None or e.status in wanted]
+        return sorted(entries, key=lambda e: e.id or 0, reverse=True)[:limit]
+
+
+class FakeUnitOfWork:
+    """A unit of work over an in-memory store. Changes are made on a deep copy of the store and
+    become visible to the next unit of work only on commit, as with a database."""
+
+    def __init__(self, store: _Store | None = None, master: str = "GCS") -> None:
+        self.committed_store = store or _Store()
+        self.master = master
+        self.committed = False
+        self.locked: list[str] = []
+
+    def __enter__(self) -> FakeUnitOfWork:
+        self.store = copy.deepcopy(self.committed_store)
+        self._pending_events: list[Event] = []
+        self.records = FakeRecords(self.store)
+        self.persons = FakePersons(self.store, self.master)
+        self.links = FakeLinks(self.store)
+        self.separations = FakeSeparations(self.store)
+        self.outbox = FakeOutbox(self._pending_events)
+        self.notifications = FakeNotifications(self.store)
+        self.journal = FakeJournal(self.store)
+        self.committed = False
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.rollback()
+
+    def commit(self) -> None:
+        self.store.events.extend(self._pending_events)
+        self._pending_events.clear()
+        # Hand the committed state over in place so that later units of work see it.
+        self.committed_store.__dict__.update(copy.deepcopy(self.store).__dict__)
+        self.committed = True
+
+    def rollback(self) -> None:
+        self._pending_events.clear()
+
+    def lock(self, keys: Iterable[str]) -> None:
+        self.locked.extend(keys)
+
+
+def fake_uow_factory(master: str = "GCS"):  # type: ignore[no-untyped-def]
+    """A factory whose units of work share one in-memory store."""
+    store = _Store()
+
+    def factory(read_only: bool = False) -> FakeUnitOfWork:
+        return FakeUnitOfWork(store, master)
+
+    factory.store = store  # type: ignore[attr-defined]
+    return factory
+
+
+def replace(record: SourceRecord, **changes: object) -> SourceRecord:
+    return dataclasses.replace(record, **changes)  # type: ignore[arg-type]

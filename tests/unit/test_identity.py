@@ -1,0 +1,229 @@
+"""The identity use cases on in-memory fakes: the rules of linking, merging and separating."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import pytest
+
+from adapters.authorities_file import DEFAULT_AUTHORITIES_FILE, load_authorities
+from mpi.authorities import AuthorityRegistry
+from mpi.errors import (
+    DuplicateIdentifierError,
+    ForbiddenError,
+    IdentityConflictError,
+    InvalidValueError,
+    UnknownAuthorityError,
+    UnknownIdentifierError,
+)
+from mpi.events import PersonIdentifiersChanged, PersonsMerged
+from mpi.identity import (
+    Actor,
+    ChangeIdentifier,
+    IdentityService,
+    LinkRecords,
+    MergeRecords,
+    RecordData,
+    RegisterRecord,
+    UnlinkRecords,
+)
+from mpi.model import Consumer, Identifier, RecordStatus
+from mpi.normalize import nir_key
+from mpi.queries import person_view, resolve_person
+from tests.fakes import FixedClock, fake_uow_factory
+
+
+def nir(body: str) -> str:
+    return f"{body}{nir_key(body):02d}"
+
+
+INS_A = Identifier("INS-NIR", nir("1800354395012"))
+INS_B = Identifier("INS-NIR", nir("2800354395013"))
+CHRU = Actor("hl7:CHRU", "CHRU")
+ICL = Actor("hl7:ICL", "ICL")
+MRUN = Actor("hl7:MRUN", "MRUN")
+
+
+@pytest.fixture
+def registry() -> AuthorityRegistry:
+    base = load_authorities(DEFAULT_AUTHORITIES_FILE)
+    consumer = Consumer("PACS", "127.0.0.1", 9, ("CHRU", "INS-NIR"))
+    return AuthorityRegistry(base.all, [consumer])
+
+
+@pytest.fixture
+def env(registry):  # type: ignore[no-untyped-def]
+    factory = fake_uow_factory()
+    service = IdentityService(registry, FixedClock())
+
+    class Env:
+        def run(self, method: str, command: object, actor: Actor = CHRU) -> object:
+            with factory() as uow:
+                result = getattr(service, method)(uow, command, actor)
+                uow.commit()
+                return result
+
+        def register(self, authority: str, value: str, ins: Identifier | None = None,
+                     reliability: tuple[str, ...] | None = None, **demographics: object) -> object:
+            actor = Actor(f"hl7:{authority}", authority)
+            data = RecordData(Identifier(authority, value), demographics, ins,
+                              reliability if reliability is not None else (("VALI",) if ins else ()))
+            return self.run("register", RegisterRecord(data), actor)
+
+        def person_of(self, authority: str, value: str) -> int | None:
+            with factory() as uow:
+                person = resolve_person(uow, registry, Identifier(authority, value))
+                return None if person is None else person.id
+
+        def identifiers(self, authority: str, value: str) -> set[str]:
+            with factory() as uow:
+                person = resolve_person(uow, registry, Identifier(authority, value))
+                assert person is not None
+                view = person_view(uow, registry, person)
+                return {str(i) for i in view.identifiers if i.authority != "GCS"}
+
+        @property
+        def store(self):  # type: ignore[no-untyped-def]
+            return factory.store  # type: ignore[attr-defined]
+
+    return Env()
+
+
+def test_equal_qualified_ins_designate_one_person(env) -> None:  # type: ignore[no-untyped-def]
+    env.register("CHRU", "1", INS_A, birth_family_name="DUPONT")
+    env.register("ICL", "2", INS_A, birth_family_name="DUPONT")
+    env.register("MRUN", "3", INS_A, birth_family_name="DUPONT")
+    assert env.person_of("CHRU", "1") == env.person_of("ICL", "2") == env.person_of("MRUN", "3")
+    assert env.identifiers("ICL", "2") == {"CHRU|1", "ICL|2", "MRUN|3", str(INS_A)}
+
+
+def test_different_qualified_ins_never_one_person_even_with_same_traits(env) -> None:  # type: ignore[no-untyped-def]
+    traits = dict(birth_family_name="MARTIN", given_names=("LEA",), birth_date=date(1980, 3, 1))
+    env.register("CHRU", "1", INS_A, **traits)
+    env.register("ICL", "2", INS_B, **traits)
+    assert env.person_of("CHRU", "1") != env.person_of("ICL", "2")
+
+
+def test_an_ins_without_qualified_identity_is_not_kept(env) -> None:  # type: ignore[no-untyped-def]
+    env.register("CHRU", "1", INS_A)
+    env.register("ICL", "2", INS_A, reliability=("PROV",))
+    assert env.person_of("CHRU", "1") != env.person_of("ICL", "2")
+    assert env.identifiers("ICL", "2") == {"ICL|2"}
+
+
+def test_a_bad_ins_key_is_refused(env) -> None:  # type: ignore[no-untyped-def]
+    bad = Identifier("INS-NIR", INS_A.value[:13] + "00")
+    with pytest.raises(InvalidValueError):
+        env.register("CHRU", "1", bad)
+
+
+def test_an_update_that_qualifies_the_ins_joins_the_holder(env) -> None:  # type: ignore[no-untyped-def]
+    env.register("CHRU", "1", INS_A)
+    env.register("ICL", "2", birth_family_name="DUPONT")
+    assert env.person_of("CHRU", "1") != env.person_of("ICL", "2")
+    env.register("ICL", "2", INS_A)
+    assert env.person_of("CHRU", "1") == env.person_of("ICL", "2")
+    assert any(isinstance(e, PersonsMerged) for e in env.store.events)
+
+
+def test_empty_leaves_unchanged_and_none_deletes(env) -> None:  # type: ignore[no-untyped-def]
+    env.register("CHRU", "1", birth_family_name="DUPONT", birth_date=date(1970, 1, 2), city="NANCY")
+    env.register("CHRU", "1", birth_date=None)
+    record = next(iter(env.store.records.values()))
+    assert record.demographics.birth_date is None
+    assert record.demographics.city == "NANCY"
+    assert record.version == 2
+
+
+def test_a_sender_writes_only_its_own_domain(env) -> None:  # type: ignore[no-untyped-def]
+    data = RecordData(Identifier("CHRU", "1"))
+    with pytest.raises(ForbiddenError):
+        env.run("register", RegisterRecord(data), ICL)
+    with pytest.raises(UnknownAuthorityError):
+        env.run("register", RegisterRecord(RecordData(Identifier("XYZ", "1"))), CHRU)
+    assert env.store.records == {}
+
+
+def test_merge_folds_the_retired_record_and_its_person(env) -> None:  # type: ignore[no-untyped-def]
+    env.register("CHRU", "old", INS_A)
+    env.register("ICL", "9", INS_A)
+    env.register("CHRU", "new", birth_family_name="DUPONT")
+    env.run("merge", MergeRecords(RecordData(Identifier("CHRU", "new")), Identifier("CHRU", "old")))
+    assert env.person_of("CHRU", "old") == env.person_of("CHRU", "new") == env.person_of("ICL", "9")
+    assert env.identifiers("CHRU", "new") == {"CHRU|new", "ICL|9", str(INS_A)}
+    old = next(r for r in env.store.records.values() if r.identifier.value == "old")
+    assert old.status is RecordStatus.RETIRED
+
+
+def test_merge_of_an_unknown_record_changes_nothing(env) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(UnknownIdentifierError) as caught:
+        env.run("merge", MergeRecords(RecordData(Identifier("CHRU", "new")), Identifier("CHRU", "x")))
+    assert caught.value.location == "MRG^1^1"
+    assert env.store.records == {}
+
+
+def test_change_identifier_keeps_the_person(env) -> None:  # type: ignore[no-untyped-def]
+    env.register("CHRU", "1", INS_A, birth_family_name="DUPONT")
+    before = env.person_of("CHRU", "1")
+    env.run("change_identifier", ChangeIdentifier(RecordData(Identifier("CHRU", "2")), Identifier("CHRU", "1")))
+    assert env.person_of("CHRU", "2") == before == env.person_of("CHRU", "1")
+    assert env.identifiers("CHRU", "2") == {"CHRU|2", str(INS_A)}
+    renamed = next(r for r in env.store.records.values() if r.identifier.value == "2")
+    assert renamed.demographics.birth_family_name == "DUPONT"
+
+
+def test_change_identifier_to_an_existing_one_is_a_duplicate(env) -> None:  # type: ignore[no-untyped-def]
+    env.register("CHRU", "1")
+    env.register("CHRU", "2")
+    with pytest.raises(DuplicateIdentifierError):
+        env.run("change_identifier", ChangeIdentifier(RecordData(Identifier("CHRU", "2")), Identifier("CHRU", "1")))
+
+
+def test_link_across_domains_writes_nothing_in_the_other_domain(env) -> None:  # type: ignore[no-untyped-def]
+    env.register("CHRU", "1", birth_family_name="DUPONT")
+    env.register("ICL", "2", birth_family_name="DUPOND")
+    env.run("link", LinkRecords(RecordData(Identifier("CHRU", "1")),
+                                RecordData(Identifier("ICL", "2"), {"birth_family_name": "X"})))
+    assert env.person_of("CHRU", "1") == env.person_of("ICL", "2")
+    icl = next(r for r in env.store.records.values() if r.identifier.authority == "ICL")
+    assert icl.demographics.birth_family_name == "DUPOND"
+
+
+def test_link_of_different_qualified_ins_is_a_conflict(env) -> None:  # type: ignore[no-untyped-def]
+    env.register("CHRU", "1", INS_A)
+    env.register("ICL", "2", INS_B)
+    with pytest.raises(IdentityConflictError):
+        env.run("link", LinkRecords(RecordData(Identifier("CHRU", "1")), RecordData(Identifier("ICL", "2"))))
+
+
+def test_unlink_separates_for_good(env) -> None:  # type: ignore[no-untyped-def]
+    env.register("CHRU", "1")
+    env.register("ICL", "2")
+    link = LinkRecords(RecordData(Identifier("CHRU", "1")), RecordData(Identifier("ICL", "2")))
+    env.run("link", link)
+    env.run("unlink", UnlinkRecords(link.first, link.second))
+    assert env.person_of("CHRU", "1") != env.person_of("ICL", "2")
+    assert env.store.separations
+
+
+def test_unlink_of_same_qualified_ins_is_a_conflict(env) -> None:  # type: ignore[no-untyped-def]
+    env.register("CHRU", "1", INS_A)
+    env.register("ICL", "2", INS_A)
+    with pytest.raises(IdentityConflictError):
+        env.run("unlink", UnlinkRecords(RecordData(Identifier("CHRU", "1")), RecordData(Identifier("ICL", "2"))))
+
+
+def test_identifier_changes_notify_the_consumers_of_their_domains(env) -> None:  # type: ignore[no-untyped-def]
+    env.register("CHRU", "1", INS_A)
+    pending = [n for n in env.store.notifications.values() if n["status"] == "pending"]
+    assert [(n["consumer"], n["status"]) for n in pending] == [("PACS", "pending")]
+    env.register("ICL", "2")  # nothing in the PACS's domains changed
+    assert len(env.store.notifications) == 1
+    changed = [e for e in env.store.events if isinstance(e, PersonIdentifiersChanged)]
+    assert len(changed) == 2
+
+
+def test_fictitious_identities_never_auto_link(env) -> None:  # type: ignore[no-untyped-def]
+    env.register("CHRU", "1", birth_family_name="INCONNU", reliability=("FICT",))
+    env.register("ICL", "2", birth_family_name="INCONNU", reliability=("FICT",))
+    assert env.person_of("CHRU", "1") != env.person_of("ICL", "2")
