@@ -17,7 +17,8 @@ from adapters.bootstrap import Container
 from adapters.hl7v2.application import Hl7Application
 from adapters.hl7v2.charset import encode_reply
 from adapters.hl7v2.er7 import ParseError, parse
-from adapters.hl7v2.mllp import Frame, MLLPServer, PeerInfo
+from adapters.hl7v2.mllp import Frame, Handler, MLLPServer, PeerInfo
+from adapters.hl7v2.workers import WorkerPool
 from adapters.hl7v2.replies import APPLICATION_INTERNAL_ERROR, Problem, ReplyHeader, ack
 
 __all__ = ["serve", "run_services"]
@@ -33,12 +34,19 @@ class _Server(uvicorn.Server):
         yield
 
 
-def mllp_handler(application: Hl7Application):  # type: ignore[no-untyped-def]
+def in_process_handler(application: Hl7Application) -> Handler:
     async def handle(frame: Frame, peer: PeerInfo) -> bytes:
         reply = await asyncio.to_thread(
             application.handle, frame.payload, frame.oversized, f"{peer.host}:{peer.port}"
         )
         return encode_reply(reply.text, reply.codec)
+
+    return handle
+
+
+def pooled_handler(pool: WorkerPool) -> Handler:
+    async def handle(frame: Frame, peer: PeerInfo) -> bytes:
+        return await pool.handle(frame.payload, frame.oversized, f"{peer.host}:{peer.port}")
 
     return handle
 
@@ -59,8 +67,14 @@ async def run_services(container: Container, stop: asyncio.Event,
     """Run until ``stop`` is set. ``on_ready(mllp_port, http_port)`` is called once every
     listener is bound (ports given as 0 in the settings are chosen by the system)."""
     settings = container.settings
+    workers = settings.hl7_workers(container.engine.dialect.name)
+    pool = WorkerPool(settings.model_dump_json(), workers) if workers else None
+    if pool is not None:
+        await pool.start()
+        log.info("HL7 messages handled by %d worker processes", workers)
+    handler = pooled_handler(pool) if pool else in_process_handler(container.hl7)
     mllp = MLLPServer(
-        mllp_handler(container.hl7), host=settings.host, port=settings.mllp_port,
+        handler, host=settings.host, port=settings.mllp_port,
         max_message_bytes=settings.mllp_max_message_bytes,
         idle_timeout=settings.mllp_idle_timeout, on_handler_error=fallback_reply,
     )
@@ -75,6 +89,8 @@ async def run_services(container: Container, stop: asyncio.Event,
         await asyncio.sleep(0.02)
     if http_task.done():
         await mllp.close()
+        if pool is not None:
+            pool.close()
         stop.set()
         await notifier_task
         http_task.result()
@@ -88,6 +104,8 @@ async def run_services(container: Container, stop: asyncio.Event,
     log.info("stopping")
     http.should_exit = True
     await mllp.close()
+    if pool is not None:
+        await asyncio.to_thread(pool.close)
     await http_task
     await notifier_task
 

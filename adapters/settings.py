@@ -3,6 +3,7 @@ override the embedded defaults (SQLite file and blob folder under ./var/)."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from pydantic import Field
@@ -31,7 +32,15 @@ class Settings(BaseSettings):
     notify_interval: float = Field(1.0, gt=0)
     notify_timeout: float = Field(10.0, gt=0)
     notify_max_backoff: float = Field(300.0, gt=0)
+    workers: int | None = Field(None, ge=0, le=64)
     log_level: str = "INFO"
+
+    def hl7_workers(self, database: str) -> int:
+        """Worker processes for HL7 messages: MPI_WORKERS, else one per core on PostgreSQL
+        and none (threads in the main process) on SQLite, whose writers are serialized."""
+        if self.workers is not None:
+            return self.workers
+        return 0 if database == "sqlite" else (os.cpu_count() or 1)
 
     def resolved_database_url(self) -> str:
         """The database URL: MPI_DATABASE_URL, else the SQLite file in the data directory."""

@@ -46,10 +46,11 @@ from mpi.model import (
     QUALIFIED_RELIABILITY_CODES,
     RecordStatus,
     SourceRecord,
+    master_id_of,
 )
 from mpi.normalize import is_valid_nir
 from mpi.ports import Clock, UnitOfWork
-from mpi.queries import current_person, person_identifiers
+from mpi.queries import current_person
 
 __all__ = [
     "Actor",
@@ -252,6 +253,8 @@ class _Session:
         self.now = service.clock.now()
         self.events: list[Event] = []
         self._identifiers_before: dict[int, frozenset[Identifier]] = {}
+        # Statuses of the persons this use case created or merged, known without a query.
+        self._person_status: dict[int, PersonStatus] = {}
 
     # -- authorization and input checks ----------------------------------------------------
 
@@ -406,6 +409,7 @@ class _Session:
         self.uow.persons.add(person)
         self.events.append(PersonCreated(_id(person)))
         self._identifiers_before[_id(person)] = frozenset()
+        self._person_status[_id(person)] = PersonStatus.ACTIVE
         return _id(person)
 
     def set_link(
@@ -513,6 +517,7 @@ class _Session:
         retired.status = PersonStatus.MERGED
         retired.merged_into = into
         self.uow.persons.save(retired)
+        self._person_status[retired_id] = PersonStatus.MERGED
         self.events.append(PersonsMerged(into, retired_id, reason))
 
     def family(self, record: SourceRecord) -> list[SourceRecord]:
@@ -609,12 +614,14 @@ class _Session:
             self._identifiers_before[person_id] = self.identifiers_now(person_id)
 
     def identifiers_now(self, person_id: int) -> frozenset[Identifier]:
-        person = self.uow.persons.get(person_id)
-        if person is None or person.status is not PersonStatus.ACTIVE:
+        status = self._person_status.get(person_id)
+        if status is None:
+            person = self.uow.persons.get(person_id)
+            status = person.status if person is not None else None
+        if status is not PersonStatus.ACTIVE:
             return frozenset()
-        return frozenset(
-            person_identifiers(self.registry, person, self.uow.records.linked_to(person_id))
-        )
+        master = Identifier(self.registry.master.code, master_id_of(person_id))
+        return frozenset([master, *self.uow.records.identifiers_of(person_id)])
 
     def finish(self) -> None:
         """Write the events and the PIX notifications the use case caused."""

@@ -81,6 +81,11 @@ class RecordRepository(Protocol):
         """Every record (whatever its status) linked to this person."""
         ...
 
+    def identifiers_of(self, person_id: int) -> list[Identifier]:
+        """The identifiers of the person's active records: each local identifier and, where
+        the identity is qualified, its INS (the master identifier is not included)."""
+        ...
+
     def history(self, record_id: int) -> list[dict[str, object]]:
         """Every stored version of a record, oldest first."""
         ...

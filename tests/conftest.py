@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,27 +23,9 @@ from adapters.sql.engine import create_engine_for, default_sqlite_url
 from adapters.sql.migrate import upgrade
 from adapters.sql.tables import metadata, sync_authorities
 from adapters.sql.uow import SqlUnitOfWorkFactory
-from mpi.model import Authority, AuthorityKind
+from adapters.authorities_file import DEFAULT_AUTHORITIES_FILE, load_authorities
 
 DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-AUTHORITIES_FILE = Path(__file__).resolve().parent.parent / "fixtures" / "authorities.toml"
-
-
-def load_authorities(path: Path = AUTHORITIES_FILE) -> list[Authority]:
-    """The ``[[authority]]`` tables of a TOML file."""
-    with path.open("rb") as file:
-        document = tomllib.load(file)
-    return [
-        Authority(
-            code=item["code"],
-            name=item["name"],
-            kind=AuthorityKind(item["kind"]),
-            namespace=item["namespace"],
-            oid=item["oid"],
-            sending_facilities=tuple(item.get("sending_facilities", ())),
-        )
-        for item in document.get("authority", [])
-    ]
 
 
 class PostgresServer:
@@ -161,7 +142,7 @@ def engine(database_url: str) -> Iterator[Engine]:
 def uow_factory(engine: Engine) -> SqlUnitOfWorkFactory:
     """Units of work on a database holding the authorities of ``fixtures/authorities.toml``."""
     with engine.begin() as connection:
-        sync_authorities(connection, load_authorities())
+        sync_authorities(connection, load_authorities(DEFAULT_AUTHORITIES_FILE).all)
     return SqlUnitOfWorkFactory(engine)
 
 

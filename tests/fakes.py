@@ -94,6 +94,15 @@ class FakeRecords:
             if link.person_id == person_id
         ]
 
+    def identifiers_of(self, person_id: int) -> list[Identifier]:
+        found = []
+        for record in self.linked_to(person_id):
+            if record.is_active:
+                found.append(record.identifier)
+                if record.qualified_ins is not None:
+                    found.append(record.qualified_ins)
+        return found
+
     def history(self, record_id: int) -> list[dict[str, object]]:
         return list(self.store.history.get(record_id, []))
 

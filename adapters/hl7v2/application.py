@@ -2,7 +2,8 @@
 
 Every message is journaled (raw, sender, control ID, outcome and reply) before its reply leaves:
 in the same transaction as the change it caused when it is applied, in a transaction of its own
-when it is not. A retransmission (same sending facility and MSH-10) gets the stored reply.
+when it is not. A retransmission (same sending facility and MSH-10) gets the stored reply and
+changes nothing.
 """
 
 from __future__ import annotations
@@ -12,7 +13,13 @@ from dataclasses import dataclass
 from typing import Callable
 
 from adapters.hl7v2.adt import SUPPORTED_EVENTS, UnsupportedEventError, apply_adt
-from adapters.hl7v2.charset import MessageDecodingError, UnsupportedCharsetError, decode_message
+from adapters.hl7v2.charset import (
+    MessageDecodingError,
+    UnsupportedCharsetError,
+    decode_message,
+    message_charset,
+    python_codec,
+)
 from adapters.hl7v2.er7 import Message, ParseError, parse
 from adapters.hl7v2.pixpdq import answer_pdq_query, answer_pix_query
 from adapters.hl7v2.replies import (
@@ -74,28 +81,27 @@ class Hl7Application:
 
     def handle(self, payload: bytes, oversized: bool = False, peer: str = "") -> Reply:
         """Answer one message. Never raises for bad input: the reply says what was wrong."""
+        if oversized:
+            # Only the message's beginning was kept: it may end inside a multi-byte character.
+            text, codec = self._lenient_decode(payload)
+            return self._reject_unreadable(text, codec, Problem(
+                "AR", APPLICATION_INTERNAL_ERROR, "message larger than this server accepts"))
         try:
             text, codec = decode_message(payload, self.default_codec)
         except (UnsupportedCharsetError, MessageDecodingError) as exc:
             text, codec = payload.decode("latin-1"), "latin-1"
             return self._reject_unreadable(text, codec, Problem(
                 "AR", TABLE_VALUE_NOT_FOUND, f"cannot decode the message: {exc}", "MSH^1^18"))
-        if oversized:
-            return self._reject_unreadable(text, codec, Problem(
-                "AR", APPLICATION_INTERNAL_ERROR, "message larger than this server accepts"))
         try:
             message = parse(text)
         except ParseError as exc:
             return self._reject_unreadable(text, codec, Problem("AR", SEGMENT_SEQUENCE_ERROR, str(exc)))
         header = ReplyHeader.of(message)
-        sender = message.msh.value(4)
-        control_id = header.control_id
-        if sender and control_id:
-            with self.uow_factory(read_only=True) as uow:
-                earlier = uow.journal.find(sender, control_id)
-            if earlier is not None and earlier.reply is not None:
-                return Reply(earlier.reply, codec, earlier.status)
-        return self._process(message, header, text, codec, sender, control_id)
+        # A retransmission is recognized when its journal entry collides with the original's
+        # (same sender and control ID): its transaction is rolled back and the stored reply
+        # returned. Retransmissions are rare; a lookup before every message is not free.
+        return self._process(message, header, text, codec, message.msh.value(4),
+                             header.control_id)
 
     def replay(self, entry_id: int) -> JournalEntry:
         """Apply a journaled message again (after a fix). Raises KeyError for an unknown entry,
@@ -253,6 +259,14 @@ class Hl7Application:
             raise
         assert entry.reply is not None
         return Reply(entry.reply, codec, entry.status)
+
+    def _lenient_decode(self, payload: bytes) -> tuple[str, str]:
+        try:
+            codec = python_codec(message_charset(payload), self.default_codec)
+        except UnsupportedCharsetError:
+            codec = "latin-1"
+        text = payload.decode(codec, errors="ignore")
+        return text.replace("\r\n", "\r").replace("\n", "\r"), codec
 
     def _reject_unreadable(self, text: str, codec: str, problem: Problem) -> Reply:
         """Answer a message we cannot read, with the little we can take from its MSH."""

@@ -113,7 +113,8 @@ class PixNotifier:
                     raise MLLPError(f"the consumer answered {ack_code or 'no acknowledgement'}")
             except (MLLPError, OSError, asyncio.TimeoutError) as exc:
                 await asyncio.to_thread(self._mark_failed, pending, str(exc))
-                # Keep order per consumer: stop this round at the first failure.
+                # The consumer is probably down: the rest waits for the next round. Order does
+                # not matter: every A31 carries the person's identifiers as they are now.
                 return False
             await asyncio.to_thread(self._mark_sent, pending)
         return len(deliveries) == BATCH

@@ -19,7 +19,7 @@ from adapters.hl7v2.replies import (
 )
 from mpi.authorities import AuthorityRegistry
 from mpi.errors import InvalidValueError, UnknownAuthorityError
-from mpi.model import Authority, AuthorityKind, Identifier
+from mpi.model import Authority, Identifier
 from mpi.ports import PersonQuery, UnitOfWork
 from mpi.queries import PersonView, person_view, resolve_person, search_persons
 

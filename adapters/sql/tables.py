@@ -74,6 +74,11 @@ metadata = MetaData(naming_convention=NAMING_CONVENTION)
 Id = BigInteger().with_variant(Integer(), "sqlite")
 
 
+def utc_now() -> datetime:
+    """The current time, timezone-aware UTC (what every timestamp column stores)."""
+    return datetime.now(UTC)
+
+
 class UtcDateTime(TypeDecorator[datetime]):
     """A timezone-aware instant, stored in UTC and always read back aware (UTC).
 

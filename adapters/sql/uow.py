@@ -31,15 +31,19 @@ from adapters.sql.repositories import (
 
 __all__ = ["SqlUnitOfWork", "SqlUnitOfWorkFactory"]
 
-# hashtextextended gives a 64-bit key from any text; a collision only serializes more.
-_ADVISORY_LOCK = text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))")
+# hashtextextended gives a 64-bit key from any text; a collision only serializes more. The
+# keys are locked in sorted order, one statement for all of them.
+_ADVISORY_LOCKS = text(
+    "SELECT count(pg_advisory_xact_lock(hashtextextended(key, 0))) FROM "
+    "(SELECT unnest(CAST(:keys AS text[])) AS key ORDER BY 1) AS sorted_keys"
+)
 
 
 class SqlUnitOfWork:
     """Implements :class:`mpi.ports.UnitOfWork` on one SQLAlchemy Core connection.
 
-    The repositories exist between ``__enter__`` and ``__exit__``. Events and notifications
-    are buffered and written at ``commit()``, each kind in a single statement.
+    The repositories exist between ``__enter__`` and ``__exit__``. Record history rows, events
+    and notifications are buffered and written at ``commit()``, each kind in one statement.
     """
 
     records: SqlRecordRepository
@@ -109,6 +113,7 @@ class SqlUnitOfWork:
         when the database refused the transaction for a conflict (the caller may retry the
         whole unit of work), RuntimeError outside the ``with`` block."""
         sql = self._require()
+        self.records.flush()
         self.outbox.flush()
         self.notifications.flush()
         with sql.translated():
@@ -128,8 +133,9 @@ class SqlUnitOfWork:
         sql = self._require()
         if not sql.is_postgresql:
             return
-        for key in sorted(set(keys)):
-            sql.execute(_ADVISORY_LOCK, {"key": key})
+        wanted = sorted(set(keys))
+        if wanted:
+            sql.execute(_ADVISORY_LOCKS, {"keys": wanted})
 
     def _require(self) -> SqlConnection:
         if self._sql is None:
@@ -137,6 +143,7 @@ class SqlUnitOfWork:
         return self._sql
 
     def _discard_buffers(self) -> None:
+        self.records.discard()
         self.outbox.discard()
         self.notifications.discard()
 

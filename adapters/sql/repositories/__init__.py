@@ -1,0 +1,25 @@
+"""The repositories of the SQL unit of work: SQLAlchemy Core statements on one connection.
+
+Every statement goes through :class:`adapters.sql.engine.SqlConnection`, which turns database
+errors meaning "another transaction got in the way" into ConcurrencyError. Nothing is cached
+across units of work: each one reads what it needs.
+"""
+
+from adapters.sql.repositories.links import SqlLinkRepository, SqlSeparationRepository
+from adapters.sql.repositories.messaging import (
+    SqlJournalRepository,
+    SqlNotificationRepository,
+    SqlOutbox,
+)
+from adapters.sql.repositories.persons import SqlPersonRepository
+from adapters.sql.repositories.records import SqlRecordRepository
+
+__all__ = [
+    "SqlJournalRepository",
+    "SqlLinkRepository",
+    "SqlNotificationRepository",
+    "SqlOutbox",
+    "SqlPersonRepository",
+    "SqlRecordRepository",
+    "SqlSeparationRepository",
+]

@@ -1,0 +1,249 @@
+"""ADT feed throughput: N PAM-FR messages over K concurrent MLLP connections into `mpi serve`.
+
+Prints, for SQLite and PostgreSQL: messages/s with every ACK waited for, ACK latency
+percentiles, the server's peak memory; and beside them, measured in the same run, the floor:
+how fast the same messages are merely parsed (our ER7 reader and the `hl7` package).
+
+    python bench/adt_feed.py [--messages 20000] [--connections 4] [--databases sqlite,postgresql]
+
+PostgreSQL: a scratch database `mpi_bench` is (re)created on the server given by
+MPI_BENCH_POSTGRES_URL (default postgresql+psycopg://postgres@127.0.0.1:5432/test).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import hl7
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.pool import NullPool
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from adapters.hl7v2.er7 import parse  # noqa: E402
+from adapters.hl7v2.mllp import FrameDecoder, frame  # noqa: E402
+from mpi.normalize import nir_key  # noqa: E402
+
+SITES = {
+    "CHRU": "1.2.250.1.999.54.1",
+    "ICL": "1.2.250.1.999.54.2",
+    "MRUN": "1.2.250.1.999.54.3",
+    "CCEG": "1.2.250.1.999.54.4",
+}
+FAMILY = ["MARTIN", "BERNARD", "THOMAS", "PETIT", "ROBERT", "RICHARD", "DURAND", "DUBOIS",
+          "MOREAU", "LAURENT", "SIMON", "MICHEL", "LEFÈVRE", "LEROY", "ROUX", "DAVID", "BERTRAND",
+          "MOREL", "FOURNIER", "GIRARD", "BONNET", "DUPONT", "LAMBERT", "FONTAINE", "ROUSSEAU"]
+GIVEN = ["Jean", "Marie", "Pierre", "Hélène", "Louis", "Camille", "Léa", "Lucas", "Chloé",
+         "Hugo", "Manon", "Jules", "Emma", "Nathan", "Inès", "François", "Zoé", "Théo"]
+
+
+def nir(rng: random.Random, sex: str, birth: str) -> str:
+    body = f"{'1' if sex == 'M' else '2'}{birth[2:4]}{birth[4:6]}54395{rng.randrange(1000):03d}"
+    return f"{body}{nir_key(body):02d}"
+
+
+def generate(count: int, connections: int, seed: int = 7) -> list[list[str]]:
+    """Messages per connection (connection i speaks for one establishment): mostly A28, some
+    A31 updates; a third of the identities qualified with an INS shared across sites."""
+    rng = random.Random(seed)
+    sites = list(SITES)
+    streams: list[list[str]] = [[] for _ in range(connections)]
+    shared: list[tuple[str, str, str, str, str]] = []
+    for n in range(count):
+        lane = n % connections
+        site = sites[lane % len(sites)]
+        ipp = f"{lane}{n:09d}"
+        event = "A28"
+        if shared and rng.random() < 0.25:
+            family, given, birth, sex, ins = rng.choice(shared)
+        else:
+            family, given = rng.choice(FAMILY), rng.choice(GIVEN)
+            birth = f"{rng.randrange(1930, 2024)}{rng.randrange(1, 13):02d}{rng.randrange(1, 29):02d}"
+            sex = rng.choice("MF")
+            ins = nir(rng, sex, birth) if rng.random() < 0.33 else ""
+            if ins:
+                shared.append((family, given, birth, sex, ins))
+        if streams[lane] and rng.random() < 0.1:
+            event = "A31"
+            ipp = streams[lane][-1].split("PID|1||", 1)[1].split("^", 1)[0]
+        pid3 = f"{ipp}^^^{site}&{SITES[site]}&ISO^PI"
+        if ins:
+            pid3 += f"~{ins}^^^ASIP-SANTE-INS-NIR&1.2.250.1.213.1.4.8&ISO^INS"
+        reliability = "VALI" if ins else "PROV"
+        fields = [""] * 33
+        fields[:4] = ["PID", "1", "", pid3]
+        fields[5] = f"{family}^{given}^{given}^^^^L"
+        fields[7], fields[8] = birth, sex
+        fields[11] = f"{rng.randrange(1, 99)} rue Stanislas^^Nancy^^54000^FRA^H"
+        fields[13] = f"03833{rng.randrange(10000, 99999)}"
+        fields[23] = "54395"
+        fields[32] = reliability
+        streams[lane].append("\r".join([
+            f"MSH|^~\\&|HIS|{site}|MPI|GCS|20261129080000||ADT^{event}^ADT_A05|{site}{n:010d}|P|"
+            f"2.5^FRA^2.11|||||FRA|UNICODE UTF-8|FRE",
+            "EVN||20261129080000",
+            "|".join(fields),
+            "PV1|1|N",
+        ]) + "\r")
+    return streams
+
+
+def parse_floor(messages: list[str]) -> dict[str, float]:
+    """Messages per second when merely parsed (every PID field read), with two parsers."""
+    results = {}
+    start = time.perf_counter()
+    for message in messages:
+        pid = parse(message).first("PID")
+        assert pid is not None
+        for field in range(1, 33):
+            pid.value(field)
+    results["our ER7 reader"] = len(messages) / (time.perf_counter() - start)
+    start = time.perf_counter()
+    for message in messages:
+        parsed = hl7.parse(message)
+        parsed.segment("PID")
+    results["hl7 package"] = len(messages) / (time.perf_counter() - start)
+    return results
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Server:
+    def __init__(self, database_url: str, data_dir: Path) -> None:
+        self.mllp_port, self.http_port = free_port(), free_port()
+        env = dict(os.environ, MPI_DATABASE_URL=database_url, MPI_LOG_LEVEL="WARNING")
+        mpi = shutil.which("mpi") or str(Path(sys.executable).parent / "mpi")
+        subprocess.run([mpi, "db", "upgrade", "--data-dir", str(data_dir)], env=env, check=True,
+                       capture_output=True)
+        self.process = subprocess.Popen(
+            [mpi, "serve", "--host", "127.0.0.1", "--mllp-port", str(self.mllp_port),
+             "--http-port", str(self.http_port), "--data-dir", str(data_dir)],
+            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        )
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}/health", timeout=1)
+                return
+            except OSError:
+                time.sleep(0.2)
+        raise RuntimeError("mpi serve did not start")
+
+    def peak_memory_mb(self) -> float:
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+        return float("nan")
+
+    def stop(self) -> None:
+        self.process.send_signal(signal.SIGTERM)
+        self.process.wait(30)
+
+
+def send_stream(port: int, messages: list[str], latencies: list[float], errors: list[str]) -> None:
+    decoder = FrameDecoder(1 << 20)
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        for message in messages:
+            started = time.perf_counter()
+            sock.sendall(frame(message.encode("utf-8")))
+            frames = []
+            while not frames:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    raise RuntimeError("connection closed")
+                frames = decoder.feed(chunk)
+            latencies.append(time.perf_counter() - started)
+            if b"MSA|AA|" not in frames[0].payload:
+                errors.append(frames[0].payload.decode("utf-8", "replace")[:300])
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+def run_feed(database: str, streams: list[list[str]]) -> dict[str, float]:
+    workdir = Path(tempfile.mkdtemp(prefix="mpi-bench-"))
+    if database == "sqlite":
+        url = f"sqlite:///{workdir / 'mpi.sqlite3'}"
+    else:
+        base = make_url(os.environ.get("MPI_BENCH_POSTGRES_URL",
+                                       "postgresql+psycopg://postgres@127.0.0.1:5432/test"))
+        admin = create_engine(base, isolation_level="AUTOCOMMIT", poolclass=NullPool)
+        with admin.connect() as connection:
+            connection.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                                    "WHERE datname = 'mpi_bench' AND pid <> pg_backend_pid()"))
+            connection.execute(text("DROP DATABASE IF EXISTS mpi_bench"))
+            connection.execute(text("CREATE DATABASE mpi_bench"))
+        url = base.set(database="mpi_bench").render_as_string(hide_password=False)
+    server = Server(url, workdir)
+    latencies: list[list[float]] = [[] for _ in streams]
+    errors: list[str] = []
+    threads = [threading.Thread(target=send_stream, args=(server.mllp_port, s, latencies[i], errors))
+               for i, s in enumerate(streams)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    elapsed = time.perf_counter() - started
+    memory = server.peak_memory_mb()
+    server.stop()
+    shutil.rmtree(workdir, ignore_errors=True)
+    every = [x for lane in latencies for x in lane]
+    if errors:
+        print(f"  {len(errors)} messages not accepted, first: {errors[0]!r}")
+    return {
+        "messages": len(every),
+        "per_second": len(every) / elapsed,
+        "p50": percentile(every, 0.50) * 1000,
+        "p95": percentile(every, 0.95) * 1000,
+        "p99": percentile(every, 0.99) * 1000,
+        "mean": statistics.fmean(every) * 1000,
+        "peak_mb": memory,
+        "errors": len(errors),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--messages", type=int, default=20_000)
+    parser.add_argument("--connections", type=int, default=4)
+    parser.add_argument("--databases", default="sqlite,postgresql")
+    args = parser.parse_args()
+    streams = generate(args.messages, args.connections)
+    flat = [m for s in streams for m in s]
+    print(f"ADT feed: {len(flat)} messages over {args.connections} MLLP connections, "
+          f"every ACK waited for ({os.cpu_count()} cores)")
+    print("floor, parsing only (same messages, one thread):")
+    for name, rate in parse_floor(flat).items():
+        print(f"  {name:<16} {rate:>10,.0f} msg/s  ({1e6 / rate:,.0f} µs/msg)")
+    print(f"{'database':<12}{'msg/s':>10}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}"
+          f"{'peak MB':>9}{'errors':>8}")
+    for database in args.databases.split(","):
+        r = run_feed(database.strip(), streams)
+        print(f"{database:<12}{r['per_second']:>10,.0f}{r['p50']:>9.2f}{r['p95']:>9.2f}"
+              f"{r['p99']:>9.2f}{r['peak_mb']:>9.0f}{r['errors']:>8}")
+
+
+if __name__ == "__main__":
+    main()
