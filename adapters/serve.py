@@ -14,11 +14,12 @@ import uvicorn
 
 from adapters.api.app import create_app
 from adapters.bootstrap import Container
+from adapters.settings import Settings
 from adapters.hl7v2.application import Hl7Application
 from adapters.hl7v2.charset import encode_reply
 from adapters.hl7v2.er7 import ParseError, parse
 from adapters.hl7v2.mllp import Frame, Handler, MLLPServer, PeerInfo
-from adapters.hl7v2.workers import WorkerPool
+from adapters.hl7v2.workers import WorkerGroup
 from adapters.hl7v2.replies import APPLICATION_INTERNAL_ERROR, Problem, ReplyHeader, ack
 
 __all__ = ["serve", "run_services"]
@@ -44,13 +45,6 @@ def in_process_handler(application: Hl7Application) -> Handler:
     return handle
 
 
-def pooled_handler(pool: WorkerPool) -> Handler:
-    async def handle(frame: Frame, peer: PeerInfo) -> bytes:
-        return await pool.handle(frame.payload, frame.oversized, f"{peer.host}:{peer.port}")
-
-    return handle
-
-
 def fallback_reply(frame: Frame, exc: BaseException) -> bytes:
     """The answer when even the journal could not be written (database down)."""
     try:
@@ -62,50 +56,62 @@ def fallback_reply(frame: Frame, exc: BaseException) -> bytes:
     return ack(header, datetime.now(timezone.utc), problem).encode("latin-1", errors="replace")
 
 
+def mllp_server(settings: Settings, handler: Handler, port: int) -> MLLPServer:
+    return MLLPServer(
+        handler, host=settings.host, port=port,
+        max_message_bytes=settings.mllp_max_message_bytes,
+        idle_timeout=settings.mllp_idle_timeout, on_handler_error=fallback_reply,
+    )
+
+
 async def run_services(container: Container, stop: asyncio.Event,
                        on_ready: Callable[[int, int], None] | None = None) -> None:
     """Run until ``stop`` is set. ``on_ready(mllp_port, http_port)`` is called once every
     listener is bound (ports given as 0 in the settings are chosen by the system)."""
     settings = container.settings
     workers = settings.hl7_workers(container.engine.dialect.name)
-    pool = WorkerPool(settings.model_dump_json(), workers) if workers else None
-    if pool is not None:
-        await pool.start()
-        log.info("HL7 messages handled by %d worker processes", workers)
-    handler = pooled_handler(pool) if pool else in_process_handler(container.hl7)
-    mllp = MLLPServer(
-        handler, host=settings.host, port=settings.mllp_port,
-        max_message_bytes=settings.mllp_max_message_bytes,
-        idle_timeout=settings.mllp_idle_timeout, on_handler_error=fallback_reply,
-    )
-    await mllp.start()
+    mllp: MLLPServer | None = None
+    group: WorkerGroup | None = None
+    if workers:
+        group = WorkerGroup(settings.model_dump_json(), settings.host, settings.mllp_port,
+                            workers)
+        await group.start()
+        mllp_port = group.port
+        log.info("HL7 messages answered by %d worker processes", workers)
+    else:
+        mllp = mllp_server(settings, in_process_handler(container.hl7), settings.mllp_port)
+        await mllp.start()
+        mllp_port = mllp.port
     config = uvicorn.Config(create_app(container), host=settings.host, port=settings.http_port,
                             log_level=settings.log_level.lower(), lifespan="off",
                             access_log=False)
     http = _Server(config)
     http_task = asyncio.create_task(http.serve())
     notifier_task = asyncio.create_task(container.notifier().run(stop))
+
+    async def stop_mllp() -> None:
+        if mllp is not None:
+            await mllp.close()
+        if group is not None:
+            await asyncio.to_thread(group.stop)
+
     while not http.started and not http_task.done():
         await asyncio.sleep(0.02)
     if http_task.done():
-        await mllp.close()
-        if pool is not None:
-            pool.close()
+        await stop_mllp()
         stop.set()
         await notifier_task
         http_task.result()
         raise RuntimeError("the HTTP server did not start")
     http_port = http.servers[0].sockets[0].getsockname()[1]
-    log.info("MLLP on %s:%d, HTTP on %s:%d, database %s", settings.host, mllp.port,
+    log.info("MLLP on %s:%d, HTTP on %s:%d, database %s", settings.host, mllp_port,
              settings.host, http_port, container.engine.url.render_as_string())
     if on_ready is not None:
-        on_ready(mllp.port, http_port)
+        on_ready(mllp_port, http_port)
     await stop.wait()
     log.info("stopping")
     http.should_exit = True
-    await mllp.close()
-    if pool is not None:
-        await asyncio.to_thread(pool.close)
+    await stop_mllp()
     await http_task
     await notifier_task
 

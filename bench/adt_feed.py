@@ -13,6 +13,7 @@ MPI_BENCH_POSTGRES_URL (default postgresql+psycopg://postgres@127.0.0.1:5432/tes
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import random
 import shutil
@@ -22,7 +23,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -149,31 +149,52 @@ class Server:
         raise RuntimeError("mpi serve did not start")
 
     def peak_memory_mb(self) -> float:
-        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-        return float("nan")
+        """Peak resident memory of `mpi serve` and its worker processes, added up."""
+        total = 0
+        pending = [self.process.pid]
+        while pending:
+            pid = pending.pop()
+            try:
+                status = Path(f"/proc/{pid}/status").read_text().splitlines()
+                for task in Path(f"/proc/{pid}/task").iterdir():
+                    pending.extend(int(c) for c in (task / "children").read_text().split())
+            except OSError:
+                continue
+            total += next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
+        return total / 1024
 
     def stop(self) -> None:
         self.process.send_signal(signal.SIGTERM)
         self.process.wait(30)
 
 
-def send_stream(port: int, messages: list[str], latencies: list[float], errors: list[str]) -> None:
+async def send_stream(port: int, messages: list[str], latencies: list[float],
+                      errors: list[str]) -> None:
+    """One HIS connection: send, wait for the ACK, send the next."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
     decoder = FrameDecoder(1 << 20)
-    with socket.create_connection(("127.0.0.1", port)) as sock:
+    try:
         for message in messages:
             started = time.perf_counter()
-            sock.sendall(frame(message.encode("utf-8")))
-            frames = []
+            writer.write(frame(message.encode("utf-8")))
+            frames: list = []
             while not frames:
-                chunk = sock.recv(65536)
+                chunk = await reader.read(65536)
                 if not chunk:
                     raise RuntimeError("connection closed")
                 frames = decoder.feed(chunk)
             latencies.append(time.perf_counter() - started)
             if b"MSA|AA|" not in frames[0].payload:
                 errors.append(frames[0].payload.decode("utf-8", "replace")[:300])
+    finally:
+        writer.close()
+
+
+async def send_all(port: int, streams: list[list[str]], latencies: list[list[float]],
+                   errors: list[str]) -> None:
+    # One event loop drives every connection: a light peer leaves the cores to the server.
+    await asyncio.gather(*(send_stream(port, s, latencies[i], errors)
+                           for i, s in enumerate(streams)))
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -198,13 +219,8 @@ def run_feed(database: str, streams: list[list[str]]) -> dict[str, float]:
     server = Server(url, workdir)
     latencies: list[list[float]] = [[] for _ in streams]
     errors: list[str] = []
-    threads = [threading.Thread(target=send_stream, args=(server.mllp_port, s, latencies[i], errors))
-               for i, s in enumerate(streams)]
     started = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    asyncio.run(send_all(server.mllp_port, streams, latencies, errors))
     elapsed = time.perf_counter() - started
     memory = server.peak_memory_mb()
     server.stop()

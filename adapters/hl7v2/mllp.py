@@ -8,6 +8,7 @@ and parsing them as HL7 is the caller's business.
 from __future__ import annotations
 
 import asyncio
+import socket
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -266,6 +267,7 @@ class MLLPServer:
         self._on_handler_error = on_handler_error
         self._shutdown_grace_period = shutdown_grace_period
         self._server: asyncio.Server | None = None
+        self._accepting = False
         self._connections: set[_ServerConnection] = set()
         self.connections_open = 0
         self.connections_accepted = 0
@@ -285,20 +287,33 @@ class MLLPServer:
         sockname = self._server.sockets[0].getsockname()
         return int(sockname[1])
 
-    async def start(self) -> None:
-        """Bind the listening socket and start accepting connections.
+    async def start(self, listen: bool = True) -> None:
+        """Bind the listening socket and start accepting connections. With ``listen`` False,
+        the server only serves connections accepted elsewhere and handed to ``adopt``.
 
         Raises:
             RuntimeError: if the server is already started.
             OSError: if the address cannot be bound.
         """
-        if self._server is not None:
+        if self._accepting:
             raise RuntimeError("MLLP server is already started")
+        self._accepting = True
+        if not listen:
+            return
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
             lambda: _ServerConnection(self), host=self._host, port=self._requested_port
         )
         logger.info("MLLP server listening on %s:%d", self._host, self.port)
+
+    async def adopt(self, sock: socket.socket) -> None:
+        """Serve a connection accepted by another process or listener. A server that is not
+        accepting (not started, or closing) closes the socket."""
+        if not self._accepting:
+            sock.close()
+            return
+        loop = asyncio.get_running_loop()
+        await loop.connect_accepted_socket(lambda: _ServerConnection(self), sock)
 
     async def close(self) -> None:
         """Stop accepting, let in-flight messages finish, then close every connection.
@@ -307,11 +322,12 @@ class MLLPServer:
         shutdown grace period; connections still busy after it are aborted. Calling
         ``close`` on a server that is not started does nothing. Never raises.
         """
-        server = self._server
-        if server is None:
+        if not self._accepting:
             return
-        self._server = None
-        server.close()
+        self._accepting = False
+        server, self._server = self._server, None
+        if server is not None:
+            server.close()
         connections = list(self._connections)
         for connection in connections:
             connection.begin_shutdown()
@@ -329,7 +345,8 @@ class MLLPServer:
                     connection.abort()
             if still_running:
                 await asyncio.wait(still_running)
-        await server.wait_closed()
+        if server is not None:
+            await server.wait_closed()
         logger.info("MLLP server stopped")
 
     async def __aenter__(self) -> Self:
@@ -348,7 +365,7 @@ class MLLPServer:
         self._connections.add(connection)
         self.connections_open += 1
         self.connections_accepted += 1
-        if self._server is None:
+        if not self._accepting:
             # Accepted in the instant between close() starting and the listener closing.
             connection.begin_shutdown()
 

@@ -1,68 +1,151 @@
-"""Handling HL7 messages in worker processes.
+"""Several processes answering the MLLP port.
 
-One Python process applies messages at the pace of one core (the interpreter lock); the
-database's round trips overlap, the Python work does not. With PostgreSQL, `mpi serve` hands
-each message to a pool of worker processes, each with its own engine and connection pool, so
-the feed uses every core. The MLLP server stays in the main process and keeps each
-connection's messages strictly in order (it sends the next one only after the reply).
+One Python process applies messages at the pace of one core (the interpreter lock): the
+database's round trips overlap, the Python work does not. With PostgreSQL, `mpi serve` starts
+worker processes, each with its own engine. The main process accepts every MLLP connection and
+hands it (its file descriptor) to the worker that was handed the fewest, so that a few
+long-lived HIS connections spread evenly (SO_REUSEPORT would leave that to a hash); from then on the connection's bytes never cross a
+process boundary, and its messages are answered strictly in order by that worker. A worker
+that dies is replaced.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import multiprocessing
-from concurrent.futures import ProcessPoolExecutor
-from typing import Any
+import signal
+import socket
+import threading
+from multiprocessing.connection import Connection
+from multiprocessing.reduction import recv_handle, send_handle
+from multiprocessing.synchronize import Event as ProcessEvent
 
-from adapters.hl7v2.charset import encode_reply
+__all__ = ["WorkerGroup"]
 
-__all__ = ["WorkerPool"]
+log = logging.getLogger(__name__)
 
-_application: Any = None  # the worker process's Hl7Application, set by _start_worker
-
-
-def _start_worker(settings_json: str) -> None:
-    """Build the worker's own service parts (in the worker process, once)."""
-    global _application
+def _worker_main(settings_json: str, handoff: Connection, ready: ProcessEvent,
+                 stop: ProcessEvent) -> None:
+    """A worker process: its own service parts, serving the connections it is handed."""
     from adapters.bootstrap import bootstrap
+    from adapters.serve import in_process_handler, mllp_server
     from adapters.settings import Settings
 
-    container = bootstrap(Settings.model_validate_json(settings_json), migrate=False)
-    _application = container.hl7
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the main process decides when to stop
+    settings = Settings.model_validate_json(settings_json)
+    logging.basicConfig(level=settings.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s[worker]: %(message)s")
+    container = bootstrap(settings, migrate=False)
 
-
-def _handle(payload: bytes, oversized: bool, peer: str) -> bytes:
-    reply = _application.handle(payload, oversized, peer)
-    return encode_reply(reply.text, reply.codec)
-
-
-def _ready() -> bool:
-    return _application is not None
-
-
-class WorkerPool:
-    """A pool of worker processes answering HL7 payloads."""
-
-    def __init__(self, settings_json: str, workers: int) -> None:
-        self.workers = workers
-        self._executor = ProcessPoolExecutor(
-            max_workers=workers,
-            mp_context=multiprocessing.get_context("spawn"),
-            initializer=_start_worker,
-            initargs=(settings_json,),
-        )
-
-    async def start(self) -> None:
-        """Start every worker now rather than on the first messages. Raises what a worker's
-        start raised (e.g. a database that cannot be reached)."""
+    async def serve() -> None:
         loop = asyncio.get_running_loop()
-        await asyncio.gather(
-            *(loop.run_in_executor(self._executor, _ready) for _ in range(self.workers))
+        server = mllp_server(settings, in_process_handler(container.hl7), 0)
+        await server.start(listen=False)
+
+        async def adopt(fd: int) -> None:
+            sock = socket.socket(fileno=fd)
+            await server.adopt(sock)
+
+        def receive() -> None:
+            while not stop.is_set():
+                try:
+                    if not handoff.poll(0.2):
+                        continue
+                    fd = recv_handle(handoff)
+                except (EOFError, OSError):
+                    return
+                asyncio.run_coroutine_threadsafe(adopt(fd), loop)
+
+        receiver = threading.Thread(target=receive, name="mllp-handoff", daemon=True)
+        receiver.start()
+        ready.set()
+        loop.add_signal_handler(signal.SIGTERM, stop.set)
+        await loop.run_in_executor(None, stop.wait)
+        await server.close()
+
+    try:
+        asyncio.run(serve())
+    finally:
+        container.close()
+
+
+class _Worker:
+    def __init__(self, context: multiprocessing.context.SpawnContext, settings_json: str,
+                 stop: ProcessEvent) -> None:
+        self.handoff, child_end = context.Pipe(duplex=True)
+        self.ready = context.Event()
+        self.process = context.Process(
+            target=_worker_main, args=(settings_json, child_end, self.ready, stop),
+            name="mpi-hl7-worker", daemon=True,
         )
+        self.process.start()
+        child_end.close()
+        self.handed = 0  # connections handed over; an even spread is what matters
 
-    async def handle(self, payload: bytes, oversized: bool, peer: str) -> bytes:
+
+class WorkerGroup:
+    """Accepts MLLP connections and spreads them over worker processes."""
+
+    def __init__(self, settings_json: str, host: str, port: int, workers: int) -> None:
+        self._context = multiprocessing.get_context("spawn")
+        self._settings_json = settings_json
+        self.size = workers
+        self._stop = self._context.Event()
+        self._workers: list[_Worker] = []
+        self._listener = socket.create_server((host, port), reuse_port=False, backlog=128)
+        self._listener.setblocking(False)
+        self.port = int(self._listener.getsockname()[1])
+        self._accepting: asyncio.Task[None] | None = None
+
+    async def start(self, timeout: float = 60.0) -> None:
+        """Start the workers, wait until each is ready, then accept. Raises RuntimeError when
+        a worker does not start (its own log says why: database unreachable, schema...)."""
+        self._workers = [self._spawn() for _ in range(self.size)]
+        for worker in self._workers:
+            await self._wait_ready(worker, timeout)
+        self._accepting = asyncio.create_task(self._accept())
+
+    def _spawn(self) -> _Worker:
+        return _Worker(self._context, self._settings_json, self._stop)
+
+    async def _wait_ready(self, worker: _Worker, timeout: float) -> None:
+        await asyncio.to_thread(worker.ready.wait, timeout)
+        if not worker.ready.is_set():
+            self.stop()
+            raise RuntimeError(f"HL7 worker {worker.process.pid} did not start")
+
+    async def _accept(self) -> None:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, _handle, payload, oversized, peer)
+        while True:
+            sock, _ = await loop.sock_accept(self._listener)
+            try:
+                worker = await self._choose()
+                send_handle(worker.handoff, sock.fileno(), worker.process.pid)
+                worker.handed += 1
+            except (OSError, RuntimeError):
+                log.exception("could not hand an MLLP connection to a worker")
+            finally:
+                sock.close()  # the worker has its own descriptor now
 
-    def close(self) -> None:
-        self._executor.shutdown(wait=True, cancel_futures=True)
+    async def _choose(self) -> _Worker:
+        for index, worker in enumerate(self._workers):
+            if not worker.process.is_alive() and not self._stop.is_set():
+                log.error("HL7 worker %s exited with %s; starting another",
+                          worker.process.pid, worker.process.exitcode)
+                replacement = self._spawn()
+                self._workers[index] = replacement
+                await self._wait_ready(replacement, 60.0)
+        return min(self._workers, key=lambda w: w.handed)
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop accepting; every worker finishes its messages and exits (or is killed)."""
+        if self._accepting is not None:
+            self._accepting.cancel()
+        self._listener.close()
+        self._stop.set()
+        for worker in self._workers:
+            worker.process.join(timeout)
+            if worker.process.is_alive():
+                worker.process.kill()
+                worker.process.join()

@@ -14,11 +14,12 @@ in the way" become :class:`mpi.errors.ConcurrencyError`; other errors propagate 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Executable, Table, create_engine, event
+from sqlalchemy import JSON, Connection, Engine, Executable, Table, create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import CursorResult, NestedTransaction, make_url
 from sqlalchemy.exc import DBAPIError
@@ -80,7 +81,10 @@ def create_engine_for(url: str) -> Engine:
     if backend == "sqlite":
         return _sqlite_engine(url)
     if backend == "postgresql":
-        return create_engine(parsed, pool_size=10, pool_pre_ping=True)
+        # No ping before each checkout (a round trip per unit of work): a connection found
+        # dead instead fails its first statement, which invalidates the pool and is retried
+        # as a concurrency error (see is_retryable).
+        return create_engine(parsed, pool_size=10, pool_pre_ping=False)
     raise ValueError(f"unsupported database {backend!r}: use sqlite or postgresql")
 
 
@@ -115,6 +119,8 @@ def _sqlite_engine(url: str) -> Engine:
 def is_retryable(exc: DBAPIError) -> bool:
     """True when a database error means a conflict with another transaction (retrying the
     whole unit of work may succeed) rather than a fault."""
+    if exc.connection_invalidated:
+        return True  # the server restarted or the connection broke: a fresh one may work
     orig = exc.orig
     sqlstate = getattr(orig, "sqlstate", None)
     if sqlstate is not None:
@@ -152,9 +158,55 @@ class SqlConnection:
         with self.translated():
             return self.connection.begin_nested()
 
+    def insert_and_commit(self, batches: list[tuple[Table, list[dict[str, Any]]]]) -> None:
+        """Insert rows (one executemany per table) and commit. On PostgreSQL the inserts and
+        the COMMIT travel together in one round trip (psycopg's pipeline mode): a unit of work
+        ends with a single wait. Raises ConcurrencyError for a conflict (a unique violation
+        aborts the transaction: nothing of it is committed)."""
+        batches = [(table, rows) for table, rows in batches if rows]
+        if not self.is_postgresql:
+            for table, rows in batches:
+                self.execute(table.insert(), rows)
+            with self.translated():
+                self.connection.commit()
+            return
+        import psycopg
+        from psycopg.types.json import Json
+
+        raw = self.connection.connection.driver_connection
+        try:
+            with raw.pipeline():
+                with raw.cursor() as cursor:
+                    for table, rows in batches:
+                        text, json_columns = _postgresql_insert(table, tuple(rows[0]))
+                        cursor.executemany(text, [
+                            {k: (Json(v) if k in json_columns else v) for k, v in row.items()}
+                            for row in rows
+                        ])
+                raw.commit()
+        except psycopg.Error as exc:
+            if getattr(exc, "sqlstate", None) in _RETRYABLE_SQLSTATES:
+                raise ConcurrencyError(
+                    f"a concurrent transaction conflicted with this one: {exc}"
+                ) from exc
+            raise
+        with self.translated():
+            self.connection.commit()  # SQLAlchemy's own state: psycopg has nothing left to send
+
     def insert(self, table: Table) -> postgresql.Insert | sqlite.Insert:
         """An INSERT supporting ``ON CONFLICT`` on this connection's database."""
         return postgresql.insert(table) if self.is_postgresql else sqlite.insert(table)
+
+
+@functools.lru_cache(maxsize=64)
+def _postgresql_insert(table: Table, columns: tuple[str, ...]) -> tuple[str, frozenset[str]]:
+    """The INSERT of these columns as psycopg text, and which of them hold JSON."""
+    statement = table.insert().compile(dialect=_POSTGRESQL_DIALECT, column_keys=list(columns))
+    json_columns = frozenset(c for c in columns if isinstance(table.c[c].type, JSON))
+    return str(statement), json_columns
+
+
+_POSTGRESQL_DIALECT = postgresql.psycopg.dialect()
 
 
 class _Translated:

@@ -113,11 +113,11 @@ class SqlUnitOfWork:
         when the database refused the transaction for a conflict (the caller may retry the
         whole unit of work), RuntimeError outside the ``with`` block."""
         sql = self._require()
-        self.records.flush()
-        self.outbox.flush()
         self.notifications.flush()
-        with sql.translated():
-            sql.connection.commit()
+        sql.insert_and_commit([
+            self.records.take_pending(),
+            self.outbox.take_pending(),
+        ])
 
     def rollback(self) -> None:
         """Forget everything done since the last commit. Raises RuntimeError outside the

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import Table, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from adapters.sql.engine import SqlConnection
@@ -46,17 +46,15 @@ class SqlOutbox:
     def add(self, event: Event) -> None:
         self._events.append(event)
 
-    def flush(self) -> None:
-        """Write the buffered events. Raises ConcurrencyError on a conflict."""
-        if not self._events:
-            return
+    def take_pending(self) -> tuple[Table, list[dict[str, Any]]]:
+        """The buffered events as rows, for the unit of work to write at commit."""
         now = utc_now()
         rows = [
             {"occurred_at": now, "type": event.name, "payload": event_payload(event)}
             for event in self._events
         ]
-        self._sql.execute(insert(outbox_events), rows)
         self._events.clear()
+        return outbox_events, rows
 
     def discard(self) -> None:
         self._events.clear()

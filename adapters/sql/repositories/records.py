@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import bindparam, insert, select, true, update
+from sqlalchemy import Table, bindparam, insert, select, true, update
 from sqlalchemy.engine import RowMapping
 
 from adapters.sql.engine import SqlConnection
@@ -37,10 +37,12 @@ _LINKED_TO = (
     .where(links.c.person_id == bindparam("b_person"))
     .order_by(_r.id)
 )
+# The status is filtered here, not in SQL: a filter on it makes the planner of a young
+# database (no statistics yet) scan every record instead of following the person's links.
 _IDENTIFIERS_OF = (
-    select(_r.authority, _r.value, _r.ins_authority, _r.ins_value, _r.ins_qualified)
+    select(_r.authority, _r.value, _r.status, _r.ins_authority, _r.ins_value, _r.ins_qualified)
     .join(links, links.c.record_id == _r.id)
-    .where(links.c.person_id == bindparam("b_person"), _r.status == RecordStatus.ACTIVE.value)
+    .where(links.c.person_id == bindparam("b_person"))
 )
 _INSERT = insert(source_records).returning(_r.id)
 _UPDATE = update(source_records).where(_r.id == bindparam("b_id"),
@@ -166,10 +168,15 @@ class SqlRecordRepository:
         })
 
     def flush(self) -> None:
-        """Write the buffered history rows (at commit, or before the history is read)."""
+        """Write the buffered history rows now (before the history is read)."""
         if self._versions:
             self._sql.execute(_INSERT_VERSION, self._versions)
             self._versions = []
+
+    def take_pending(self) -> tuple[Table, list[dict[str, Any]]]:
+        """The buffered history rows, for the unit of work to write at commit."""
+        pending, self._versions = self._versions, []
+        return source_record_versions, pending
 
     def discard(self) -> None:
         self._versions = []
@@ -186,6 +193,8 @@ class SqlRecordRepository:
     def identifiers_of(self, person_id: int) -> list[Identifier]:
         found = []
         for row in self._sql.execute(_IDENTIFIERS_OF, {"b_person": person_id}):
+            if row.status != RecordStatus.ACTIVE.value:
+                continue
             found.append(Identifier(row.authority, row.value))
             if row.ins_qualified and row.ins_authority and row.ins_value:
                 found.append(Identifier(row.ins_authority, row.ins_value))
