@@ -21,6 +21,8 @@ from adapters.sql.tables import sync_authorities
 from adapters.sql.uow import SqlUnitOfWorkFactory
 from mpi.authorities import AuthorityRegistry
 from mpi.identity import IdentityService
+from mpi.matching.engine import ProbabilisticMatcher
+from mpi.matching.training import model_in_force
 
 __all__ = ["SystemClock", "Container", "bootstrap", "DatabaseNotReadyError"]
 
@@ -41,6 +43,7 @@ class Container:
     engine: Engine
     uow_factory: SqlUnitOfWorkFactory
     clock: SystemClock
+    matcher: ProbabilisticMatcher
     identity: IdentityService
     hl7: Hl7Application
 
@@ -81,6 +84,10 @@ def bootstrap(settings: Settings, *, migrate: bool | None = None) -> Container:
         sync_authorities(connection, registry.all)
     uow_factory = SqlUnitOfWorkFactory(engine, master_authority=registry.master.code)
     clock = SystemClock()
-    identity = IdentityService(registry, clock)
+    with uow_factory(read_only=True) as uow:
+        model = model_in_force(uow)
+    national = frozenset(a.code for a in registry.all if a.is_national)
+    matcher = ProbabilisticMatcher(national, model)
+    identity = IdentityService(registry, clock, matcher)
     hl7 = Hl7Application(registry, identity, uow_factory, clock, settings.default_charset)
-    return Container(settings, registry, engine, uow_factory, clock, identity, hl7)
+    return Container(settings, registry, engine, uow_factory, clock, matcher, identity, hl7)

@@ -156,3 +156,172 @@ def journal_replay(ctx: click.Context, entry_id: int) -> None:
     else:
         click.echo(f"entry {entry_id} still fails: {entry.error_text}", err=True)
         sys.exit(1)
+
+
+@main.group()
+def review() -> None:
+    """The review queue of potential duplicates (identity vigilance)."""
+
+
+@review.command("list")
+@click.option("--all", "show_all", is_flag=True, help="Decided tasks too.")
+@click.option("--limit", default=50, show_default=True)
+@common_options
+def review_list(show_all: bool, limit: int, **options: Any) -> None:
+    """Open review tasks, oldest first."""
+    from mpi.model import ReviewStatus
+
+    container = _container(_settings(**options))
+    with container.uow_factory(read_only=True) as uow:
+        tasks, total = uow.reviews.list(None if show_all else ReviewStatus.OPEN, 0, limit)
+    container.close()
+    click.echo(f"{total} task(s)")
+    for t in tasks:
+        flags = [name for name in ("twins", "same_source") if t.evidence.get(name)]
+        click.echo(f"{t.id:>7} {t.status.value:<8} record {t.record_id:<8} person "
+                   f"{t.person_id:<8} p={t.score:.4f} {' '.join(flags)} "
+                   f"{(t.decision.value + ' by ' + (t.decided_by or '')) if t.decision else ''}")
+
+
+@review.command("show")
+@click.argument("task_id", type=int)
+@common_options
+def review_show(task_id: int, **options: Any) -> None:
+    """One task: the record and the candidate side by side, with the evidence per field."""
+    from mpi.errors import UnknownIdentifierError
+    from mpi.review import show_review
+
+    container = _container(_settings(**options))
+    try:
+        with container.uow_factory(read_only=True) as uow:
+            view = show_review(uow, container.identity, task_id)
+    except UnknownIdentifierError as exc:
+        raise click.ClickException(exc.message) from None
+    finally:
+        container.close()
+    task = view.task
+    click.echo(f"task {task.id} ({task.status.value}), probability {task.score:.6f}")
+    other = view.candidate_record
+    left, right = view.record.demographics.as_dict(), other.demographics.as_dict() if other else {}
+    click.echo(f"{'':<18}{str(view.record.identifier):<34}"
+               f"{str(other.identifier) if other else '(candidate person)':<34}")
+    for name in left:
+        if left[name] or right.get(name):
+            click.echo(f"{name:<18}{str(left[name] or ''):<34}{str(right.get(name) or ''):<34}")
+    for field, detail in task.evidence.get("fields", {}).items():
+        click.echo(f"  {field:<14} {detail['level']:<8} {detail['weight']:+.2f} bits")
+    for flag in ("twins", "same_source"):
+        if task.evidence.get(flag):
+            click.echo(f"  warning: {flag.replace('_', ' ')}")
+    if view.candidate:
+        click.echo("candidate person holds: " + ", ".join(str(i) for i in view.candidate.identifiers))
+    if task.decision:
+        click.echo(f"decided {task.decision.value} by {task.decided_by} at {task.decided_at}: "
+                   f"{task.reason}")
+
+
+@review.command("decide")
+@click.argument("task_id", type=int)
+@click.option("--decision", required=True,
+              type=click.Choice(["link", "keep-apart", "merge-persons", "unlink"]))
+@click.option("--by", "user", required=True, help="Who decides (kept with the decision).")
+@click.option("--reason", required=True, help="Why (kept with the decision).")
+@common_options
+def review_decide(task_id: int, decision: str, user: str, reason: str, **options: Any) -> None:
+    """Decide a task; the decision is audited (who, when, why) and sticky."""
+    from mpi.errors import MPIError
+    from mpi.identity import Actor
+    from mpi.model import ReviewDecision
+    from mpi.review import decide_review
+
+    container = _container(_settings(**options))
+    try:
+        with container.uow_factory() as uow:
+            task = decide_review(uow, container.identity, task_id, ReviewDecision(decision),
+                                 Actor(f"user:{user}", None), reason)
+            uow.commit()
+    except MPIError as exc:
+        raise click.ClickException(exc.message) from None
+    finally:
+        container.close()
+    click.echo(f"task {task.id}: {task.decision.value if task.decision else ''} "
+               f"by {task.decided_by}")
+
+
+@main.command()
+@click.option("--sample", default=200_000, show_default=True,
+              help="Records read from the database to learn from.")
+@click.option("--activate/--no-activate", default=True, show_default=True)
+@common_options
+def train(sample: int, activate: bool, **options: Any) -> None:
+    """Re-estimate the matching model (u from random pairs, m by EM) from the live database,
+    store it as a new version and, by default, put it in force (restart `mpi serve`)."""
+    from datetime import datetime, timezone
+
+    from mpi.matching.profile import profile_of
+    from mpi.matching.training import model_in_force, train_model
+
+    container = _container(_settings(**options))
+    try:
+        with container.uow_factory() as uow:
+            records = uow.records.sample(sample)
+            base = model_in_force(uow)
+            version = f"trained-{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}"
+            try:
+                model = train_model([profile_of(r) for r in records], base=base,
+                                    version=version)
+            except ValueError as exc:
+                raise click.ClickException(f"cannot train: {exc}") from None
+            uow.models.add(version, model.to_json(), activate)
+            uow.commit()
+    finally:
+        container.close()
+    click.echo(f"model {version} from {len(records)} records, match share among candidate "
+               f"pairs {model.prior:.4f}{' (in force)' if activate else ''}")
+    _print_model(model)
+
+
+@main.command()
+@common_options
+def model(**options: Any) -> None:
+    """The matching model in force (m, u and weight per field and level) and its versions."""
+    from mpi.matching.training import model_in_force
+
+    container = _container(_settings(**options))
+    with container.uow_factory(read_only=True) as uow:
+        current = model_in_force(uow)
+        versions = uow.models.versions()
+    container.close()
+    click.echo(f"in force: {current.version}")
+    _print_model(current)
+    for version, created, active in versions:
+        click.echo(f"  {version:<32} {created:%Y-%m-%d %H:%M} {'in force' if active else ''}")
+
+
+def _print_model(model: Any) -> None:
+    click.echo(f"{'field':<14}{'level':<8}{'m':>10}{'u':>10}{'weight':>9}")
+    for name, levels in model.m.items():
+        for level, m in levels.items():
+            click.echo(f"{name:<14}{level:<8}{m:>10.4f}{model.u[name][level]:>10.5f}"
+                       f"{model.level_weight(name, level):>9.2f}")
+    click.echo(f"auto link at p >= {model.auto_link_probability}, review at p >= "
+               f"{model.review_probability}, ambiguity margin {model.ambiguity_margin_bits} bits")
+
+
+@main.command()
+@click.option("--persons", default=10_000, show_default=True)
+@click.option("--seed", default=2026, show_default=True)
+@click.option("--database-url", help="An EMPTY database to replay into (default: a temporary "
+                                      "SQLite file).")
+def evaluate(persons: int, seed: int, database_url: str | None) -> None:
+    """Replay the synthetic population through the feed and measure the links against the
+    ground truth: precision, recall, F1, false merges, review queue."""
+    from adapters.evaluation import evaluate as run
+
+    def progress(done: int, total: int) -> None:
+        click.echo(f"\r  {done}/{total} records", nl=False, err=True)
+
+    report = run(persons, seed, database_url, progress)
+    click.echo("", err=True)
+    for line in report.lines():
+        click.echo(line)

@@ -18,6 +18,8 @@ __all__ = [
     "PersonCreated",
     "PersonsMerged",
     "PersonIdentifiersChanged",
+    "ReviewRequested",
+    "ReviewDecided",
     "event_payload",
 ]
 
@@ -86,6 +88,21 @@ class PersonIdentifiersChanged(Event):
     person_id: int
     before: frozenset[Identifier]
     after: frozenset[Identifier]
+
+
+@dataclass(frozen=True)
+class ReviewRequested(Event):
+    record_id: int
+    person_id: int
+    score: float
+
+
+@dataclass(frozen=True)
+class ReviewDecided(Event):
+    task_id: int
+    decision: str
+    decided_by: str
+    reason: str
 
 
 def event_payload(event: Event) -> dict[str, Any]:

@@ -35,16 +35,18 @@ from mpi.events import (
     RecordRetired,
     RecordUnlinked,
     RecordUpdated,
+    ReviewRequested,
 )
 from mpi.model import (
+    QUALIFIED_RELIABILITY_CODES,
     AuthorityKind,
     Identifier,
     Link,
     LinkMethod,
     Person,
     PersonStatus,
-    QUALIFIED_RELIABILITY_CODES,
     RecordStatus,
+    ReviewTask,
     SourceRecord,
     master_id_of,
 )
@@ -60,6 +62,7 @@ __all__ = [
     "ChangeIdentifier",
     "LinkRecords",
     "UnlinkRecords",
+    "ReviewCandidate",
     "MatchDecision",
     "Matcher",
     "NewPersonMatcher",
@@ -131,13 +134,25 @@ class UnlinkRecords:
 
 
 @dataclass(frozen=True)
+class ReviewCandidate:
+    """A person the record may belong to, too doubtful to link automatically."""
+
+    person_id: int
+    record_id: int
+    score: float
+    evidence: dict[str, Any]
+
+
+@dataclass(frozen=True)
 class MatchDecision:
-    """What the matcher found for a record without a deciding qualified INS."""
+    """What the matcher found for a record without a deciding qualified INS: a person to
+    link to (``person_id``), or none, and then maybe candidates for review."""
 
     person_id: int | None
     method: LinkMethod
     score: float | None = None
     evidence: dict[str, Any] = field(default_factory=dict)
+    review: tuple[ReviewCandidate, ...] = ()
 
 
 class Matcher(Protocol):
@@ -171,7 +186,7 @@ class IdentityService:
     def register(self, uow: UnitOfWork, command: RegisterRecord, actor: Actor) -> SourceRecord:
         """Create or update a record and (re)link it. Raises UnknownAuthorityError,
         ForbiddenError, InvalidValueError."""
-        session = _Session(self, uow, actor)
+        session = IdentitySession(self, uow, actor)
         record = session.upsert(command.record)
         session.finish()
         return record
@@ -180,7 +195,7 @@ class IdentityService:
         """Fold the retired record into the survivor (created if unknown); their persons merge
         when no identity rule forbids it. Raises UnknownIdentifierError for an unknown retired
         identifier, InvalidInputError when both are the same."""
-        session = _Session(self, uow, actor)
+        session = IdentitySession(self, uow, actor)
         session.authorize_write(command.retired, command.retired_location)
         session.lock_identifiers([command.retired])
         retired = uow.records.by_identifier(command.retired)
@@ -203,7 +218,7 @@ class IdentityService:
         """Give a record a new identifier: the obsolete record is retired into a new one that
         keeps its demographics and person. Raises UnknownIdentifierError (obsolete unknown),
         DuplicateIdentifierError (new identifier already exists)."""
-        session = _Session(self, uow, actor)
+        session = IdentitySession(self, uow, actor)
         new_data = command.new
         session.authorize_write(command.obsolete, command.obsolete_location)
         session.authorize_write(new_data.identifier, new_data.location)
@@ -228,7 +243,7 @@ class IdentityService:
         """Merge the persons of two records (a sticky manual decision). Raises
         IdentityConflictError when their persons hold different qualified INS or records
         declared different."""
-        session = _Session(self, uow, actor)
+        session = IdentitySession(self, uow, actor)
         first, second = session.two_records(command.first, command.second)
         session.link_manually(first, second)
         session.finish()
@@ -236,14 +251,15 @@ class IdentityService:
     def unlink(self, uow: UnitOfWork, command: UnlinkRecords, actor: Actor) -> None:
         """Separate the second record from the first one's person, for good. Raises
         IdentityConflictError when both carry the same qualified INS."""
-        session = _Session(self, uow, actor)
+        session = IdentitySession(self, uow, actor)
         first, second = session.two_records(command.first, command.second)
         session.unlink_manually(first, second)
         session.finish()
 
 
-class _Session:
-    """The work of one use case: the records and persons it touches and the events it raises."""
+class IdentitySession:
+    """The work of one use case: the records and persons it touches and the events it raises.
+    Used by the use cases of this package (identity, review); not by adapters."""
 
     def __init__(self, service: IdentityService, uow: UnitOfWork, actor: Actor) -> None:
         self.registry = service.registry
@@ -450,6 +466,14 @@ class _Session:
         decision = self.matcher.match(self.uow, record)
         person_id = decision.person_id if decision.person_id is not None else self.new_person()
         self.set_link(record, person_id, decision.method, decision.score, decision.evidence)
+        for candidate in decision.review:
+            self.uow.reviews.add(ReviewTask(
+                record_id=_id(record), person_id=candidate.person_id,
+                candidate_record_id=candidate.record_id, score=candidate.score,
+                evidence=candidate.evidence, created_at=self.now,
+            ))
+            self.events.append(ReviewRequested(_id(record), candidate.person_id,
+                                               candidate.score))
 
     def reconcile_ins(self, record: SourceRecord) -> None:
         """After a record's qualified INS changed: apply the INS rules to its person."""

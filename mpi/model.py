@@ -28,6 +28,9 @@ __all__ = [
     "FICTITIOUS_RELIABILITY_CODES",
     "JournalStatus",
     "JournalEntry",
+    "ReviewStatus",
+    "ReviewDecision",
+    "ReviewTask",
 ]
 
 
@@ -250,4 +253,35 @@ class JournalEntry:
     error_text: str | None = None
     reply: str | None = None
     replays: int = 0
+    id: int | None = None
+
+
+class ReviewStatus(StrEnum):
+    OPEN = "open"
+    DECIDED = "decided"
+
+
+class ReviewDecision(StrEnum):
+    LINK = "link"  # the record joins the candidate person
+    KEEP_APART = "keep-apart"  # different people, for good
+    MERGE_PERSONS = "merge-persons"  # the record's person and the candidate become one
+    UNLINK = "unlink"  # the record leaves its person for a person of its own
+
+
+@dataclass
+class ReviewTask:
+    """A potential duplicate waiting for identity vigilance: a record and a candidate person,
+    with the evidence the matcher saw."""
+
+    record_id: int
+    person_id: int
+    candidate_record_id: int | None
+    score: float
+    evidence: dict[str, Any]
+    status: ReviewStatus = ReviewStatus.OPEN
+    created_at: datetime | None = None
+    decided_at: datetime | None = None
+    decided_by: str | None = None
+    decision: ReviewDecision | None = None
+    reason: str | None = None
     id: int | None = None

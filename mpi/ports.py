@@ -8,10 +8,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Iterable, Protocol, Self
+from typing import Iterable, Mapping, Protocol, Self
 
 from mpi.events import Event
-from mpi.model import Identifier, JournalEntry, JournalStatus, Link, Person, SourceRecord
+from mpi.model import (
+    Identifier,
+    JournalEntry,
+    JournalStatus,
+    Link,
+    Person,
+    ReviewStatus,
+    ReviewTask,
+    SourceRecord,
+)
 
 __all__ = [
     "Clock",
@@ -20,6 +29,8 @@ __all__ = [
     "PersonRepository",
     "LinkRepository",
     "SeparationRepository",
+    "ReviewRepository",
+    "ModelRepository",
     "OutboxRepository",
     "PendingNotification",
     "NotificationRepository",
@@ -90,6 +101,19 @@ class RecordRepository(Protocol):
         """Every stored version of a record, oldest first."""
         ...
 
+    def sample(self, limit: int) -> list[SourceRecord]:
+        """Up to ``limit`` active records drawn at random (to train the matching model)."""
+        ...
+
+    def candidates(
+        self, keys: Mapping[str, str], cap: int, exclude: int | None = None
+    ) -> tuple[list[tuple[SourceRecord, int]], list[str]]:
+        """Active records linked to an active person that share a blocking key value with
+        ``keys`` (key name → value; the two name keys, ``name_year`` and ``used_name``, are
+        each looked up in both name columns), with their person id; and the names of the keys
+        whose block held more than ``cap`` records and was skipped."""
+        ...
+
 
 class PersonRepository(Protocol):
     def get(self, person_id: int) -> Person | None: ...
@@ -125,6 +149,37 @@ class SeparationRepository(Protocol):
 
     def exists_between(self, first_ids: Iterable[int], second_ids: Iterable[int]) -> bool:
         """True when some record of the first set was declared different from one of the second."""
+        ...
+
+
+class ReviewRepository(Protocol):
+    def add(self, task: ReviewTask) -> None:
+        """Store a task: assigns ``id``. An open task for the same record and person is
+        not duplicated."""
+        ...
+
+    def get(self, task_id: int) -> ReviewTask | None: ...
+
+    def save(self, task: ReviewTask) -> None: ...
+
+    def list(self, status: ReviewStatus | None, offset: int, limit: int) -> tuple[list[ReviewTask], int]:
+        """Tasks (oldest first), optionally of one status: (one page, total count)."""
+        ...
+
+    def open_for_record(self, record_id: int) -> list[ReviewTask]: ...
+
+
+class ModelRepository(Protocol):
+    """Versions of the matching model; one is in force."""
+
+    def active(self) -> tuple[str, dict[str, object]] | None:
+        """(version, model document) of the model in force, or None for the shipped one."""
+        ...
+
+    def add(self, version: str, document: dict[str, object], activate: bool) -> None: ...
+
+    def versions(self) -> list[tuple[str, datetime, bool]]:
+        """(version, created at, in force) of every stored model, newest first."""
         ...
 
 
@@ -189,6 +244,8 @@ class UnitOfWork(Protocol):
     persons: PersonRepository
     links: LinkRepository
     separations: SeparationRepository
+    reviews: ReviewRepository
+    models: ModelRepository
     outbox: OutboxRepository
     notifications: NotificationRepository
     journal: JournalRepository

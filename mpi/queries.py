@@ -6,8 +6,15 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from mpi.authorities import AuthorityRegistry
-from mpi.model import Demographics, Identifier, Person, PersonStatus, SourceRecord, master_id_of
-from mpi.model import person_id_of_master_id
+from mpi.model import (
+    Demographics,
+    Identifier,
+    Person,
+    PersonStatus,
+    SourceRecord,
+    master_id_of,
+    person_id_of_master_id,
+)
 from mpi.ports import PersonQuery, UnitOfWork
 
 __all__ = [

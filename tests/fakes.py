@@ -16,9 +16,12 @@ from mpi.model import (
     Link,
     Person,
     PersonStatus,
+    ReviewStatus,
+    ReviewTask,
     SourceRecord,
     person_id_of_master_id,
 )
+from mpi.matching.profile import blocking_keys, profile_of
 from mpi.normalize import search_key
 from mpi.ports import PendingNotification, PersonQuery
 
@@ -44,6 +47,8 @@ class _Store:
         self.events: list[Event] = []
         self.notifications: dict[int, dict[str, object]] = {}
         self.journal: dict[int, JournalEntry] = {}
+        self.reviews: dict[int, ReviewTask] = {}
+        self.models: dict[str, tuple[dict[str, object], bool]] = {}
         self.sequence = 0
 
     def next_id(self) -> int:
@@ -93,6 +98,31 @@ class FakeRecords:
             for link in self.store.links.values()
             if link.person_id == person_id
         ]
+
+    def sample(self, limit: int) -> list[SourceRecord]:
+        return [r for r in self.store.records.values() if r.is_active][:limit]
+
+    def candidates(self, keys, cap, exclude=None):  # type: ignore[no-untyped-def]
+        columns = {"name_year": ("name_year", "used_name"), "used_name": ("name_year", "used_name"),
+                   "date_sex": ("date_sex",), "given_family": ("given_family",),
+                   "place_date": ("place_date",)}
+        per_key: dict[str, set[int]] = {}
+        for record in self.store.records.values():
+            if not record.is_active or record.id is None:
+                continue
+            own = blocking_keys(profile_of(record))
+            for name, value in keys.items():
+                if any(own.get(column) == value for column in columns[name]):
+                    per_key.setdefault(name, set()).add(record.id)
+        oversized = sorted(name for name, ids in per_key.items() if len(ids) > cap)
+        wanted = set().union(*(ids for name, ids in per_key.items() if name not in oversized))
+        wanted.discard(exclude)
+        found = []
+        for record_id in sorted(wanted):
+            link = self.store.links.get(record_id)
+            if link and self.store.persons[link.person_id].status is PersonStatus.ACTIVE:
+                found.append((self.store.records[record_id], link.person_id))
+        return found, oversized
 
     def identifiers_of(self, person_id: int) -> list[Identifier]:
         found = []
@@ -197,6 +227,55 @@ class FakeSeparations:
         )
 
 
+class FakeReviews:
+    def __init__(self, store: _Store) -> None:
+        self.store = store
+
+    def add(self, task: ReviewTask) -> None:
+        for existing in self.open_for_record(task.record_id):
+            if existing.person_id == task.person_id:
+                task.id = existing.id
+                return
+        task.id = self.store.next_id()
+        self.store.reviews[task.id] = task
+
+    def get(self, task_id: int) -> ReviewTask | None:
+        return self.store.reviews.get(task_id)
+
+    def save(self, task: ReviewTask) -> None:
+        assert task.id in self.store.reviews
+        self.store.reviews[task.id] = task
+
+    def list(self, status, offset, limit):  # type: ignore[no-untyped-def]
+        tasks = [t for t in sorted(self.store.reviews.values(), key=lambda t: t.id or 0)
+                 if status is None or t.status is status]
+        return tasks[offset:offset + limit], len(tasks)
+
+    def open_for_record(self, record_id: int) -> list[ReviewTask]:
+        return [t for t in self.store.reviews.values()
+                if t.record_id == record_id and t.status is ReviewStatus.OPEN]
+
+
+class FakeModels:
+    def __init__(self, store: _Store) -> None:
+        self.store = store
+
+    def active(self):  # type: ignore[no-untyped-def]
+        for version, (document, active) in self.store.models.items():
+            if active:
+                return version, document
+        return None
+
+    def add(self, version, document, activate):  # type: ignore[no-untyped-def]
+        if activate:
+            self.store.models = {v: (d, False) for v, (d, _) in self.store.models.items()}
+        self.store.models[version] = (document, activate)
+
+    def versions(self):  # type: ignore[no-untyped-def]
+        return [(v, datetime(2026, 1, 1, tzinfo=timezone.utc), a)
+                for v, (_, a) in reversed(list(self.store.models.items()))]
+
+
 class FakeOutbox:
     def __init__(self, pending: list[Event]) -> None:
         self.pending = pending
@@ -290,6 +369,8 @@ class FakeUnitOfWork:
         self.persons = FakePersons(self.store, self.master)
         self.links = FakeLinks(self.store)
         self.separations = FakeSeparations(self.store)
+        self.reviews = FakeReviews(self.store)
+        self.models = FakeModels(self.store)
         self.outbox = FakeOutbox(self._pending_events)
         self.notifications = FakeNotifications(self.store)
         self.journal = FakeJournal(self.store)

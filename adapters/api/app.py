@@ -8,6 +8,8 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
+from adapters.api.review import router as review_router
+
 __all__ = ["create_app"]
 
 
@@ -30,4 +32,5 @@ def create_app(container: Any) -> FastAPI:
                 "version": _version()}
         return JSONResponse(body, status_code=200 if database_ok else 503)
 
+    app.include_router(review_router)
     return app

@@ -151,6 +151,12 @@ source_records = Table(
     Column("used_name_key", Text),
     Column("given_key", Text),
     Column("city_key", Text),
+    # Blocking keys of the matcher (mpi.matching.profile.blocking_keys), computed when saving.
+    Column("block_name_year", Text),
+    Column("block_date_sex", Text),
+    Column("block_given_family", Text),
+    Column("block_place_date", Text),
+    Column("block_used_name", Text),
     Column("last_activity", UtcDateTime),
     Column("updated_at", UtcDateTime),
     Column("version", Integer, nullable=False),
@@ -170,6 +176,11 @@ source_records = Table(
     ),
     Index("ix_source_records_birth_date", "birth_date"),
     Index("ix_source_records_ins", "ins_authority", "ins_value", "ins_qualified"),
+    Index("ix_source_records_block_name_year", "block_name_year"),
+    Index("ix_source_records_block_date_sex", "block_date_sex"),
+    Index("ix_source_records_block_given_family", "block_given_family"),
+    Index("ix_source_records_block_place_date", "block_place_date"),
+    Index("ix_source_records_block_used_name", "block_used_name"),
     # AUTOINCREMENT: a record id is never reused on SQLite, as on PostgreSQL.
     sqlite_autoincrement=True,
 )
@@ -227,6 +238,7 @@ review_tasks = Table(
     _id_column(),
     Column("record_id", Id, ForeignKey("source_records.id"), nullable=False),
     Column("person_id", Id, ForeignKey("persons.id"), nullable=False),
+    Column("candidate_record_id", Id, ForeignKey("source_records.id"), nullable=True),
     Column("score", Float, nullable=True),
     Column("evidence", JSON, nullable=False),
     Column("status", Text, nullable=False),
@@ -236,6 +248,17 @@ review_tasks = Table(
     Column("decision", Text, nullable=True),
     Column("reason", Text, nullable=True),
     Index("ix_review_tasks_status_created_at", "status", "created_at"),
+    Index("ix_review_tasks_record_id", "record_id"),
+)
+
+# Versions of the matching model (m, u, name frequencies, thresholds); one is in force.
+match_models = Table(
+    "match_models",
+    metadata,
+    Column("version", Text, primary_key=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("document", JSON, nullable=False),
+    Column("active", Boolean, nullable=False),
 )
 
 inbound_messages = Table(

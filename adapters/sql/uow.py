@@ -22,10 +22,12 @@ from adapters.sql.engine import READ_ONLY_OPTION, SqlConnection
 from adapters.sql.repositories import (
     SqlJournalRepository,
     SqlLinkRepository,
+    SqlModelRepository,
     SqlNotificationRepository,
     SqlOutbox,
     SqlPersonRepository,
     SqlRecordRepository,
+    SqlReviewRepository,
     SqlSeparationRepository,
 )
 
@@ -50,6 +52,8 @@ class SqlUnitOfWork:
     persons: SqlPersonRepository
     links: SqlLinkRepository
     separations: SqlSeparationRepository
+    reviews: SqlReviewRepository
+    models: SqlModelRepository
     outbox: SqlOutbox
     notifications: SqlNotificationRepository
     journal: SqlJournalRepository
@@ -83,6 +87,8 @@ class SqlUnitOfWork:
         self.persons = SqlPersonRepository(sql, self._master_authority)
         self.links = SqlLinkRepository(sql)
         self.separations = SqlSeparationRepository(sql)
+        self.reviews = SqlReviewRepository(sql)
+        self.models = SqlModelRepository(sql)
         self.outbox = SqlOutbox(sql)
         self.notifications = SqlNotificationRepository(sql)
         self.journal = SqlJournalRepository(sql)

@@ -13,13 +13,16 @@ from adapters.sql.repositories.messaging import (
 )
 from adapters.sql.repositories.persons import SqlPersonRepository
 from adapters.sql.repositories.records import SqlRecordRepository
+from adapters.sql.repositories.reviews import SqlModelRepository, SqlReviewRepository
 
 __all__ = [
     "SqlJournalRepository",
     "SqlLinkRepository",
+    "SqlModelRepository",
     "SqlNotificationRepository",
     "SqlOutbox",
     "SqlPersonRepository",
     "SqlRecordRepository",
+    "SqlReviewRepository",
     "SqlSeparationRepository",
 ]

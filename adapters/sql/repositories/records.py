@@ -9,13 +9,23 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Table, bindparam, insert, select, true, update
+from collections.abc import Mapping
+
+from sqlalchemy import Table, bindparam, func, insert, literal, select, true, union_all, update
 from sqlalchemy.engine import RowMapping
 
 from adapters.sql.engine import SqlConnection
-from adapters.sql.tables import links, source_record_versions, source_records, utc_now
+from adapters.sql.tables import links, persons, source_record_versions, source_records, utc_now
 from mpi.errors import ConcurrencyError
-from mpi.model import DEMOGRAPHIC_FIELDS, Demographics, Identifier, RecordStatus, SourceRecord
+from mpi.model import (
+    DEMOGRAPHIC_FIELDS,
+    Demographics,
+    Identifier,
+    PersonStatus,
+    RecordStatus,
+    SourceRecord,
+)
+from mpi.matching.profile import blocking_keys, profile_of
 from mpi.normalize import search_key
 
 __all__ = ["SqlRecordRepository"]
@@ -45,6 +55,23 @@ _IDENTIFIERS_OF = (
     .where(links.c.person_id == bindparam("b_person"))
 )
 _INSERT = insert(source_records).returning(_r.id)
+# Where each blocking key is looked up: the two name keys in both name columns, so that a used
+# name at one site finds the birth name at another.
+_KEY_COLUMNS = {
+    "name_year": ("block_name_year", "block_used_name"),
+    "used_name": ("block_name_year", "block_used_name"),
+    "date_sex": ("block_date_sex",),
+    "given_family": ("block_given_family",),
+    "place_date": ("block_place_date",),
+}
+_CANDIDATES = (
+    select(source_records, links.c.person_id)
+    .join(links, links.c.record_id == _r.id)
+    .join(persons, persons.c.id == links.c.person_id)
+    .where(_r.id.in_(bindparam("b_ids", expanding=True)),
+           _r.status == RecordStatus.ACTIVE.value,
+           persons.c.status == PersonStatus.ACTIVE.value)
+)
 _UPDATE = update(source_records).where(_r.id == bindparam("b_id"),
                                        _r.version == bindparam("b_version"))
 _INSERT_VERSION = insert(source_record_versions)
@@ -79,6 +106,8 @@ def _record_values(record: SourceRecord, version: int) -> dict[str, Any]:
         given_key=_key(first_given),
         city_key=_key(demographics.city),
         last_activity=record.last_activity,
+        **{f"block_{name}": value
+           for name, value in blocking_keys(profile_of(record)).items()},
         updated_at=record.updated_at,
         version=version,
     )
@@ -199,6 +228,45 @@ class SqlRecordRepository:
             if row.ins_qualified and row.ins_authority and row.ins_value:
                 found.append(Identifier(row.ins_authority, row.ins_value))
         return found
+
+    def sample(self, limit: int) -> list[SourceRecord]:
+        statement = (
+            _SELECT.where(_r.status == RecordStatus.ACTIVE.value)
+            .order_by(func.random()).limit(limit)
+        )
+        return self._many(statement)
+
+    def candidates(
+        self, keys: Mapping[str, str], cap: int, exclude: int | None = None
+    ) -> tuple[list[tuple[SourceRecord, int]], list[str]]:
+        """Records sharing a blocking key, with their person; blocks over ``cap`` skipped.
+
+        One statement finds the ids block by block (each LIMITed to cap + 1 so that a huge
+        block costs no more than a small one), a second reads the records."""
+        branches = []
+        for name, value in sorted(keys.items()):
+            for column in _KEY_COLUMNS[name]:
+                branches.append(
+                    select(literal(name).label("key"), _r.id)
+                    .where(source_records.c[column] == value)
+                    .limit(cap + 1)
+                )
+        if not branches:
+            return [], []
+        statement = union_all(*(b.subquery().select() for b in branches))
+        per_key: dict[str, set[int]] = {}
+        for row in self._sql.execute(statement):
+            per_key.setdefault(row.key, set()).add(row.id)
+        oversized = sorted(name for name, ids in per_key.items() if len(ids) > cap)
+        wanted = set().union(*(ids for name, ids in per_key.items() if name not in oversized))
+        wanted.discard(exclude)
+        if not wanted:
+            return [], oversized
+        found = [
+            (_record_from_row(row._mapping), row.person_id)
+            for row in self._sql.execute(_CANDIDATES, {"b_ids": sorted(wanted)})
+        ]
+        return found, oversized
 
     def history(self, record_id: int) -> list[dict[str, object]]:
         self.flush()

@@ -1,0 +1,110 @@
+"""The review queue over HTTP (/api/review): list, show, decide."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Query
+from pydantic import BaseModel, Field
+
+from adapters.api.deps import ContainerDep, StaffUser
+from mpi.errors import IdentityConflictError, InvalidInputError, UnknownIdentifierError
+from mpi.identity import Actor
+from mpi.model import ReviewDecision, ReviewStatus, ReviewTask, SourceRecord
+from mpi.queries import PersonView
+from mpi.review import decide_review, show_review
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/api/review", tags=["review"])
+
+
+class DecisionIn(BaseModel):
+    decision: ReviewDecision
+    reason: str = Field(min_length=1, max_length=2000)
+
+
+def task_json(task: ReviewTask) -> dict[str, Any]:
+    return {
+        "id": task.id,
+        "status": task.status.value,
+        "record_id": task.record_id,
+        "person_id": task.person_id,
+        "candidate_record_id": task.candidate_record_id,
+        "score": task.score,
+        "evidence": task.evidence,
+        "created_at": task.created_at.isoformat() if task.created_at else None,
+        "decided_at": task.decided_at.isoformat() if task.decided_at else None,
+        "decided_by": task.decided_by,
+        "decision": task.decision.value if task.decision else None,
+        "reason": task.reason,
+    }
+
+
+def record_json(record: SourceRecord | None) -> dict[str, Any] | None:
+    if record is None:
+        return None
+    return {
+        "id": record.id,
+        "identifier": str(record.identifier),
+        "status": record.status.value,
+        "reliability": list(record.reliability),
+        "ins": str(record.qualified_ins) if record.qualified_ins else None,
+        "demographics": record.demographics.as_dict(),
+    }
+
+
+def person_json(view: PersonView | None) -> dict[str, Any] | None:
+    if view is None:
+        return None
+    return {
+        "id": view.person.id,
+        "identifiers": [str(i) for i in view.identifiers],
+        "demographics": view.demographics.as_dict(),
+        "records": [record_json(r) for r in view.records],
+    }
+
+
+@router.get("", summary="Review tasks, oldest first")
+def list_tasks(
+    container: ContainerDep,
+    user: StaffUser,
+    status: ReviewStatus | None = ReviewStatus.OPEN,
+    offset: int = Query(0, ge=0),
+    limit: int = Query(50, ge=1, le=500),
+) -> dict[str, Any]:
+    with container.uow_factory(read_only=True) as uow:
+        tasks, total = uow.reviews.list(status, offset, limit)
+    return {"total": total, "offset": offset, "tasks": [task_json(t) for t in tasks]}
+
+
+@router.get("/{task_id}", summary="A task, with the record and the candidate side by side")
+def show_task(task_id: int, container: ContainerDep, user: StaffUser) -> dict[str, Any]:
+    with container.uow_factory(read_only=True) as uow:
+        try:
+            view = show_review(uow, container.identity, task_id)
+        except UnknownIdentifierError as exc:
+            raise HTTPException(status_code=404, detail=exc.message) from None
+    return {
+        "task": task_json(view.task),
+        "record": record_json(view.record),
+        "record_person": person_json(view.record_person),
+        "candidate": person_json(view.candidate),
+        "candidate_record": record_json(view.candidate_record),
+    }
+
+
+@router.post("/{task_id}/decision", summary="Decide a task (audited: who, when, why)")
+def decide_task(task_id: int, body: DecisionIn, container: ContainerDep,
+                user: StaffUser) -> dict[str, Any]:
+    actor = Actor(f"user:{user}", None)
+    try:
+        with container.uow_factory() as uow:
+            task = decide_review(uow, container.identity, task_id, body.decision, actor,
+                                 body.reason)
+            uow.commit()
+    except UnknownIdentifierError as exc:
+        raise HTTPException(status_code=404, detail=exc.message) from None
+    except (InvalidInputError, IdentityConflictError) as exc:
+        raise HTTPException(status_code=409, detail=exc.message) from None
+    return task_json(task)

@@ -1,0 +1,168 @@
+"""`mpi evaluate`: the accuracy of the index on the shipped synthetic population.
+
+The population (fixtures/population.py, with its ground truth) is replayed as ADT^A28
+messages through the real feed path (the HL7 application: journal, parsing, use cases,
+matching) into a fresh database; then pairwise precision, recall and F1 of the links, the false
+merges (with the worst examples) and the review queue are measured against the truth.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from itertools import combinations
+from pathlib import Path
+from typing import Callable, Iterable
+
+from adapters.bootstrap import Container, bootstrap
+from adapters.settings import Settings
+from fixtures.population import SourceRow, generate_population, to_pid_fields
+from mpi.model import Identifier, ReviewStatus
+from mpi.queries import resolve_person
+
+__all__ = ["EvaluationReport", "evaluate", "a28_message"]
+
+
+def a28_message(row: SourceRow, number: int) -> bytes:
+    fields = [""] * 33
+    fields[0], fields[1] = "PID", "1"
+    for position, text in to_pid_fields(row).items():
+        fields[int(position)] = text
+    segments = [
+        f"MSH|^~\\&|HIS|{row.authority}|MPI|GCS|20261129080000||ADT^A28^ADT_A05|"
+        f"EVAL{number:09d}|P|2.5^FRA^2.11|||||FRA|UNICODE UTF-8|FRE",
+        "EVN||20261129080000",
+        "|".join(fields).rstrip("|"),
+        "PV1|1|N",
+    ]
+    return ("\r".join(segments) + "\r").encode("utf-8")
+
+
+def _pairs(groups: Iterable[list[int]]) -> set[tuple[int, int]]:
+    pairs: set[tuple[int, int]] = set()
+    for members in groups:
+        pairs.update(combinations(sorted(members), 2))
+    return pairs
+
+
+@dataclass
+class EvaluationReport:
+    persons: int
+    records: int
+    seconds: float
+    true_pairs: int
+    linked_pairs: int
+    correct_pairs: int
+    review_tasks: int
+    recall_with_review: float
+    false_merges: list[tuple[SourceRow, SourceRow]] = field(default_factory=list)
+    rejected: int = 0
+
+    @property
+    def precision(self) -> float:
+        return self.correct_pairs / self.linked_pairs if self.linked_pairs else 1.0
+
+    @property
+    def recall(self) -> float:
+        return self.correct_pairs / self.true_pairs if self.true_pairs else 1.0
+
+    @property
+    def f1(self) -> float:
+        p, r = self.precision, self.recall
+        return 2 * p * r / (p + r) if p + r else 0.0
+
+    def lines(self) -> list[str]:
+        share = self.review_tasks / self.records if self.records else 0.0
+        lines = [
+            f"population: {self.persons} persons, {self.records} records "
+            f"(replayed through the feed in {self.seconds:.1f} s, "
+            f"{self.records / self.seconds:.0f} records/s)",
+            f"pairs: {self.true_pairs} true, {self.linked_pairs} linked automatically, "
+            f"{self.correct_pairs} of them correct",
+            f"precision {self.precision:.5f}  recall {self.recall:.5f}  F1 {self.f1:.5f}",
+            f"false merges: {len(self.false_merges)} pairs",
+            f"review queue: {self.review_tasks} tasks ({share:.2%} of records); recall counting "
+            f"the review queue {self.recall_with_review:.5f}",
+        ]
+        if self.rejected:
+            lines.append(f"messages not accepted: {self.rejected}")
+        for a, b in self.false_merges[:10]:
+            lines.append(f"  false merge: {_describe(a)}  <->  {_describe(b)}")
+        return lines
+
+
+def _describe(row: SourceRow) -> str:
+    given = " ".join(row.given_names)
+    return (f"{row.authority}|{row.local_id} {row.birth_family_name} {given} "
+            f"{row.birth_date} {row.sex} {row.birthplace} [{row.kind}]")
+
+
+def evaluate(persons: int, seed: int = 2026, database_url: str | None = None,
+             progress: Callable[[int, int], None] | None = None) -> EvaluationReport:
+    """Generate, replay, measure. Uses a fresh SQLite database in a temporary folder unless
+    ``database_url`` names an empty database."""
+    rows = generate_population(persons, seed)
+    with tempfile.TemporaryDirectory(prefix="mpi-evaluate-") as folder:
+        settings = Settings(data_dir=Path(folder), database_url=database_url, workers=0)
+        container = bootstrap(settings, migrate=True)
+        try:
+            return _run(container, rows, persons, progress)
+        finally:
+            container.close()
+
+
+def _run(container: Container, rows: list[SourceRow], persons: int,
+         progress: Callable[[int, int], None] | None) -> EvaluationReport:
+    started = time.perf_counter()
+    rejected = 0
+    for number, row in enumerate(rows):
+        reply = container.hl7.handle(a28_message(row, number))
+        if "MSA|AA|" not in reply.text:
+            rejected += 1
+        if progress is not None and number % 1000 == 0:
+            progress(number, len(rows))
+    seconds = time.perf_counter() - started
+    registry = container.registry
+    index_of = {(row.authority, row.local_id): i for i, row in enumerate(rows)}
+    by_person: dict[int, list[int]] = defaultdict(list)
+    record_rows: dict[int, int] = {}
+    with container.uow_factory(read_only=True) as uow:
+        for i, row in enumerate(rows):
+            identifier = Identifier(row.authority, row.local_id)
+            person = resolve_person(uow, registry, identifier)
+            record = uow.records.by_identifier(identifier)
+            if person is not None and person.id is not None:
+                by_person[person.id].append(i)
+            if record is not None and record.id is not None:
+                record_rows[record.id] = i
+        tasks, total_tasks = uow.reviews.list(ReviewStatus.OPEN, 0, 10_000_000)
+        review_pairs: set[tuple[int, int]] = set()
+        for task in tasks:
+            mine = record_rows.get(task.record_id)
+            if mine is None:
+                continue
+            for other in uow.records.linked_to(task.person_id):
+                theirs = index_of.get((other.identifier.authority, other.identifier.value))
+                if theirs is not None and theirs != mine:
+                    review_pairs.add((min(mine, theirs), max(mine, theirs)))
+    truth_groups: dict[str, list[int]] = defaultdict(list)
+    for i, row in enumerate(rows):
+        truth_groups[row.person_key].append(i)
+    truth = _pairs(truth_groups.values())
+    linked = _pairs(by_person.values())
+    correct = linked & truth
+    wrong = sorted(linked - truth)
+    return EvaluationReport(
+        persons=persons,
+        records=len(rows),
+        seconds=seconds,
+        true_pairs=len(truth),
+        linked_pairs=len(linked),
+        correct_pairs=len(correct),
+        review_tasks=total_tasks,
+        recall_with_review=len((linked | review_pairs) & truth) / len(truth) if truth else 1.0,
+        false_merges=[(rows[a], rows[b]) for a, b in wrong],
+        rejected=rejected,
+    )

@@ -1,0 +1,1 @@
+"""Record linkage of patient identities: comparison of traits between two records."""

@@ -1,0 +1,140 @@
+"""The probabilistic matcher: candidates by blocking keys, Fellegi-Sunter scores per person,
+and the decision (automatic link, review, or a new person).
+
+Only strong and unambiguous evidence links automatically: a false merge shows one patient's
+images in another's record, a missed link is a duplicate the review queue still catches. Never
+linked automatically, at most proposed for review: look-alike twins (same family name and birth
+date, different first given names), and a record with a person that already has a record of
+the same establishment (two identifiers of one source are two patients until that source
+merges them with an A40, or identity vigilance decides).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from mpi.identity import MatchDecision, ReviewCandidate
+from mpi.matching.comparisons import EXACT, FAR, compare
+from mpi.matching.model import DEFAULT_MODEL, MatchModel, Score
+from mpi.matching.profile import MatchProfile, blocking_keys, profile_of
+from mpi.model import LinkMethod, SourceRecord
+from mpi.ports import UnitOfWork
+
+__all__ = ["ProbabilisticMatcher", "DEFAULT_BLOCK_CAP", "looks_like_twins"]
+
+DEFAULT_BLOCK_CAP = 500  # a block larger than this (a very common name and year) is skipped
+MAX_REVIEW_CANDIDATES = 3
+
+
+@dataclass
+class _PersonEvidence:
+    person_id: int
+    record_id: int
+    score: Score
+    twins: bool
+    same_source: bool  # the person already has a record of the same establishment
+
+
+def looks_like_twins(levels: dict[str, str]) -> bool:
+    """Same family name and birth date, different first given names: twins until a person
+    says otherwise; never linked automatically."""
+    return (
+        levels["family_name"] == EXACT
+        and levels["birth_date"] == EXACT
+        and levels["given_name"] == FAR
+    )
+
+
+class ProbabilisticMatcher:
+    """Implements :class:`mpi.identity.Matcher` with a Fellegi-Sunter model."""
+
+    def __init__(self, national_authorities: frozenset[str], model: MatchModel = DEFAULT_MODEL,
+                 block_cap: int = DEFAULT_BLOCK_CAP) -> None:
+        self.national_authorities = national_authorities
+        self.model = model
+        self.block_cap = block_cap
+
+    def match(self, uow: UnitOfWork, record: SourceRecord) -> MatchDecision:
+        profile = profile_of(record)
+        if profile.fictitious:
+            return MatchDecision(None, LinkMethod.NEW, evidence={"reason": "fictitious identity"})
+        keys = {name: value for name, value in blocking_keys(profile).items() if value}
+        if not keys:
+            return MatchDecision(None, LinkMethod.NEW, evidence={"reason": "no blocking key"})
+        candidates, oversized = uow.records.candidates(keys, self.block_cap, record.id)
+        persons = self._best_per_person(record, profile, candidates)
+        ranked = [
+            evidence for evidence in sorted(persons.values(), key=lambda e: -e.score.weight)
+            if self._may_be(uow, profile, evidence.person_id, self.national_authorities)
+        ]
+        return self._decide(ranked, oversized)
+
+    def score_pair(self, a: SourceRecord, b: SourceRecord) -> Score:
+        """The score of two records (for $match, the review queue and evaluation)."""
+        first, second = profile_of(a), profile_of(b)
+        return self.model.score(first, compare(first, second))
+
+    def _best_per_person(self, record: SourceRecord, profile: MatchProfile,
+                         candidates: list[tuple[SourceRecord, int]]) -> dict[int, _PersonEvidence]:
+        persons: dict[int, _PersonEvidence] = {}
+        same_source = {
+            person_id for candidate, person_id in candidates
+            if candidate.identifier.authority == record.identifier.authority
+        }
+        for candidate, person_id in candidates:
+            other = profile_of(candidate)
+            if other.fictitious:
+                continue
+            if profile.ins and other.ins and profile.ins != other.ins:
+                continue  # two different qualified INS are two people, whatever the traits
+            levels = compare(profile, other)
+            score = self.model.score(profile, levels)
+            known = persons.get(person_id)
+            if known is None or score.weight > known.score.weight:
+                assert candidate.id is not None
+                persons[person_id] = _PersonEvidence(person_id, candidate.id, score,
+                                                     looks_like_twins(levels),
+                                                     person_id in same_source)
+        return persons
+
+    @staticmethod
+    def _may_be(uow: UnitOfWork, profile: MatchProfile, person_id: int,
+                national: frozenset[str]) -> bool:
+        """False when the person holds a qualified INS other than the record's."""
+        if not profile.ins:
+            return True
+        held = {
+            identifier.value for identifier in uow.records.identifiers_of(person_id)
+            if identifier.authority in national
+        }
+        return not held or held == {profile.ins}
+
+    def _decide(self, ranked: list[_PersonEvidence], oversized: list[str]) -> MatchDecision:
+        model = self.model
+        if not ranked:
+            evidence = {"reason": "no candidate", "oversized_blocks": oversized}
+            return MatchDecision(None, LinkMethod.NEW, evidence=evidence)
+        best = ranked[0]
+        evidence = best.score.evidence()
+        evidence.update(candidate_record=best.record_id, oversized_blocks=oversized,
+                        twins=best.twins, same_source=best.same_source)
+        runner_up = ranked[1] if len(ranked) > 1 else None
+        clear = runner_up is None or (
+            runner_up.score.probability < model.review_probability
+            or best.score.weight - runner_up.score.weight >= model.ambiguity_margin_bits
+        )
+        vetoed = best.twins or best.same_source
+        if best.score.probability >= model.auto_link_probability and clear and not vetoed:
+            return MatchDecision(best.person_id, LinkMethod.AUTO, best.score.probability,
+                                 evidence)
+        reviews = tuple(
+            ReviewCandidate(e.person_id, e.record_id, e.score.probability, {
+                **e.score.evidence(), "twins": e.twins, "same_source": e.same_source,
+                "oversized_blocks": oversized,
+            })
+            for e in ranked[:MAX_REVIEW_CANDIDATES]
+            if e.score.probability >= model.review_probability
+        )
+        evidence["reason"] = "review" if reviews else "below the review threshold"
+        return MatchDecision(None, LinkMethod.NEW, best.score.probability, evidence, reviews)
+

@@ -1,0 +1,115 @@
+"""The review queue: potential duplicates the matcher would not link alone, decided by the
+people of identity vigilance. Every decision is kept on its task (who, when, why) and written
+to the outbox; manual decisions are sticky."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from mpi.errors import IdentityConflictError, InvalidInputError, UnknownIdentifierError
+from mpi.events import ReviewDecided
+from mpi.identity import Actor, IdentityService, IdentitySession
+from mpi.model import LinkMethod, ReviewDecision, ReviewStatus, ReviewTask, SourceRecord
+from mpi.ports import UnitOfWork
+from mpi.queries import PersonView, current_person, person_view
+
+__all__ = ["ReviewView", "show_review", "decide_review"]
+
+
+@dataclass(frozen=True)
+class ReviewView:
+    """A task with the two sides to compare: the record and the candidate person."""
+
+    task: ReviewTask
+    record: SourceRecord
+    record_person: PersonView | None
+    candidate: PersonView | None
+    candidate_record: SourceRecord | None
+
+
+def show_review(uow: UnitOfWork, service: IdentityService, task_id: int) -> ReviewView:
+    """Raises UnknownIdentifierError for an unknown task."""
+    task = uow.reviews.get(task_id)
+    if task is None:
+        raise UnknownIdentifierError(f"no review task {task_id}")
+    record = uow.records.get(task.record_id)
+    assert record is not None and record.id is not None
+    link = uow.links.for_record(record.id)
+    own = current_person(uow, link.person_id) if link else None
+    candidate = current_person(uow, task.person_id)
+    registry = service.registry
+    return ReviewView(
+        task=task,
+        record=record,
+        record_person=person_view(uow, registry, own) if own else None,
+        candidate=person_view(uow, registry, candidate) if candidate else None,
+        candidate_record=(uow.records.get(task.candidate_record_id)
+                          if task.candidate_record_id else None),
+    )
+
+
+def decide_review(uow: UnitOfWork, service: IdentityService, task_id: int,
+                  decision: ReviewDecision, actor: Actor, reason: str) -> ReviewTask:
+    """Apply a decision. Raises UnknownIdentifierError (no such task), InvalidInputError (task
+    already decided, no reason given), IdentityConflictError (an identity rule forbids it)."""
+    if not reason.strip():
+        raise InvalidInputError("a review decision needs its reason")
+    task = uow.reviews.get(task_id)
+    if task is None:
+        raise UnknownIdentifierError(f"no review task {task_id}")
+    if task.status is not ReviewStatus.OPEN:
+        raise InvalidInputError(f"review task {task_id} was decided already")
+    session = IdentitySession(service, uow, actor)
+    record = uow.records.get(task.record_id)
+    if record is None or not record.is_active:
+        raise IdentityConflictError("the record of this task is no longer active")
+    candidate = current_person(uow, task.person_id)
+    if candidate is None or candidate.id is None:
+        raise IdentityConflictError("the candidate person of this task no longer exists")
+    record_person = session.person_of(record)
+    if decision is ReviewDecision.LINK:
+        if record_person != candidate.id:
+            _require_compatible(session, record, candidate.id)
+            session.touch(record_person)
+            session.move_family(record, candidate.id, LinkMethod.MANUAL, "review: link")
+        session.set_link(record, candidate.id, LinkMethod.MANUAL)
+    elif decision is ReviewDecision.MERGE_PERSONS:
+        if record_person != candidate.id:
+            if not session.compatible(record_person, candidate.id):
+                raise IdentityConflictError(
+                    "these persons hold different qualified INS or records declared different")
+            survivor, retired = sorted((record_person, candidate.id))
+            session.merge_persons(retired, into=survivor, reason="review: merge persons")
+    elif decision is ReviewDecision.KEEP_APART:
+        others = [r.id for r in session.active_records(candidate.id) if r.id is not None]
+        for other in others:
+            uow.separations.add(record.id, other, "review: keep apart", actor.name)  # type: ignore[arg-type]
+    elif decision is ReviewDecision.UNLINK:
+        session.touch(record_person)
+        remaining = [r for r in session.active_records(record_person) if r.id != record.id]
+        if remaining:
+            target = session.new_person()
+            session.move_family(record, target, LinkMethod.MANUAL, "review: unlink")
+            for other in remaining:
+                uow.separations.add(record.id, other.id, "review: unlink", actor.name)  # type: ignore[arg-type]
+    task.status = ReviewStatus.DECIDED
+    task.decision = decision
+    task.decided_by = actor.name
+    task.decided_at = session.now
+    task.reason = reason.strip()
+    uow.reviews.save(task)
+    session.events.append(ReviewDecided(task_id, decision.value, actor.name, task.reason))
+    session.finish()
+    return task
+
+
+def _require_compatible(session: IdentitySession, record: SourceRecord, person_id: int) -> None:
+    ins = record.qualified_ins
+    if ins is not None:
+        for other in session.active_records(person_id):
+            if other.qualified_ins not in (None, ins):
+                raise IdentityConflictError(
+                    "the record and the person hold different qualified INS")
+    ids = [r.id for r in session.uow.records.linked_to(person_id) if r.id is not None]
+    if record.id is not None and session.uow.separations.exists_between([record.id], ids):
+        raise IdentityConflictError("the record was declared different from this person")
