@@ -16,7 +16,7 @@ from typing import Awaitable, Callable
 
 from adapters.hl7v2.er7 import Separators, escape, parse
 from adapters.hl7v2.mllp import MLLPClient, MLLPError
-from adapters.hl7v2.replies import new_control_id, segment
+from adapters.hl7v2.replies import cx, new_control_id, segment
 from mpi.authorities import AuthorityRegistry
 from mpi.model import Consumer
 from mpi.ports import Clock, PendingNotification, UnitOfWork
@@ -139,14 +139,8 @@ class PixNotifier:
         view = person_view(uow, self.registry, person)
         wanted = set(consumer.domains)
         s = SEPARATORS
-        identifiers = []
-        for identifier in view.identifiers:
-            if identifier.authority not in wanted:
-                continue
-            authority = self.registry.by_code(identifier.authority)
-            hd = s.subcomponent.join([escape(authority.namespace), authority.oid, "ISO"])
-            type_code = "INS" if authority.is_national else "PI"
-            identifiers.append(s.component.join([escape(identifier.value), "", "", hd, type_code]))
+        identifiers = [cx(i, self.registry, s) for i in view.identifiers
+                       if i.authority in wanted]
         if not identifiers:
             return None
         d = view.demographics

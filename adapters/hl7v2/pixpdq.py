@@ -13,6 +13,7 @@ from adapters.hl7v2.replies import (
     UNKNOWN_KEY_IDENTIFIER,
     Problem,
     ReplyHeader,
+    cx,
     err_segment,
     msh,
     segment,
@@ -67,14 +68,6 @@ def _domains(qpd: Segment, field: int, registry: AuthorityRegistry) -> list[Auth
                 Problem("AE", UNKNOWN_KEY_IDENTIFIER, exc.message, f"QPD^1^{field}^{number}")
             ) from None
     return found
-
-
-def _cx(identifier: Identifier, registry: AuthorityRegistry, header: ReplyHeader) -> str:
-    s = header.seps
-    authority = registry.by_code(identifier.authority)
-    type_code = "INS" if authority.is_national else "PI"
-    hd = s.subcomponent.join([escape(authority.namespace, s), authority.oid, "ISO"])
-    return s.component.join([escape(identifier.value, s), "", "", hd, type_code])
 
 
 def _response(
@@ -140,7 +133,7 @@ def answer_pix_query(
         return _response(header, "K23", now, qpd, "NF", None, []), None
     s = header.seps
     pid = segment(
-        s, "PID", "", "", s.repetition.join(_cx(i, registry, header) for i in identifiers), "",
+        s, "PID", "", "", s.repetition.join(cx(i, registry, header.seps) for i in identifiers), "",
         s.repetition + s.component * 6 + "S",
     )
     return _response(header, "K23", now, qpd, "OK", None, [pid]), None
@@ -256,7 +249,7 @@ def _pdq_pid(view: PersonView, identifiers: list[Identifier], registry: Authorit
     fields = [""] * 33
     fields[0] = "PID"
     fields[1] = str(number)
-    fields[3] = s.repetition.join(_cx(i, registry, header) for i in identifiers)
+    fields[3] = s.repetition.join(cx(i, registry, header.seps) for i in identifiers)
     fields[5] = s.repetition.join(names)
     fields[7] = d.birth_date.strftime("%Y%m%d") if d.birth_date else ""
     fields[8] = d.sex or ""

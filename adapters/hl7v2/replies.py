@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from adapters.hl7v2.er7 import Message, Separators, escape
+from mpi.authorities import AuthorityRegistry
 from mpi.errors import (
     DuplicateIdentifierError,
     ForbiddenError,
@@ -22,12 +23,14 @@ from mpi.errors import (
     UnknownAuthorityError,
     UnknownIdentifierError,
 )
+from mpi.model import Identifier
 
 __all__ = [
     "Problem",
     "problem_from_error",
     "ReplyHeader",
     "ack",
+    "cx",
     "segment",
     "err_segment",
     "ERROR_TEXTS",
@@ -129,6 +132,15 @@ class ReplyHeader:
             charset=msh.raw(18),
             seps=message.seps,
         )
+
+
+def cx(identifier: Identifier, registry: AuthorityRegistry, seps: Separators) -> str:
+    """An identifier as a CX: value^^^namespace&OID&ISO^type (INS for the national domains,
+    PI otherwise)."""
+    authority = registry.by_code(identifier.authority)
+    type_code = "INS" if authority.is_national else "PI"
+    hd = seps.subcomponent.join([escape(authority.namespace, seps), authority.oid, "ISO"])
+    return seps.component.join([escape(identifier.value, seps), "", "", hd, type_code])
 
 
 def segment(seps: Separators, *fields: str) -> str:
