@@ -251,11 +251,13 @@ def review_decide(task_id: int, decision: str, user: str, reason: str, **options
 @main.command()
 @click.option("--sample", default=200_000, show_default=True,
               help="Records read from the database to learn from.")
-@click.option("--activate/--no-activate", default=True, show_default=True)
+@click.option("--activate/--no-activate", default=False, show_default=True,
+              help="Put the new model in force (check it with `mpi model` first).")
 @common_options
 def train(sample: int, activate: bool, **options: Any) -> None:
-    """Re-estimate the matching model (u from random pairs, m by EM) from the live database,
-    store it as a new version and, by default, put it in force (restart `mpi serve`)."""
+    """Re-estimate the matching model (u from random pairs, m by EM) from the live database and
+    store it as a new version; with --activate, put it in force (restart `mpi serve`). A
+    degenerate estimate is refused."""
     from datetime import datetime, timezone
 
     from mpi.matching.profile import profile_of

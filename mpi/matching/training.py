@@ -27,6 +27,7 @@ __all__ = [
     "estimate_m",
     "name_frequencies",
     "train_model",
+    "check_plausible",
 ]
 
 Pattern = tuple[str, ...]  # one level per field, in FIELDS order
@@ -138,4 +139,18 @@ def train_model(profiles: Sequence[MatchProfile], *, base: MatchModel = DEFAULT_
     model = replace(base, m=m, u=u, prior=prior, name_frequencies=name_frequencies(usable),
                     version=version)
     model.check()
+    check_plausible(model)
     return model
+
+
+def check_plausible(model: MatchModel) -> None:
+    """Refuse a model that expectation-maximization drove to a degenerate answer: matches
+    must stay a minority of candidate pairs, and agreement on the identity traits must count
+    for a match. Raises ValueError saying what is wrong."""
+    if model.prior >= 0.5:
+        raise ValueError(
+            f"EM estimated that {model.prior:.0%} of candidate pairs match: the estimate "
+            "collapsed (blocked pairs agree more than random ones); the model is not usable")
+    for name in ("family_name", "given_name", "birth_date"):
+        if model.level_weight(name, "exact") <= 0:
+            raise ValueError(f"agreement on {name} does not count for a match in this model")
