@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import functools
 from collections.abc import Mapping
 
 from sqlalchemy import Table, bindparam, func, insert, literal, select, true, union_all, update
@@ -57,13 +58,32 @@ _IDENTIFIERS_OF = (
 _INSERT = insert(source_records).returning(_r.id)
 # Where each blocking key is looked up: the two name keys in both name columns, so that a used
 # name at one site finds the birth name at another.
-_KEY_COLUMNS = {
-    "name_year": ("block_name_year", "block_used_name"),
-    "used_name": ("block_name_year", "block_used_name"),
-    "date_sex": ("block_date_sex",),
-    "given_family": ("block_given_family",),
-    "place_date": ("block_place_date",),
-}
+_KEY_COLUMNS = (
+    ("name_year", "block_name_year"),
+    ("name_year", "block_used_name"),
+    ("used_name", "block_name_year"),
+    ("used_name", "block_used_name"),
+    ("date_sex", "block_date_sex"),
+    ("given_family", "block_given_family"),
+    ("place_date", "block_place_date"),
+)
+
+
+@functools.lru_cache(maxsize=8)
+def _candidate_ids(cap: int) -> Any:
+    """One statement for every block, each LIMITed to cap + 1 (a huge block costs no more
+    than a small one); a key the record lacks is bound to NULL and matches nothing."""
+    branches = [
+        select(literal(name).label("key"), _r.id)
+        .where(source_records.c[column] == bindparam(f"k_{name}"))
+        .limit(cap + 1)
+        .subquery()
+        .select()
+        for name, column in _KEY_COLUMNS
+    ]
+    return union_all(*branches)
+
+
 _CANDIDATES = (
     select(source_records, links.c.person_id)
     .join(links, links.c.record_id == _r.id)
@@ -243,19 +263,13 @@ class SqlRecordRepository:
 
         One statement finds the ids block by block (each LIMITed to cap + 1 so that a huge
         block costs no more than a small one), a second reads the records."""
-        branches = []
-        for name, value in sorted(keys.items()):
-            for column in _KEY_COLUMNS[name]:
-                branches.append(
-                    select(literal(name).label("key"), _r.id)
-                    .where(source_records.c[column] == value)
-                    .limit(cap + 1)
-                )
-        if not branches:
+        names = {name for name, _ in _KEY_COLUMNS}
+        parameters = {f"k_{name}": keys.get(name) for name in names}
+        if not any(parameters.values()):
             return [], []
-        statement = union_all(*(b.subquery().select() for b in branches))
+        statement = _candidate_ids(cap)
         per_key: dict[str, set[int]] = {}
-        for row in self._sql.execute(statement):
+        for row in self._sql.execute(statement, parameters):
             per_key.setdefault(row.key, set()).add(row.id)
         oversized = sorted(name for name, ids in per_key.items() if len(ids) > cap)
         wanted = set().union(*(ids for name, ids in per_key.items() if name not in oversized))
