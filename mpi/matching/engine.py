@@ -63,9 +63,11 @@ class ProbabilisticMatcher:
             return MatchDecision(None, LinkMethod.NEW, evidence={"reason": "no blocking key"})
         candidates, oversized = uow.records.candidates(keys, self.block_cap, record.id)
         persons = self._best_per_person(record, profile, candidates)
+        # Only persons that could be linked or proposed are worth the INS check (a query).
         ranked = [
             evidence for evidence in sorted(persons.values(), key=lambda e: -e.score.weight)
-            if self._may_be(uow, profile, evidence.person_id, self.national_authorities)
+            if evidence.score.probability >= self.model.review_probability
+            and self._may_be(uow, profile, evidence.person_id, self.national_authorities)
         ]
         return self._decide(ranked, oversized)
 
@@ -112,7 +114,8 @@ class ProbabilisticMatcher:
     def _decide(self, ranked: list[_PersonEvidence], oversized: list[str]) -> MatchDecision:
         model = self.model
         if not ranked:
-            evidence = {"reason": "no candidate", "oversized_blocks": oversized}
+            evidence = {"reason": "no candidate at or above the review threshold",
+                        "oversized_blocks": oversized}
             return MatchDecision(None, LinkMethod.NEW, evidence=evidence)
         best = ranked[0]
         evidence = best.score.evidence()
