@@ -117,7 +117,7 @@ class Hl7Application:
         for attempt in range(ATTEMPTS):
             try:
                 with self.uow_factory() as uow:
-                    reply_text, problem = self._dispatch(uow, message, header)
+                    _, problem = self._dispatch(uow, message, header)
                     if problem is not None:
                         raise _Rejected(problem)
                     stored = uow.journal.get(entry_id)
@@ -166,11 +166,9 @@ class Hl7Application:
                     uow.commit()
                     return Reply(reply_text, codec, entry.status)
             except ConcurrencyError:
-                if sender and control_id:
-                    with self.uow_factory(read_only=True) as uow:
-                        earlier = uow.journal.find(sender, control_id)
-                    if earlier is not None and earlier.reply is not None:
-                        return Reply(earlier.reply, codec, earlier.status)
+                earlier = self._earlier_reply(sender, control_id, codec)
+                if earlier is not None:
+                    return earlier
                 if attempt == ATTEMPTS - 1:
                     problem = Problem("AE", 206, "the record was busy; send the message again")
             except _Rejected as rejected:
@@ -251,14 +249,22 @@ class Hl7Application:
                 uow.commit()
         except ConcurrencyError:
             # The same sender and control ID were journaled meanwhile: answer as they were.
-            if entry.sender and entry.control_id:
-                with self.uow_factory(read_only=True) as uow:
-                    earlier = uow.journal.find(entry.sender, entry.control_id)
-                if earlier is not None and earlier.reply is not None:
-                    return Reply(earlier.reply, codec, earlier.status)
+            earlier = self._earlier_reply(entry.sender or "", entry.control_id or "", codec)
+            if earlier is not None:
+                return earlier
             raise
         assert entry.reply is not None
         return Reply(entry.reply, codec, entry.status)
+
+    def _earlier_reply(self, sender: str, control_id: str, codec: str) -> Reply | None:
+        """The stored reply of a message already journaled with this sender and control ID."""
+        if not sender or not control_id:
+            return None
+        with self.uow_factory(read_only=True) as uow:
+            earlier = uow.journal.find(sender, control_id)
+        if earlier is None or earlier.reply is None:
+            return None
+        return Reply(earlier.reply, codec, earlier.status)
 
     def _lenient_decode(self, payload: bytes) -> tuple[str, str]:
         try:

@@ -75,15 +75,10 @@ def _response(
     problem: Problem | None, body: list[str], qak_counts: tuple[int, int, int] | None = None,
 ) -> str:
     s = header.seps
-    qak = [ "QAK", escape(qpd.value(QPD_QUERY_TAG), s), status]
+    qak = ["QAK", escape(qpd.value(QPD_QUERY_TAG), s), status]
     if qak_counts is not None:
         qak += [qpd.raw(1), *(str(n) for n in qak_counts)]
-    lines = [
-        msh(header, s.component.join(["RSP", kind, "RSP_K21" if kind == "K22" else "RSP_K23"]), now),
-        segment(s, "MSA", problem.ack_code if problem else "AA", escape(header.control_id, s)),
-    ]
-    if problem is not None:
-        lines.append(err_segment(header, problem))
+    lines = _head(header, kind, now, problem)
     lines.append(segment(s, *qak))
     lines.append(qpd.text)
     lines.extend(body)
@@ -139,14 +134,21 @@ def answer_pix_query(
     return _response(header, "K23", now, qpd, "OK", None, [pid]), None
 
 
-def _bare_error(header: ReplyHeader, now: datetime, kind: str, problem: Problem) -> str:
+def _head(header: ReplyHeader, kind: str, now: datetime, problem: Problem | None) -> list[str]:
+    """MSH, MSA and, for an error, ERR: what every query response starts with."""
     s = header.seps
+    structure = "RSP_K21" if kind == "K22" else "RSP_K23"
     lines = [
-        msh(header, s.component.join(["RSP", kind, "RSP_K21" if kind == "K22" else "RSP_K23"]), now),
-        segment(s, "MSA", problem.ack_code, escape(header.control_id, s)),
-        err_segment(header, problem),
+        msh(header, s.component.join(["RSP", kind, structure]), now),
+        segment(s, "MSA", problem.ack_code if problem else "AA", escape(header.control_id, s)),
     ]
-    return "\r".join(lines) + "\r"
+    if problem is not None:
+        lines.append(err_segment(header, problem))
+    return lines
+
+
+def _bare_error(header: ReplyHeader, now: datetime, kind: str, problem: Problem) -> str:
+    return "\r".join(_head(header, kind, now, problem)) + "\r"
 
 
 def _pdq_query(qpd: Segment, registry: AuthorityRegistry) -> PersonQuery:
