@@ -12,6 +12,7 @@ merges them with an A40, or identity vigilance decides).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from mpi.identity import MatchDecision, ReviewCandidate
 from mpi.matching.comparisons import EXACT, FAR, compare
@@ -20,10 +21,21 @@ from mpi.matching.profile import MatchProfile, blocking_keys, profile_of
 from mpi.model import LinkMethod, SourceRecord
 from mpi.ports import UnitOfWork
 
-__all__ = ["ProbabilisticMatcher", "DEFAULT_BLOCK_CAP", "looks_like_twins"]
+__all__ = ["ProbabilisticMatcher", "RankedPerson", "DEFAULT_BLOCK_CAP", "looks_like_twins"]
 
 DEFAULT_BLOCK_CAP = 500  # a block larger than this (a very common name and year) is skipped
 MAX_REVIEW_CANDIDATES = 3
+
+
+@dataclass(frozen=True)
+class RankedPerson:
+    """A candidate person for a record, as ``rank`` reports it."""
+
+    person_id: int
+    record_id: int  # the person's record that scored best
+    probability: float
+    weight: float  # log2 likelihood ratio
+    evidence: dict[str, Any]
 
 
 @dataclass
@@ -61,15 +73,39 @@ class ProbabilisticMatcher:
         keys = {name: value for name, value in blocking_keys(profile).items() if value}
         if not keys:
             return MatchDecision(None, LinkMethod.NEW, evidence={"reason": "no blocking key"})
+        ranked, oversized = self._ranked(uow, record, profile, keys, self.model.review_probability)
+        return self._decide(ranked, oversized)
+
+    def rank(self, uow: UnitOfWork, record: SourceRecord, minimum_probability: float = 0.0,
+             limit: int = 10) -> list[RankedPerson]:
+        """The persons a record (stored or not: ``record.id`` may be None) could belong to,
+        best first, with their score and per-field evidence. Reads only: for ``$match``.
+
+        Fictitious identities rank nobody; persons holding another qualified INS are left out.
+        """
+        profile = profile_of(record)
+        keys = {name: value for name, value in blocking_keys(profile).items() if value}
+        if profile.fictitious or not keys:
+            return []
+        ranked, _ = self._ranked(uow, record, profile, keys, minimum_probability)
+        return [
+            RankedPerson(e.person_id, e.record_id, e.score.probability, e.score.weight,
+                         {**e.score.evidence(), "twins": e.twins})
+            for e in ranked[:limit]
+        ]
+
+    def _ranked(self, uow: UnitOfWork, record: SourceRecord, profile: MatchProfile,
+                keys: dict[str, str], minimum_probability: float
+                ) -> tuple[list[_PersonEvidence], list[str]]:
         candidates, oversized = uow.records.candidates(keys, self.block_cap, record.id)
         persons = self._best_per_person(record, profile, candidates)
         # Only persons that could be linked or proposed are worth the INS check (a query).
         ranked = [
             evidence for evidence in sorted(persons.values(), key=lambda e: -e.score.weight)
-            if evidence.score.probability >= self.model.review_probability
+            if evidence.score.probability >= minimum_probability
             and self._may_be(uow, profile, evidence.person_id, self.national_authorities)
         ]
-        return self._decide(ranked, oversized)
+        return ranked, oversized
 
     def score_pair(self, a: SourceRecord, b: SourceRecord) -> Score:
         """The score of two records (for $match, the review queue and evaluation)."""
