@@ -15,6 +15,7 @@ from adapters.authorities_file import load_authorities
 from adapters.hl7v2.application import Hl7Application
 from adapters.hl7v2.notifier import PixNotifier
 from adapters.settings import Settings
+from adapters.sql.audit import SqlAuditTrail
 from adapters.sql.engine import create_engine_for
 from adapters.sql.migrate import current_revision, head_revision, upgrade
 from adapters.sql.tables import sync_authorities
@@ -46,6 +47,7 @@ class Container:
     matcher: ProbabilisticMatcher
     identity: IdentityService
     hl7: Hl7Application
+    audit: SqlAuditTrail
 
     def notifier(self) -> PixNotifier:
         s = self.settings
@@ -90,4 +92,5 @@ def bootstrap(settings: Settings, *, migrate: bool | None = None) -> Container:
     matcher = ProbabilisticMatcher(national, model)
     identity = IdentityService(registry, clock, matcher)
     hl7 = Hl7Application(registry, identity, uow_factory, clock, settings.default_charset)
-    return Container(settings, registry, engine, uow_factory, clock, matcher, identity, hl7)
+    return Container(settings, registry, engine, uow_factory, clock, matcher, identity, hl7,
+                     SqlAuditTrail(engine))

@@ -197,6 +197,8 @@ def review_show(task_id: int, **options: Any) -> None:
             view = show_review(uow, container.identity, task_id)
     except UnknownIdentifierError as exc:
         raise click.ClickException(exc.message) from None
+        _audit_cli(container, "review show", {p.person.id for p in
+                                              (view.record_person, view.candidate) if p})
     finally:
         container.close()
     task = view.task
@@ -246,6 +248,39 @@ def review_decide(task_id: int, decision: str, user: str, reason: str, **options
         container.close()
     click.echo(f"task {task.id}: {task.decision.value if task.decision else ''} "
                f"by {task.decided_by}")
+
+
+def _audit_cli(container: Any, subject: str, persons: Any) -> None:
+    """Trace a read of patient data made from the command line (actor: the OS user)."""
+    import getpass
+    import socket
+
+    from mpi.audit import AuditAction, AuditEvent
+
+    container.audit.record(AuditEvent(
+        occurred_at=container.clock.now(), channel="cli", action=AuditAction.READ,
+        actor=f"os:{getpass.getuser()}", subject=subject, outcome="success",
+        source=socket.gethostname(), persons=tuple(p for p in persons if p is not None),
+    ))
+
+
+@main.command("audit")
+@click.option("--person", "person_id", type=int, help="Only accesses to this person (id).")
+@click.option("--actor", help="Only accesses by this actor (as recorded, e.g. user:jdupont).")
+@click.option("--limit", default=100, show_default=True)
+@common_options
+def audit_trail(person_id: int | None, actor: str | None, limit: int, **options: Any) -> None:
+    """The access trail, newest first: who read or changed which person's data, when, how."""
+    container = _container(_settings(**options))
+    try:
+        events = container.audit.search(person_id=person_id, actor=actor, limit=limit)
+    finally:
+        container.close()
+    for e in events:
+        persons = ",".join(str(p) for p in e.persons) or "-"
+        click.echo(f"{e.occurred_at:%Y-%m-%dT%H:%M:%S}Z {e.channel:<8} {e.action.value:<8} "
+                   f"{e.actor:<24} {e.source or '-':<15} persons {persons:<12} {e.outcome:<8} "
+                   f"{e.subject}")
 
 
 @main.command()

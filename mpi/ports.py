@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Iterable, Mapping, Protocol, Self
 
+from mpi.audit import AuditEvent
 from mpi.events import Event
 from mpi.model import (
     Identifier,
@@ -23,6 +24,7 @@ from mpi.model import (
 )
 
 __all__ = [
+    "AuditTrail",
     "Clock",
     "PersonQuery",
     "RecordRepository",
@@ -42,6 +44,18 @@ __all__ = [
 class Clock(Protocol):
     def now(self) -> datetime:
         """The current time, timezone-aware (UTC)."""
+        ...
+
+
+class AuditTrail(Protocol):
+    def record(self, event: AuditEvent) -> None:
+        """Store one access event durably, in its own transaction (reads run in read-only
+        units of work). Raises on failure: a request whose access cannot be traced fails."""
+        ...
+
+    def search(self, *, person_id: int | None = None, actor: str | None = None,
+               limit: int = 100) -> list[AuditEvent]:
+        """The latest events, newest first, optionally about one person or by one actor."""
         ...
 
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, HTTPException, Query, Request
 from pydantic import BaseModel, Field
 
-from adapters.api.deps import ContainerDep, StaffUser
+from adapters.api.deps import ContainerDep, StaffUser, audit
+from mpi.audit import AuditAction
 from mpi.errors import IdentityConflictError, InvalidInputError, UnknownIdentifierError
 from mpi.identity import Actor
 from mpi.model import ReviewDecision, ReviewStatus, ReviewTask, SourceRecord
@@ -67,6 +68,7 @@ def person_json(view: PersonView | None) -> dict[str, Any] | None:
 
 @router.get("", summary="Review tasks, oldest first")
 def list_tasks(
+    request: Request,
     container: ContainerDep,
     user: StaffUser,
     status: ReviewStatus | None = ReviewStatus.OPEN,
@@ -75,16 +77,22 @@ def list_tasks(
 ) -> dict[str, Any]:
     with container.uow_factory(read_only=True) as uow:
         tasks, total = uow.reviews.list(status, offset, limit)
+    audit(request, channel="api", action=AuditAction.SEARCH, actor=f"user:{user}",
+          persons={t.person_id for t in tasks if t.person_id is not None})
     return {"total": total, "offset": offset, "tasks": [task_json(t) for t in tasks]}
 
 
 @router.get("/{task_id}", summary="A task, with the record and the candidate side by side")
-def show_task(task_id: int, container: ContainerDep, user: StaffUser) -> dict[str, Any]:
+def show_task(task_id: int, request: Request, container: ContainerDep,
+              user: StaffUser) -> dict[str, Any]:
     with container.uow_factory(read_only=True) as uow:
         try:
             view = show_review(uow, container.identity, task_id)
         except UnknownIdentifierError as exc:
             raise HTTPException(status_code=404, detail=exc.message) from None
+    persons = {p.person.id for p in (view.record_person, view.candidate) if p is not None}
+    audit(request, channel="api", action=AuditAction.READ, actor=f"user:{user}",
+          persons={p for p in persons if p is not None}, detail={"review_task": task_id})
     return {
         "task": task_json(view.task),
         "record": record_json(view.record),
@@ -95,7 +103,7 @@ def show_task(task_id: int, container: ContainerDep, user: StaffUser) -> dict[st
 
 
 @router.post("/{task_id}/decision", summary="Decide a task (audited: who, when, why)")
-def decide_task(task_id: int, body: DecisionIn, container: ContainerDep,
+def decide_task(task_id: int, body: DecisionIn, request: Request, container: ContainerDep,
                 user: StaffUser) -> dict[str, Any]:
     actor = Actor(f"user:{user}", None)
     try:
@@ -107,4 +115,7 @@ def decide_task(task_id: int, body: DecisionIn, container: ContainerDep,
         raise HTTPException(status_code=404, detail=exc.message) from None
     except (InvalidInputError, IdentityConflictError) as exc:
         raise HTTPException(status_code=409, detail=exc.message) from None
+    audit(request, channel="api", action=AuditAction.UPDATE, actor=f"user:{user}",
+          persons={p for p in (task.person_id,) if p is not None},
+          detail={"review_task": task_id, "decision": body.decision.value})
     return task_json(task)

@@ -46,6 +46,8 @@ __all__ = [
     "NAMING_CONVENTION",
     "Id",
     "UtcDateTime",
+    "audit_events",
+    "audit_persons",
     "authorities",
     "inbound_messages",
     "links",
@@ -304,6 +306,33 @@ notifications = Table(
     Column("sent_at", UtcDateTime, nullable=True),
     Column("last_error", Text, nullable=True),
     Index("ix_notifications_consumer_status_due_at", "consumer", "status", "due_at"),
+)
+
+# The access trail (mpi.audit): append-only, one row per access, and the persons it touched.
+audit_events = Table(
+    "audit_events",
+    metadata,
+    _id_column(),
+    Column("occurred_at", UtcDateTime, nullable=False),
+    Column("channel", Text, nullable=False),
+    Column("action", Text, nullable=False),
+    Column("actor", Text, nullable=False),
+    Column("authority", Text, nullable=True),
+    Column("source", Text, nullable=True),
+    Column("subject", Text, nullable=False),
+    Column("outcome", Text, nullable=False),
+    Column("detail", JSON, nullable=False),
+    Index("ix_audit_events_occurred_at", "occurred_at"),
+    Index("ix_audit_events_actor_id", "actor", "id"),
+)
+
+audit_persons = Table(
+    "audit_persons",
+    metadata,
+    Column("event_id", Id, ForeignKey("audit_events.id"), nullable=False),
+    Column("person_id", Id, nullable=False),  # no foreign key: the trail outlives persons
+    PrimaryKeyConstraint("event_id", "person_id"),
+    Index("ix_audit_persons_person_id_event_id", "person_id", "event_id"),
 )
 
 

@@ -42,6 +42,20 @@ def test_review_tasks_are_listed_shown_and_decided_over_http(database_url, tmp_p
                             json={"decision": "link", "reason": "changed my mind"})
         assert again.status_code == 409
         assert client.get("/api/review", headers=USER).json()["total"] == 0
+
+        # Every access to these patients' data was traced: who, what, from where, whom.
+        trail = service.container.audit.search(actor="user:dr.vigilance")
+        assert [(e.channel, e.action.value) for e in trail] == [
+            ("api", "search"), ("api", "update"), ("api", "read"), ("api", "search"),
+        ]
+        read = trail[2]
+        assert read.subject == f"/api/review/{task['id']}"
+        assert read.detail == {"review_task": task["id"]}
+        assert read.source == "testclient"
+        assert set(read.persons) == {task["person_id"], shown["record_person"]["id"]}
+        about_candidate = service.container.audit.search(person_id=task["person_id"])
+        assert {e.action.value for e in about_candidate} == {"read", "update", "search"}
+        assert service.container.audit.search(person_id=987654321) == []
     finally:
         service.stop()
 

@@ -1,0 +1,67 @@
+"""The access trail on SQL (implements :class:`mpi.ports.AuditTrail`).
+
+Each event is written in its own short transaction on the engine, apart from the unit of work
+that served the request: reads run in read-only transactions, and a trail entry must survive
+a request that failed.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import Engine, insert, select
+
+from adapters.sql.tables import audit_events, audit_persons
+from mpi.audit import AuditAction, AuditEvent
+
+__all__ = ["SqlAuditTrail"]
+
+
+class SqlAuditTrail:
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    def record(self, event: AuditEvent) -> None:
+        with self._engine.begin() as connection:
+            event_id = connection.execute(
+                insert(audit_events).returning(audit_events.c.id),
+                {
+                    "occurred_at": event.occurred_at, "channel": event.channel,
+                    "action": str(event.action), "actor": event.actor,
+                    "authority": event.authority, "source": event.source,
+                    "subject": event.subject, "outcome": event.outcome,
+                    "detail": event.detail,
+                },
+            ).scalar_one()
+            persons = sorted(set(event.persons))
+            if persons:
+                connection.execute(
+                    insert(audit_persons),
+                    [{"event_id": event_id, "person_id": person} for person in persons],
+                )
+
+    def search(self, *, person_id: int | None = None, actor: str | None = None,
+               limit: int = 100) -> list[AuditEvent]:
+        statement = select(audit_events).order_by(audit_events.c.id.desc()).limit(limit)
+        if person_id is not None:
+            statement = statement.where(audit_events.c.id.in_(
+                select(audit_persons.c.event_id).where(audit_persons.c.person_id == person_id)
+            ))
+        if actor is not None:
+            statement = statement.where(audit_events.c.actor == actor)
+        with self._engine.connect() as connection:
+            rows = connection.execute(statement).all()
+            ids = [row.id for row in rows]
+            touched: dict[int, list[int]] = {}
+            if ids:
+                for link in connection.execute(
+                    select(audit_persons).where(audit_persons.c.event_id.in_(ids))
+                ):
+                    touched.setdefault(link.event_id, []).append(link.person_id)
+        return [
+            AuditEvent(
+                occurred_at=row.occurred_at, channel=row.channel,
+                action=AuditAction(row.action), actor=row.actor, subject=row.subject,
+                outcome=row.outcome, authority=row.authority, source=row.source,
+                persons=tuple(sorted(touched.get(row.id, ()))), detail=dict(row.detail or {}),
+            )
+            for row in rows
+        ]
