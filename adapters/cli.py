@@ -283,6 +283,78 @@ def audit_trail(person_id: int | None, actor: str | None, limit: int, **options:
                    f"{e.subject}")
 
 
+@main.command("import")
+@click.argument("file", type=click.Path(path_type=Path, exists=True, dir_okay=False))
+@click.option("--authority", help="Establishment (code) of every row; without it, a column "
+                                  "must name each row's establishment.")
+@click.option("--format", "file_format", type=click.Choice(["csv", "ndjson"]),
+              help="Default: from the file name (.csv/.tsv/.txt, .ndjson/.jsonl).")
+@click.option("--mapping", "mapping_file", type=click.Path(path_type=Path, exists=True,
+                                                           dir_okay=False),
+              help='TOML file with a [columns] table: target = "column name".')
+@click.option("--map", "pairs", multiple=True, metavar="TARGET=COLUMN",
+              help="Map one column (repeatable; overrides --mapping).")
+@click.option("--delimiter", help="CSV delimiter (default: sniffed among , ; tab |).")
+@click.option("--encoding", default="utf-8", show_default=True)
+@click.option("--date-format", "date_formats", multiple=True,
+              help="strptime format of the dates (repeatable) [%Y-%m-%d, %Y%m%d, %d/%m/%Y].")
+@click.option("--batch-size", default=500, show_default=True, type=click.IntRange(1, 100_000))
+@click.option("--restart", is_flag=True, help="Ignore the state of an earlier run.")
+@click.option("--by", "user", default=None, help="Who runs the import (kept in the history).")
+@common_options
+def import_records(file: Path, authority: str | None, file_format: str | None,
+                   mapping_file: Path | None, pairs: tuple[str, ...], delimiter: str | None,
+                   encoding: str, date_formats: tuple[str, ...], batch_size: int, restart: bool,
+                   user: str | None, **options: Any) -> None:
+    """Load a patient table (CSV or NDJSON extract of an HIS) through the same rules and
+    matching as the ADT feed, in batches, with a progress bar. Resumable: run the same command
+    again after an interruption. Targets: id, authority, birth_family_name, used_family_name,
+    given_names, used_given_name, birth_date, sex, birthplace, street, city, postcode, country,
+    phone, death_date, ins, reliability."""
+    import getpass
+
+    from adapters.bulk_import import (
+        DEFAULT_DATE_FORMATS, ImportError_, ImportOptions, import_file, load_mapping,
+    )
+    from mpi.errors import UnknownAuthorityError
+
+    mapping: dict[str, str] = load_mapping(mapping_file) if mapping_file else {}
+    for pair in pairs:
+        target, sep, column = pair.partition("=")
+        if not sep or not target.strip() or not column.strip():
+            raise click.BadParameter(f"{pair!r} is not TARGET=COLUMN", param_hint="--map")
+        mapping[target.strip()] = column.strip()
+    import_options = ImportOptions(
+        authority=authority, format=file_format, mapping=mapping, delimiter=delimiter,
+        encoding=encoding, date_formats=date_formats or DEFAULT_DATE_FORMATS,
+        batch_size=batch_size, restart=restart,
+        actor=f"import:{user or getpass.getuser()}",
+    )
+    container = _container(_settings(**options))
+    try:
+        with click.progressbar(length=file.stat().st_size, label=f"importing {file.name}",
+                               file=sys.stderr, show_eta=True) as bar:
+            position = [0]
+
+            def progress(read: int, total: int, report: Any) -> None:
+                bar.update(max(0, min(read, total) - position[0]))
+                position[0] = min(read, total)
+
+            report = import_file(file, registry=container.registry, identity=container.identity,
+                                 uow_factory=container.uow_factory, options=import_options,
+                                 progress=progress)
+    except (ImportError_, UnknownAuthorityError) as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        container.close()
+    if report.skipped:
+        click.echo(f"{report.skipped} rows were done by an earlier run")
+    click.echo(f"{report.rows} rows in {report.seconds:.1f} s ({report.rate:.0f} rows/s): "
+               f"{report.imported} imported, {report.rejected} rejected")
+    if report.rejected:
+        click.echo(f"rejected rows and reasons: {file.with_name(file.name + '.rejects.csv')}")
+
+
 @main.command()
 @click.option("--sample", default=200_000, show_default=True,
               help="Records read from the database to learn from.")
