@@ -59,6 +59,15 @@ class EvaluationReport:
     recall_with_review: float
     false_merges: list[tuple[SourceRow, SourceRow]] = field(default_factory=list)
     rejected: int = 0
+    # Pairs of records of two different establishments: the ones automatic linking may make
+    # (two records of one establishment are two patients until it merges them, or a person
+    # decides).
+    cross_true_pairs: int = 0
+    cross_correct_pairs: int = 0
+
+    @property
+    def cross_recall(self) -> float:
+        return self.cross_correct_pairs / self.cross_true_pairs if self.cross_true_pairs else 1.0
 
     @property
     def precision(self) -> float:
@@ -82,6 +91,9 @@ class EvaluationReport:
             f"pairs: {self.true_pairs} true, {self.linked_pairs} linked automatically, "
             f"{self.correct_pairs} of them correct",
             f"precision {self.precision:.5f}  recall {self.recall:.5f}  F1 {self.f1:.5f}",
+            f"recall between establishments {self.cross_recall:.5f} "
+            f"({self.cross_correct_pairs} of {self.cross_true_pairs} pairs); within one "
+            "establishment, duplicates go to review",
             f"false merges: {len(self.false_merges)} pairs",
             f"review queue: {self.review_tasks} tasks ({share:.2%} of records); recall counting "
             f"the review queue {self.recall_with_review:.5f}",
@@ -165,4 +177,6 @@ def _run(container: Container, rows: list[SourceRow], persons: int,
         recall_with_review=len((linked | review_pairs) & truth) / len(truth) if truth else 1.0,
         false_merges=[(rows[a], rows[b]) for a, b in wrong],
         rejected=rejected,
+        cross_true_pairs=sum(1 for a, b in truth if rows[a].authority != rows[b].authority),
+        cross_correct_pairs=sum(1 for a, b in correct if rows[a].authority != rows[b].authority),
     )

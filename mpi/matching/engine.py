@@ -4,8 +4,9 @@ and the decision (automatic link, review, or a new person).
 Only strong and unambiguous evidence links automatically: a false merge shows one patient's
 images in another's record, a missed link is a duplicate the review queue still catches. Never
 linked automatically, at most proposed for review: look-alike twins (same family name and birth
-date, different first given names), and a record with a person that already has a record of
-the same establishment (two identifiers of one source are two patients until that source
+date, different first given names), records whose birth dates differ beyond a typing error
+(a mother and her newborn share a name, an address and a phone), and a record with a person
+that already has a record of the same establishment (two identifiers of one source are two patients until that source
 merges them with an A40, or identity vigilance decides).
 """
 
@@ -45,6 +46,7 @@ class _PersonEvidence:
     score: Score
     twins: bool
     same_source: bool  # the person already has a record of the same establishment
+    other_birth_date: bool  # the birth dates differ beyond a typing error
 
 
 def looks_like_twins(levels: dict[str, str]) -> bool:
@@ -132,7 +134,8 @@ class ProbabilisticMatcher:
                 assert candidate.id is not None
                 persons[person_id] = _PersonEvidence(person_id, candidate.id, score,
                                                      looks_like_twins(levels),
-                                                     person_id in same_source)
+                                                     person_id in same_source,
+                                                     levels["birth_date"] == FAR)
         return persons
 
     @staticmethod
@@ -156,20 +159,21 @@ class ProbabilisticMatcher:
         best = ranked[0]
         evidence = best.score.evidence()
         evidence.update(candidate_record=best.record_id, oversized_blocks=oversized,
-                        twins=best.twins, same_source=best.same_source)
+                        twins=best.twins, same_source=best.same_source,
+                        other_birth_date=best.other_birth_date)
         runner_up = ranked[1] if len(ranked) > 1 else None
         clear = runner_up is None or (
             runner_up.score.probability < model.review_probability
             or best.score.weight - runner_up.score.weight >= model.ambiguity_margin_bits
         )
-        vetoed = best.twins or best.same_source
+        vetoed = best.twins or best.same_source or best.other_birth_date
         if best.score.probability >= model.auto_link_probability and clear and not vetoed:
             return MatchDecision(best.person_id, LinkMethod.AUTO, best.score.probability,
                                  evidence)
         reviews = tuple(
             ReviewCandidate(e.person_id, e.record_id, e.score.probability, {
                 **e.score.evidence(), "twins": e.twins, "same_source": e.same_source,
-                "oversized_blocks": oversized,
+                "other_birth_date": e.other_birth_date, "oversized_blocks": oversized,
             })
             for e in ranked[:MAX_REVIEW_CANDIDATES]
             if e.score.probability >= model.review_probability

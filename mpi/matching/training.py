@@ -13,7 +13,7 @@ import random
 from collections import Counter, defaultdict
 from dataclasses import replace
 from itertools import combinations
-from typing import Iterable, Sequence
+from typing import Mapping, Sequence
 
 from mpi.matching.comparisons import FIELD_LEVELS, FIELDS, MISSING, compare
 from mpi.matching.model import DEFAULT_MODEL, MatchModel
@@ -24,7 +24,11 @@ __all__ = [
     "model_in_force",
     "estimate_u",
     "candidate_pairs",
-    "estimate_m",
+    "pairs_by_rule",
+    "RULE_FIELDS",
+    "expectation_maximization",
+    "estimate_m_by_rule",
+    "match_share",
     "name_frequencies",
     "train_model",
     "check_plausible",
@@ -49,9 +53,11 @@ def _pattern(a: MatchProfile, b: MatchProfile) -> Pattern:
     return tuple(levels[name] for name in FIELDS)
 
 
-def _distribution(counts: dict[str, Counter[str]]) -> dict[str, dict[str, float]]:
+def _distribution(counts: Mapping[str, Counter[str]],
+                  field_levels: Mapping[str, Sequence[str]] = FIELD_LEVELS
+                  ) -> dict[str, dict[str, float]]:
     table = {}
-    for name, levels in FIELD_LEVELS.items():
+    for name, levels in field_levels.items():
         total = sum(counts[name][level] for level in levels) + SMOOTHING * len(levels)
         table[name] = {level: (counts[name][level] + SMOOTHING) / total for level in levels}
     return table
@@ -74,47 +80,128 @@ def estimate_u(profiles: Sequence[MatchProfile], pairs: int,
 def candidate_pairs(profiles: Sequence[MatchProfile], block_cap: int) -> set[tuple[int, int]]:
     """Pairs of indexes sharing a blocking key (name keys cross-compared), blocks over
     ``block_cap`` skipped, as the matcher would see them."""
-    blocks: dict[str, list[int]] = defaultdict(list)
-    for index, profile in enumerate(profiles):
-        keys = blocking_keys(profile)
-        for name, value in keys.items():
-            if value is None:
-                continue
-            family = "name" if name in ("name_year", "used_name") else name
-            blocks[f"{family}={value}"].append(index)
     pairs: set[tuple[int, int]] = set()
-    for members in blocks.values():
-        if 1 < len(members) <= block_cap:
-            pairs.update(combinations(sorted(set(members)), 2))
+    for rule_pairs in pairs_by_rule(profiles, block_cap).values():
+        pairs |= rule_pairs
     return pairs
 
 
-def estimate_m(patterns: Iterable[Pattern], u: dict[str, dict[str, float]], prior: float,
-               iterations: int = 50) -> tuple[dict[str, dict[str, float]], float]:
-    """EM for m and the match share, u fixed. Identical patterns are counted once."""
-    counted = Counter(patterns)
-    if not counted:
+# The fields each blocking key makes (almost) always agree: within its candidate pairs they
+# say nothing about matching, so EM on those pairs must neither use nor estimate them.
+RULE_FIELDS: dict[str, frozenset[str]] = {
+    "name_year": frozenset({"family_name", "birth_date"}),
+    "date_sex": frozenset({"birth_date", "sex"}),
+    "given_family": frozenset({"given_name", "family_name"}),
+    "place_date": frozenset({"birthplace", "birth_date"}),
+    "used_name": frozenset({"family_name", "birth_date"}),
+}
+
+
+def pairs_by_rule(profiles: Sequence[MatchProfile], block_cap: int
+                  ) -> dict[str, set[tuple[int, int]]]:
+    """The candidate pairs each blocking key produces (blocks over ``block_cap`` skipped);
+    the birth-name and used-name keys are cross-compared, as the matcher does."""
+    blocks: dict[str, dict[str, list[int]]] = defaultdict(lambda: defaultdict(list))
+    for index, profile in enumerate(profiles):
+        for name, value in blocking_keys(profile).items():
+            if value is None:
+                continue
+            rule = "name_year" if name == "used_name" else name
+            blocks[rule][value].append(index)
+    result: dict[str, set[tuple[int, int]]] = {}
+    for rule, members_by_value in blocks.items():
+        pairs: set[tuple[int, int]] = set()
+        for members in members_by_value.values():
+            if 1 < len(members) <= block_cap:
+                pairs.update(combinations(sorted(set(members)), 2))
+        result[rule] = pairs
+    return result
+
+
+def expectation_maximization(
+    patterns: Counter[Pattern], fields: Sequence[str], levels: Mapping[str, Sequence[str]],
+    u: Mapping[str, Mapping[str, float]], m: Mapping[str, Mapping[str, float]], prior: float,
+    active: frozenset[str], iterations: int = 50,
+) -> tuple[dict[str, dict[str, float]], float]:
+    """EM for m (of the ``active`` fields only) and the match share, u held fixed; inactive
+    fields take no part (the blocking made them agree). Returns the m of the active fields."""
+    if not patterns:
         raise ValueError("no candidate pairs to learn from")
-    m = {name: dict(levels) for name, levels in DEFAULT_MODEL.m.items()}
+    positions = [(i, name) for i, name in enumerate(fields) if name in active]
+    current = {name: dict(m[name]) for _, name in positions}
     for _ in range(iterations):
         expected: dict[str, Counter[str]] = defaultdict(Counter)
         matches = 0.0
         total = 0
-        for pattern, count in counted.items():
+        for pattern, count in patterns.items():
             p_match, p_other = prior, 1 - prior
-            for name, level in zip(FIELDS, pattern):
+            for i, name in positions:
+                level = pattern[i]
                 if level != MISSING:
-                    p_match *= m[name][level]
+                    p_match *= current[name][level]
                     p_other *= u[name][level]
             posterior = p_match / (p_match + p_other)
             matches += posterior * count
             total += count
-            for name, level in zip(FIELDS, pattern):
+            for i, name in positions:
+                level = pattern[i]
                 if level != MISSING:
                     expected[name][level] += posterior * count
-        m = _distribution(expected)
+        current = _distribution(expected, {name: levels[name] for _, name in positions})
         prior = min(max(matches / total, 1e-6), 1 - 1e-6)
-    return m, prior
+    return current, prior
+
+
+def estimate_m_by_rule(
+    rules: Mapping[str, tuple[frozenset[str], Counter[Pattern]]], fields: Sequence[str],
+    levels: Mapping[str, Sequence[str]], u: Mapping[str, Mapping[str, float]],
+    start: Mapping[str, Mapping[str, float]], iterations: int = 50,
+) -> dict[str, dict[str, float]]:
+    """m per field, splink-style: one EM per blocking rule on that rule's candidate pairs,
+    estimating only the fields the rule leaves free; each field's m is the average of the
+    rules that estimated it, weighted by their expected number of matches. A field every rule
+    blocks on keeps its ``start`` value."""
+    estimates: dict[str, list[tuple[float, dict[str, float]]]] = defaultdict(list)
+    for rule, (blocked, patterns) in rules.items():
+        if not patterns:
+            continue
+        active = frozenset(fields) - blocked
+        m, share = expectation_maximization(patterns, fields, levels, u, start, 0.1, active,
+                                            iterations)
+        weight = share * sum(patterns.values())
+        for name, table in m.items():
+            estimates[name].append((weight, table))
+    result = {name: dict(start[name]) for name in fields}
+    for name, found in estimates.items():
+        total = sum(w for w, _ in found)
+        if total <= 0:
+            continue
+        result[name] = {
+            level: sum(w * table[level] for w, table in found) / total for level in levels[name]
+        }
+    return result
+
+
+def match_share(patterns: Counter[Pattern], fields: Sequence[str],
+                m: Mapping[str, Mapping[str, float]], u: Mapping[str, Mapping[str, float]],
+                iterations: int = 30) -> float:
+    """The share of matches among candidate pairs, with m and u fixed (EM on the prior only)."""
+    total = sum(patterns.values())
+    if not total:
+        raise ValueError("no candidate pairs to learn from")
+    ratios = []
+    for pattern, count in patterns.items():
+        ratio = 1.0
+        for name, level in zip(fields, pattern):
+            if level != MISSING:
+                ratio *= m[name][level] / u[name][level]
+        ratios.append((ratio, count))
+    prior = 0.1
+    for _ in range(iterations):
+        odds = prior / (1 - prior)
+        matches = sum(count * (odds * r) / (1 + odds * r) for r, count in ratios)
+        prior = min(max(matches / total, 1e-6), 1 - 1e-6)
+    return prior
 
 
 def name_frequencies(profiles: Sequence[MatchProfile], minimum: float = 5e-4) -> dict[str, float]:
@@ -133,9 +220,15 @@ def train_model(profiles: Sequence[MatchProfile], *, base: MatchModel = DEFAULT_
     usable = [p for p in profiles if not p.fictitious]
     rng = random.Random(seed)
     u = estimate_u(usable, random_pairs, rng)
-    pairs = candidate_pairs(usable, block_cap)
-    m, prior = estimate_m((_pattern(usable[a], usable[b]) for a, b in pairs), u,
-                          prior=0.1)
+    by_rule = pairs_by_rule(usable, block_cap)
+    patterns = {pair: _pattern(usable[pair[0]], usable[pair[1]])
+                for pair in set().union(*by_rule.values())}
+    if not patterns:
+        raise ValueError("no candidate pairs to learn from")
+    rules = {rule: (RULE_FIELDS[rule], Counter(patterns[pair] for pair in pairs))
+             for rule, pairs in by_rule.items()}
+    m = estimate_m_by_rule(rules, FIELDS, FIELD_LEVELS, u, base.m)
+    prior = match_share(Counter(patterns.values()), FIELDS, m, u)
     model = replace(base, m=m, u=u, prior=prior, name_frequencies=name_frequencies(usable),
                     version=version)
     model.check()
@@ -144,13 +237,16 @@ def train_model(profiles: Sequence[MatchProfile], *, base: MatchModel = DEFAULT_
 
 
 def check_plausible(model: MatchModel) -> None:
-    """Refuse a model that expectation-maximization drove to a degenerate answer: matches
-    must stay a minority of candidate pairs, and agreement on the identity traits must count
-    for a match. Raises ValueError saying what is wrong."""
-    if model.prior >= 0.5:
+    """Refuse a model that expectation-maximization drove to a degenerate answer: nearly
+    every candidate pair a match, or agreement on an identity trait not counting for a match
+    (or disagreement not against it). Raises ValueError saying what is wrong."""
+    if model.prior >= 0.95:
         raise ValueError(
             f"EM estimated that {model.prior:.0%} of candidate pairs match: the estimate "
             "collapsed (blocked pairs agree more than random ones); the model is not usable")
     for name in ("family_name", "given_name", "birth_date"):
         if model.level_weight(name, "exact") <= 0:
             raise ValueError(f"agreement on {name} does not count for a match in this model")
+        if model.level_weight(name, "far") >= 0:
+            raise ValueError(f"disagreement on {name} does not count against a match in this "
+                             "model")

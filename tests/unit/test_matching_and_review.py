@@ -85,6 +85,17 @@ def test_twins_go_to_review_not_to_one_person(env) -> None:  # type: ignore[no-u
     assert task.evidence["twins"] is True
 
 
+def test_a_newborn_sharing_name_address_and_phone_with_her_mother_is_never_linked_to_her(
+    env,  # type: ignore[no-untyped-def]
+) -> None:
+    mother = dict(TRAITS, given_names=("Mila",), birth_date=date(1998, 8, 13))
+    env.register("MRUN", "1", **mother)
+    env.register("CHRU", "2", **dict(mother, birth_date=date(2025, 9, 25)))
+    assert env.person("MRUN", "1") != env.person("CHRU", "2")
+    for task in env.store.reviews.values():
+        assert task.evidence["other_birth_date"] is True
+
+
 def test_a_typo_in_the_name_goes_to_review_and_a_link_decision_is_sticky(env) -> None:  # type: ignore[no-untyped-def]
     env.register("CHRU", "1", **dict(TRAITS, phone=None, postcode=None))
     env.register("ICL", "2", **dict(TRAITS, birth_family_name="ZIMERMAN",

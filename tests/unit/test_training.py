@@ -35,6 +35,35 @@ def test_common_names_get_their_frequency() -> None:
     assert frequencies == {"MARTIN": 0.3}
 
 
+def test_em_per_blocking_rule_learns_a_usable_model_from_the_synthetic_population() -> None:
+    """EM over every candidate pair at once collapses (blocked pairs agree on the blocking
+    fields whatever they are); one EM per blocking rule, on the fields it leaves free, does
+    not."""
+    from fixtures.population import generate_population
+    from mpi.matching.profile import profile_of
+    from mpi.matching.training import train_model
+    from mpi.model import Demographics, Identifier, SourceRecord
+
+    rows = generate_population(1500, seed=4)
+    profiles = [
+        profile_of(SourceRecord(
+            Identifier(r.authority, r.local_id),
+            Demographics(birth_family_name=r.birth_family_name,
+                         used_family_name=r.used_family_name, given_names=r.given_names,
+                         birth_date=r.birth_date, sex=r.sex, birthplace=r.birthplace,
+                         postcode=r.postcode, phone=r.phone),
+            Identifier("INS-NIR", r.ins) if r.ins else None, r.reliability,
+        ))
+        for r in rows
+    ]
+    model = train_model(profiles, random_pairs=50_000)
+    assert 0 < model.prior < 0.95
+    for name in ("family_name", "given_name", "birth_date", "sex", "postcode"):
+        assert model.level_weight(name, "exact") > 0 > model.level_weight(name, "far"), name
+    assert model.level_weight("birth_date", "exact") > model.level_weight("birth_date", "close")
+    assert "MARTIN" in model.name_frequencies or len(model.name_frequencies) > 10
+
+
 def test_a_model_where_most_candidate_pairs_match_is_refused() -> None:
     collapsed: MatchModel = replace(DEFAULT_MODEL, prior=0.99)
     with pytest.raises(ValueError, match="collapsed"):
