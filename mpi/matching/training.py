@@ -13,7 +13,7 @@ import random
 from collections import Counter, defaultdict
 from dataclasses import replace
 from itertools import combinations
-from typing import Mapping, Sequence
+from typing import Iterable, Mapping, Sequence
 
 from mpi.matching.comparisons import FIELD_LEVELS, FIELDS, MISSING, compare
 from mpi.matching.model import DEFAULT_MODEL, MatchModel
@@ -25,6 +25,7 @@ __all__ = [
     "estimate_u",
     "candidate_pairs",
     "pairs_by_rule",
+    "level_frequencies",
     "RULE_FIELDS",
     "expectation_maximization",
     "estimate_m_by_rule",
@@ -66,15 +67,26 @@ def _distribution(counts: Mapping[str, Counter[str]],
 def estimate_u(profiles: Sequence[MatchProfile], pairs: int,
                rng: random.Random) -> dict[str, dict[str, float]]:
     """Level frequencies among random pairs (the non-match distribution)."""
-    counts: dict[str, Counter[str]] = defaultdict(Counter)
     if len(profiles) < 2:
         raise ValueError("u needs at least two records")
-    for _ in range(pairs):
-        a, b = rng.sample(range(len(profiles)), 2)
-        for name, level in zip(FIELDS, _pattern(profiles[a], profiles[b])):
+    indexes = range(len(profiles))
+    return level_frequencies(
+        (_pattern(profiles[a], profiles[b]) for a, b in (rng.sample(indexes, 2)
+                                                         for _ in range(pairs))),
+        FIELDS, FIELD_LEVELS,
+    )
+
+
+def level_frequencies(patterns: Iterable[Pattern], fields: Sequence[str],
+                      levels: Mapping[str, Sequence[str]]) -> dict[str, dict[str, float]]:
+    """The (smoothed) frequency of each level of each field among ``patterns``, missing
+    values left out: u when the patterns are those of random pairs."""
+    counts: dict[str, Counter[str]] = defaultdict(Counter)
+    for pattern in patterns:
+        for name, level in zip(fields, pattern):
             if level != MISSING:
                 counts[name][level] += 1
-    return _distribution(counts)
+    return _distribution(counts, levels)
 
 
 def candidate_pairs(profiles: Sequence[MatchProfile], block_cap: int) -> set[tuple[int, int]]:
@@ -228,7 +240,12 @@ def train_model(profiles: Sequence[MatchProfile], *, base: MatchModel = DEFAULT_
     rules = {rule: (RULE_FIELDS[rule], Counter(patterns[pair] for pair in pairs))
              for rule, pairs in by_rule.items()}
     m = estimate_m_by_rule(rules, FIELDS, FIELD_LEVELS, u, base.m)
-    prior = match_share(Counter(patterns.values()), FIELDS, m, u)
+    # The prior is the probability that two records drawn at random match (as in splink):
+    # the scores count the agreement on the blocking fields, so the share of matches among
+    # candidate pairs would count that evidence twice.
+    matches = match_share(Counter(patterns.values()), FIELDS, m, u) * len(patterns)
+    every_pair = len(usable) * (len(usable) - 1) / 2
+    prior = min(max(matches / every_pair, 1e-9), 0.5)
     model = replace(base, m=m, u=u, prior=prior, name_frequencies=name_frequencies(usable),
                     version=version)
     model.check()
