@@ -34,7 +34,7 @@ from mpi.errors import (
 
 __all__ = ["from_core_error", "error_response", "install_error_handlers"]
 
-log = logging.getLogger("mpi.fhir")
+log = logging.getLogger("mpi.http")
 
 # The issue type (http://hl7.org/fhir/issue-type) that goes with an HTTP status by default.
 _ISSUE_CODES = {
