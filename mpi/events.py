@@ -13,6 +13,7 @@ __all__ = [
     "RecordRegistered",
     "RecordUpdated",
     "RecordRetired",
+    "RecordDeleted",
     "RecordLinked",
     "RecordUnlinked",
     "PersonCreated",
@@ -51,6 +52,15 @@ class RecordRetired(Event):
     survivor_id: int
     survivor: Identifier
     reason: str  # "merge" (A40) or "identifier-change" (A47)
+
+
+@dataclass(frozen=True)
+class RecordDeleted(Event):
+    """A source removed one of its records (FHIR conditional delete): it designates nobody."""
+
+    record_id: int
+    identifier: Identifier
+    person_id: int
 
 
 @dataclass(frozen=True)

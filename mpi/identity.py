@@ -30,6 +30,7 @@ from mpi.events import (
     PersonCreated,
     PersonIdentifiersChanged,
     PersonsMerged,
+    RecordDeleted,
     RecordLinked,
     RecordRegistered,
     RecordRetired,
@@ -59,6 +60,7 @@ __all__ = [
     "RecordData",
     "RegisterRecord",
     "MergeRecords",
+    "DeleteRecord",
     "ChangeIdentifier",
     "LinkRecords",
     "UnlinkRecords",
@@ -106,6 +108,14 @@ class MergeRecords:
     survivor: RecordData
     retired: Identifier
     retired_location: str = "MRG^1^1"
+
+
+@dataclass(frozen=True)
+class DeleteRecord:
+    """Remove a record from the index (FHIR conditional delete, ITI-104)."""
+
+    identifier: Identifier
+    location: str = "PID^1^3"
 
 
 @dataclass(frozen=True)
@@ -238,6 +248,28 @@ class IdentityService:
         session.reconcile_ins(renamed)
         session.finish()
         return renamed
+
+    def delete(self, uow: UnitOfWork, command: DeleteRecord, actor: Actor) -> int:
+        """Remove a record: it no longer designates its person, its identifier no longer
+        resolves, its history stays. Returns the number of the person it belonged to, who
+        keeps the other records. Raises UnknownAuthorityError, ForbiddenError,
+        UnknownIdentifierError (no active record with that identifier)."""
+        session = IdentitySession(self, uow, actor)
+        session.authorize_write(command.identifier, command.location)
+        session.lock_identifiers([command.identifier])
+        record = uow.records.by_identifier(command.identifier)
+        if record is None or not record.is_active:
+            raise UnknownIdentifierError(
+                f"no active record {command.identifier} to delete", location=command.location
+            )
+        person_id = session.person_of(record)
+        session.touch(person_id)
+        record.status = RecordStatus.DELETED
+        record.updated_at = session.now
+        uow.records.save(record)
+        session.events.append(RecordDeleted(_id(record), record.identifier, person_id))
+        session.finish()
+        return person_id
 
     def link(self, uow: UnitOfWork, command: LinkRecords, actor: Actor) -> None:
         """Merge the persons of two records (a sticky manual decision). Raises

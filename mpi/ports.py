@@ -61,8 +61,16 @@ class AuditTrail(Protocol):
 
 @dataclass(frozen=True)
 class PersonQuery:
-    """Demographic search criteria (PDQ). Names match birth or used names, folded, and a
-    trailing ``*`` makes a prefix search. Empty criteria are ignored."""
+    """Demographic search criteria (PDQ, PDQm). Names match birth or used names, folded, and a
+    trailing ``*`` makes a prefix search (the postcode too). Empty criteria are ignored.
+
+    Every record criterion must hold on one active record of the person. ``family_exact`` and
+    ``given_exact`` compare a birth or used name, and the first given name, exactly as written
+    (case and accents included). ``domain`` asks for persons holding an identifier in that
+    domain, on any of their records. ``person_ids`` restricts the search to those persons.
+    ``active`` False searches the persons merged into another instead of the active ones:
+    they have no records left, so only ``person_ids`` can select them.
+    """
 
     family: str | None = None
     given: str | None = None
@@ -71,13 +79,22 @@ class PersonQuery:
     postcode: str | None = None
     city: str | None = None
     identifier: Identifier | None = None
+    family_exact: str | None = None
+    given_exact: str | None = None
+    phone: str | None = None
+    domain: str | None = None
+    person_ids: tuple[int, ...] | None = None
+    active: bool = True
 
-    def is_empty(self) -> bool:
-        return not any(
+    def has_record_criteria(self) -> bool:
+        """True when a criterion bears on the persons' records (all but ids and status)."""
+        return any(
             (self.family, self.given, self.birth_date, self.sex, self.postcode, self.city,
-             self.identifier)
+             self.identifier, self.family_exact, self.given_exact, self.phone, self.domain)
         )
 
+    def is_empty(self) -> bool:
+        return not self.has_record_criteria() and self.person_ids is None
 
 class RecordRepository(Protocol):
     def get(self, record_id: int) -> SourceRecord | None: ...
@@ -139,8 +156,8 @@ class PersonRepository(Protocol):
     def save(self, person: Person) -> None: ...
 
     def search(self, query: PersonQuery, offset: int, limit: int) -> tuple[list[int], int]:
-        """Active persons with an active record matching the query, by ascending id:
-        (one page of ids, total count)."""
+        """Active persons with an active record matching the query (merged persons when
+        ``query.active`` is False), by ascending id: (one page of ids, total count)."""
         ...
 
 

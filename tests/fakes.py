@@ -155,15 +155,39 @@ class FakePersons:
     def search(self, query: PersonQuery, offset: int, limit: int) -> tuple[list[int], int]:
         if query.is_empty():
             return [], 0
+        if not query.active:
+            if query.has_record_criteria():
+                return [], 0
+            ordered = sorted(
+                p for p in (query.person_ids or ())
+                if p in self.store.persons
+                and self.store.persons[p].status is PersonStatus.MERGED
+            )
+            return ordered[offset : offset + limit], len(ordered)
         found = set()
         for link in self.store.links.values():
             record = self.store.records[link.record_id]
             person = self.store.persons[link.person_id]
             if record.is_active and person.status is PersonStatus.ACTIVE:
-                if _matches(record, link.person_id, query, self.master):
+                if _matches(record, link.person_id, query, self.master) and self._holds_domain(
+                    link.person_id, query.domain
+                ):
                     found.add(link.person_id)
         ordered = sorted(found)
         return ordered[offset : offset + limit], len(ordered)
+
+    def _holds_domain(self, person_id: int, domain: str | None) -> bool:
+        if domain is None or domain == self.master:
+            return True
+        for link in self.store.links.values():
+            record = self.store.records[link.record_id]
+            if link.person_id == person_id and record.is_active:
+                held = {record.identifier.authority}
+                if record.qualified_ins is not None:
+                    held.add(record.qualified_ins.authority)
+                if domain in held:
+                    return True
+        return False
 
 
 def _name_matches(pattern: str | None, *values: str | None) -> bool:
@@ -175,19 +199,33 @@ def _name_matches(pattern: str | None, *values: str | None) -> bool:
     return any(k.startswith(wanted) if prefix else k == wanted for k in keys)
 
 
+def _text_matches(pattern: str | None, value: str | None) -> bool:
+    if not pattern:
+        return True
+    if pattern.endswith("*"):
+        return (value or "").startswith(pattern.rstrip("*"))
+    return value == pattern.strip()
+
+
 def _matches(record: SourceRecord, person_id: int, q: PersonQuery, master: str) -> bool:
     d = record.demographics
     if not _name_matches(q.family, d.birth_family_name, d.used_family_name):
         return False
     if not _name_matches(q.given, d.given_names[0] if d.given_names else None):
         return False
+    if q.family_exact and q.family_exact not in (d.birth_family_name, d.used_family_name):
+        return False
+    if q.given_exact and q.given_exact != (d.given_names[0] if d.given_names else None):
+        return False
     if q.birth_date and d.birth_date != q.birth_date:
         return False
     if q.sex and d.sex != q.sex:
         return False
-    if q.postcode and d.postcode != q.postcode:
+    if not _text_matches(q.postcode, d.postcode) or not _text_matches(q.phone, d.phone):
         return False
-    if q.city and search_key(d.city) != search_key(q.city):
+    if not _name_matches(q.city, d.city):
+        return False
+    if q.person_ids is not None and person_id not in q.person_ids:
         return False
     if q.identifier:
         if q.identifier.authority == master:

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 from typing import Any
+
+import yaml
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from adapters.api.review import router as review_router
+from adapters.fhir import mount as mount_fhir
 
 __all__ = ["create_app"]
 
@@ -18,6 +22,25 @@ def _version() -> str:
         return version("nancy-mpi")
     except PackageNotFoundError:
         return "0+unknown"
+
+
+# The curated description of the HTTP API, shown at /docs when the service runs from its
+# source tree (where it lives beside the packages); else FastAPI's own description.
+OPENAPI_DOCUMENT = Path(__file__).resolve().parents[2] / "openapi.yaml"
+
+
+def _documented_openapi(app: FastAPI) -> Any:
+    generated = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            if OPENAPI_DOCUMENT.is_file():
+                app.openapi_schema = yaml.safe_load(OPENAPI_DOCUMENT.read_text(encoding="utf-8"))
+            else:
+                app.openapi_schema = generated()
+        return app.openapi_schema
+
+    return openapi
 
 
 def create_app(container: Any) -> FastAPI:
@@ -33,4 +56,6 @@ def create_app(container: Any) -> FastAPI:
         return JSONResponse(body, status_code=200 if database_ok else 503)
 
     app.include_router(review_router)
+    mount_fhir(app, _version())
+    app.openapi = _documented_openapi(app)  # type: ignore[method-assign]
     return app

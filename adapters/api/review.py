@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi import APIRouter, HTTPException, Path, Query, Request
 from pydantic import BaseModel, Field
 
 from adapters.api.deps import ContainerDep, StaffUser, audit
@@ -18,6 +18,9 @@ from mpi.review import decide_review, show_review
 __all__ = ["router"]
 
 router = APIRouter(prefix="/api/review", tags=["review"])
+
+# A task number the databases can hold (64-bit): a larger one is a bad parameter, not a crash.
+TaskId = Annotated[int, Path(ge=1, le=2**63 - 1)]
 
 
 class DecisionIn(BaseModel):
@@ -72,7 +75,7 @@ def list_tasks(
     container: ContainerDep,
     user: StaffUser,
     status: ReviewStatus | None = ReviewStatus.OPEN,
-    offset: int = Query(0, ge=0),
+    offset: int = Query(0, ge=0, le=2**63 - 1),
     limit: int = Query(50, ge=1, le=500),
 ) -> dict[str, Any]:
     with container.uow_factory(read_only=True) as uow:
@@ -83,7 +86,7 @@ def list_tasks(
 
 
 @router.get("/{task_id}", summary="A task, with the record and the candidate side by side")
-def show_task(task_id: int, request: Request, container: ContainerDep,
+def show_task(task_id: TaskId, request: Request, container: ContainerDep,
               user: StaffUser) -> dict[str, Any]:
     with container.uow_factory(read_only=True) as uow:
         try:
@@ -103,7 +106,7 @@ def show_task(task_id: int, request: Request, container: ContainerDep,
 
 
 @router.post("/{task_id}/decision", summary="Decide a task (audited: who, when, why)")
-def decide_task(task_id: int, body: DecisionIn, request: Request, container: ContainerDep,
+def decide_task(task_id: TaskId, body: DecisionIn, request: Request, container: ContainerDep,
                 user: StaffUser) -> dict[str, Any]:
     actor = Actor(f"user:{user}", None)
     try:

@@ -247,6 +247,7 @@ def population(uow_factory: SqlUnitOfWorkFactory) -> dict[str, int]:
                     sex="F",
                     postcode="54000",
                     city="Nancy",
+                    phone="0383112233",
                 ),
                 make_record(
                     "4",
@@ -288,6 +289,21 @@ def population(uow_factory: SqlUnitOfWorkFactory) -> dict[str, int]:
     return people
 
 
+def test_search_by_person_numbers_and_status(
+    uow_factory: SqlUnitOfWorkFactory, population: dict[str, int]
+) -> None:
+    elodie, merged = population["elodie"], population["merged"]
+    with uow_factory(read_only=True) as uow:
+        assert uow.persons.search(PersonQuery(person_ids=(elodie, merged)), 0, 10) == (
+            [elodie], 1)
+        assert uow.persons.search(PersonQuery(person_ids=()), 0, 10) == ([], 0)
+        assert uow.persons.search(
+            PersonQuery(person_ids=(elodie, merged), active=False), 0, 10) == ([merged], 1)
+        # merged persons have no records left: a demographic criterion finds none of them
+        assert uow.persons.search(
+            PersonQuery(person_ids=(merged,), family="lef*", active=False), 0, 10) == ([], 0)
+
+
 @pytest.mark.parametrize(
     ("query", "expected"),
     [
@@ -315,6 +331,24 @@ def population(uow_factory: SqlUnitOfWorkFactory) -> dict[str, int]:
         (PersonQuery(identifier=Identifier("GCS", "00000000x1")), []),
         (PersonQuery(family="*"), []),
         (PersonQuery(), []),
+        (PersonQuery(family_exact="Lefèvre"), ["elodie"]),
+        (PersonQuery(family_exact="LEFEVRE"), ["elodie"]),  # MRUN|4's birth name as written
+        (PersonQuery(family_exact="lefèvre"), []),
+        (PersonQuery(family_exact="Martin-Dupont"), ["elodie"]),
+        (PersonQuery(given_exact="Élodie"), ["elodie"]),
+        (PersonQuery(given_exact="Elodie", postcode="54000"), []),  # on two records
+        (PersonQuery(given_exact="Marie"), []),  # only the first given name
+        (PersonQuery(postcode="5*"), ["elodie", "jean"]),
+        (PersonQuery(phone="0383112233"), ["elodie"]),
+        (PersonQuery(phone="0383*"), ["elodie"]),
+        (PersonQuery(phone="0383"), []),
+        (PersonQuery(domain="MRUN"), ["elodie"]),
+        (PersonQuery(domain="ICL", family="lef*"), ["jean"]),
+        # the domain is held on any record of the person, not only the one matching the rest
+        (PersonQuery(domain="MRUN", postcode="54000"), ["elodie"]),
+        (PersonQuery(domain="INS-NIR"), ["elodie"]),  # qualified INS only
+        (PersonQuery(domain="CCEG"), []),  # a merged person's record
+        (PersonQuery(domain="GCS", family="lefebvre"), ["jean"]),
     ],
 )
 def test_search(

@@ -16,10 +16,11 @@ from mpi.errors import (
     UnknownAuthorityError,
     UnknownIdentifierError,
 )
-from mpi.events import PersonIdentifiersChanged, PersonsMerged
+from mpi.events import PersonIdentifiersChanged, PersonsMerged, RecordDeleted
 from mpi.identity import (
     Actor,
     ChangeIdentifier,
+    DeleteRecord,
     IdentityService,
     LinkRecords,
     MergeRecords,
@@ -227,3 +228,29 @@ def test_fictitious_identities_never_auto_link(env) -> None:  # type: ignore[no-
     env.register("CHRU", "1", birth_family_name="INCONNU", reliability=("FICT",))
     env.register("ICL", "2", birth_family_name="INCONNU", reliability=("FICT",))
     assert env.person_of("CHRU", "1") != env.person_of("ICL", "2")
+
+
+def test_a_deleted_record_no_longer_designates_its_person(env) -> None:  # type: ignore[no-untyped-def]
+    env.register("CHRU", "1", INS_A, birth_family_name="DUPONT")
+    env.register("ICL", "2", INS_A, birth_family_name="DUPONT")
+    person = env.person_of("ICL", "2")
+    assert env.run("delete", DeleteRecord(Identifier("CHRU", "1"))) == person
+    assert env.person_of("CHRU", "1") is None
+    assert env.identifiers("ICL", "2") == {"ICL|2", str(INS_A)}
+    record = next(r for r in env.store.records.values() if r.identifier.value == "1")
+    assert record.status is RecordStatus.DELETED
+    assert any(isinstance(e, RecordDeleted) and e.person_id == person for e in env.store.events)
+    changed = [e for e in env.store.events if isinstance(e, PersonIdentifiersChanged)]
+    assert Identifier("CHRU", "1") in changed[-1].before
+    assert Identifier("CHRU", "1") not in changed[-1].after
+
+
+def test_a_record_is_deleted_only_by_its_own_domain_and_only_once(env) -> None:  # type: ignore[no-untyped-def]
+    env.register("CHRU", "1", birth_family_name="DUPONT")
+    with pytest.raises(ForbiddenError):
+        env.run("delete", DeleteRecord(Identifier("CHRU", "1")), ICL)
+    env.run("delete", DeleteRecord(Identifier("CHRU", "1")))
+    with pytest.raises(UnknownIdentifierError):
+        env.run("delete", DeleteRecord(Identifier("CHRU", "1")))
+    with pytest.raises(UnknownAuthorityError):
+        env.run("delete", DeleteRecord(Identifier("NOWHERE", "1")))

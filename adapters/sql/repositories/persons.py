@@ -9,6 +9,7 @@ from sqlalchemy import (
     and_,
     bindparam,
     distinct,
+    exists,
     func,
     insert,
     or_,
@@ -58,6 +59,37 @@ def _text_criterion(value: str | None, *columns: Any) -> ColumnElement[bool] | N
     return or_(*(column == key for column in columns))
 
 
+def _exact_family(value: str | None) -> ColumnElement[bool] | None:
+    """A birth or used family name exactly as written; the folded key keeps it indexed."""
+    if not value:
+        return None
+    key = search_key(value)
+    records = source_records.c
+    return or_(
+        and_(records.birth_name_key == key, records.birth_family_name == value),
+        and_(records.used_name_key == key, records.used_family_name == value),
+    )
+
+
+def _exact_given(value: str | None) -> ColumnElement[bool] | None:
+    """The first given name exactly as written."""
+    if not value:
+        return None
+    records = source_records.c
+    return and_(records.given_key == search_key(value),
+                records.given_names[0].as_string() == value)
+
+
+def _prefix_or_equal(value: str | None, column: Any) -> ColumnElement[bool] | None:
+    """Equality with the value as stored, or a prefix with a trailing ``*``."""
+    text = (value or "").strip()
+    if not text.rstrip("*"):
+        return None
+    if text.endswith("*"):
+        return column.like(_escape_like(text.rstrip("*")) + "%", escape="\\")
+    return column == text
+
+
 class SqlPersonRepository:
     def __init__(self, sql: SqlConnection, master_authority: str) -> None:
         self._sql = sql
@@ -86,9 +118,13 @@ class SqlPersonRepository:
             raise ValueError(f"person {person.id} is not stored")
 
     def search(self, query: PersonQuery, offset: int, limit: int) -> tuple[list[int], int]:
+        if query.is_empty():
+            return [], 0
+        if not query.active:
+            return self._search_merged(query, offset, limit)
         criteria = self._criteria(query)
         if not criteria:
-            return [], 0
+            return [], 0  # nothing searchable was left in the values (e.g. only separators)
         joined = source_records.join(links, links.c.record_id == source_records.c.id).join(
             persons, persons.c.id == links.c.person_id
         )
@@ -113,23 +149,61 @@ class SqlPersonRepository:
         )
         return list(self._sql.execute(page).scalars()), total
 
+    def _search_merged(self, query: PersonQuery, offset: int, limit: int) -> tuple[list[int], int]:
+        """Merged persons have no records: only their numbers can select them."""
+        if query.has_record_criteria():
+            return [], 0
+        where = and_(
+            persons.c.status == PersonStatus.MERGED.value,
+            persons.c.id.in_(query.person_ids or ()),
+        )
+        total = self._sql.execute(select(func.count()).where(where)).scalar_one()
+        if total <= offset or limit <= 0:
+            return [], total
+        page = select(persons.c.id).where(where).order_by(persons.c.id).offset(offset).limit(limit)
+        return list(self._sql.execute(page).scalars()), total
+
     def _criteria(self, query: PersonQuery) -> list[ColumnElement[bool]]:
         records = source_records.c
         optional = [
             _text_criterion(query.family, records.birth_name_key, records.used_name_key),
             _text_criterion(query.given, records.given_key),
             _text_criterion(query.city, records.city_key),
+            _exact_family(query.family_exact),
+            _exact_given(query.given_exact),
+            _prefix_or_equal(query.postcode, records.postcode),
+            _prefix_or_equal(query.phone, records.phone),
         ]
         criteria = [criterion for criterion in optional if criterion is not None]
         if query.birth_date is not None:
             criteria.append(records.birth_date == query.birth_date)
         if query.sex:
             criteria.append(records.sex == query.sex)
-        if query.postcode:
-            criteria.append(records.postcode == query.postcode.strip())
         if query.identifier is not None:
             criteria.append(self._identifier_criterion(query.identifier))
+        if query.domain is not None:
+            criteria.append(self._domain_criterion(query.domain))
+        if query.person_ids is not None:
+            criteria.append(links.c.person_id.in_(query.person_ids))
         return criteria
+
+    def _domain_criterion(self, domain: str) -> ColumnElement[bool]:
+        """The person holds an identifier of the domain on one of its active records (every
+        active person holds one in the master domain)."""
+        if domain == self._master_authority:
+            return true()
+        other = source_records.alias("domain_record")
+        other_link = links.alias("domain_link")
+        held = or_(
+            other.c.authority == domain,
+            and_(other.c.ins_authority == domain, other.c.ins_qualified == true()),
+        )
+        return exists(
+            select(other.c.id)
+            .select_from(other.join(other_link, other_link.c.record_id == other.c.id))
+            .where(other_link.c.person_id == links.c.person_id,
+                   other.c.status == RecordStatus.ACTIVE.value, held)
+        )
 
     def _identifier_criterion(self, identifier: Identifier) -> ColumnElement[bool]:
         records = source_records.c

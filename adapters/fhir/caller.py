@@ -1,0 +1,105 @@
+"""Who is asking, and the access trail of every FHIR request.
+
+The authenticating reverse proxy in front of the service names the user in ``X-Remote-User``
+and, for a system writing patient identities, the establishment it speaks for in
+``X-Establishment`` (an authority code of ``authorities.toml``, e.g. ``CHRU``). Reads are
+allowed without them and traced with the client address; writes need both.
+
+:func:`identify_caller` runs once per request for the whole FHIR tree (a dependency of the
+root router): authentication, when it comes, replaces that one function.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, Any, Iterable
+
+from fastapi import Depends, Request
+
+from adapters.api.deps import USER_HEADER, audit
+from adapters.fhir.wire import FhirError
+from mpi.audit import AuditAction
+from mpi.identity import Actor
+from mpi.model import AuthorityKind
+
+__all__ = ["ESTABLISHMENT_HEADER", "Caller", "identify_caller", "CallerDep", "WriterDep",
+           "expect_access", "trace_access", "trace_failure"]
+
+ESTABLISHMENT_HEADER = "X-Establishment"
+ANONYMOUS = "anonymous"
+
+
+@dataclass(frozen=True)
+class Caller:
+    """The user the proxy authenticated (None: anonymous) and the establishment it says it
+    speaks for (an authority code, not yet checked)."""
+
+    user: str | None
+    establishment: str | None
+
+    @property
+    def actor_name(self) -> str:
+        return f"user:{self.user}" if self.user else ANONYMOUS
+
+
+def _header(request: Request, name: str) -> str | None:
+    value = request.headers.get(name, "").strip()
+    return value or None
+
+
+def identify_caller(request: Request) -> Caller:
+    caller = Caller(_header(request, USER_HEADER), _header(request, ESTABLISHMENT_HEADER))
+    request.state.fhir_caller = caller
+    return caller
+
+
+def _caller(request: Request) -> Caller:
+    caller = getattr(request.state, "fhir_caller", None)
+    return caller if isinstance(caller, Caller) else identify_caller(request)
+
+
+CallerDep = Annotated[Caller, Depends(_caller)]
+
+
+def _writer(request: Request, caller: CallerDep) -> Actor:
+    """The actor of a write. Raises FhirError 401 without a user or an establishment, 403
+    when the establishment is not one declared."""
+    if caller.user is None or caller.establishment is None:
+        raise FhirError(
+            401, "login",
+            f"writing needs the user ({USER_HEADER}) and the establishment it speaks for "
+            f"({ESTABLISHMENT_HEADER}), set by the authenticating proxy",
+            headers={"WWW-Authenticate": "Proxy"},
+        )
+    registry = request.app.state.container.registry
+    authority = next((a for a in registry.all if a.code == caller.establishment), None)
+    if authority is None or authority.kind is not AuthorityKind.ESTABLISHMENT:
+        raise FhirError(403, "forbidden",
+                        f"{ESTABLISHMENT_HEADER} {caller.establishment!r} is not a declared "
+                        "establishment")
+    return Actor(caller.actor_name, authority.code)
+
+
+WriterDep = Annotated[Actor, Depends(_writer)]
+
+
+def expect_access(request: Request, action: AuditAction) -> None:
+    """Declare what this request does with patient data: if it fails, the failure is traced."""
+    request.state.fhir_access = action
+
+
+def trace_access(request: Request, persons: Iterable[int | None] = (), *,
+                 outcome: str = "success", detail: dict[str, Any] | None = None) -> None:
+    """Trace the access declared by :func:`expect_access` (once per request)."""
+    action = getattr(request.state, "fhir_access", None)
+    if not isinstance(action, AuditAction):
+        return
+    request.state.fhir_access = None
+    caller = _caller(request)
+    audit(request, channel="fhir", action=action, actor=caller.actor_name,
+          persons={p for p in persons if p is not None}, outcome=outcome,
+          authority=caller.establishment, detail=detail)
+
+
+def trace_failure(request: Request, status: int) -> None:
+    trace_access(request, outcome=str(status))

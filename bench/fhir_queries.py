@@ -1,0 +1,216 @@
+"""FHIR query latency: $ihe-pix, PDQm search by family + birth date, and $match against
+`mpi serve` with a loaded index, K concurrent clients.
+
+Prints, for SQLite and PostgreSQL: requests/s and latency percentiles per query, measured in
+the same run beside the floor (`GET /health`, no database work), and the server's peak memory.
+The population (fixtures/population.py, French demographics) is loaded straight into the
+tables, each true person as one person of the index: loading is not what is measured.
+
+    python bench/fhir_queries.py [--persons 100000] [--clients 8] [--requests 2000]
+                                 [--databases sqlite,postgresql]
+
+PostgreSQL: a scratch database `mpi_bench` is (re)created on the server given by
+MPI_BENCH_POSTGRES_URL (default postgresql+psycopg://postgres@127.0.0.1:5432/test).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import httpx
+from sqlalchemy import create_engine, insert, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.pool import NullPool
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from adt_feed import Server, percentile  # noqa: E402
+from adapters.authorities_file import DEFAULT_AUTHORITIES_FILE, load_authorities  # noqa: E402
+from adapters.sql.engine import create_engine_for  # noqa: E402
+from adapters.sql.migrate import upgrade  # noqa: E402
+from adapters.sql.repositories.records import _record_values  # noqa: E402
+from adapters.sql.tables import links, persons, source_records, sync_authorities  # noqa: E402
+from fixtures.population import SourceRow, generate_population  # noqa: E402
+from mpi.model import Demographics, Identifier, SourceRecord  # noqa: E402
+
+REGISTRY = load_authorities(DEFAULT_AUTHORITIES_FILE)
+GENDER = {"M": "male", "F": "female"}
+CHUNK = 5000
+
+
+def record_of(row: SourceRow) -> SourceRecord:
+    return SourceRecord(
+        identifier=Identifier(row.authority, row.local_id),
+        demographics=Demographics(
+            birth_family_name=row.birth_family_name, used_family_name=row.used_family_name,
+            given_names=row.given_names, birth_date=row.birth_date, sex=row.sex,
+            birthplace=row.birthplace, street=row.street, city=row.city, postcode=row.postcode,
+            phone=row.phone),
+        ins=Identifier("INS-NIR", row.ins) if row.ins else None,
+        reliability=row.reliability,
+        updated_at=datetime.now(timezone.utc),
+    )
+
+
+def load(url: str, rows: list[SourceRow]) -> None:
+    """Persons, records and links straight into the tables, in large batches."""
+    engine = create_engine_for(url)
+    upgrade(engine)
+    now = datetime.now(timezone.utc)
+    person_of: dict[str, int] = {}
+    person_rows, record_rows, link_rows = [], [], []
+    for number, row in enumerate(rows, start=1):
+        if row.person_key not in person_of:
+            person_of[row.person_key] = len(person_of) + 1
+            person_rows.append({"id": person_of[row.person_key], "status": "active",
+                                "merged_into": None, "created_at": now})
+        values = _record_values(record_of(row), 1)
+        values["id"] = number
+        record_rows.append(values)
+        link_rows.append({"record_id": number, "person_id": person_of[row.person_key],
+                          "method": "new", "score": None, "evidence": {},
+                          "decided_by": "bench", "decided_at": now})
+    with engine.begin() as connection:
+        sync_authorities(connection, REGISTRY.all)
+        for table, batch in ((persons, person_rows), (source_records, record_rows),
+                             (links, link_rows)):
+            for start in range(0, len(batch), CHUNK):
+                connection.execute(insert(table), batch[start:start + CHUNK])
+        if engine.dialect.name == "postgresql":
+            for table in ("persons", "source_records"):
+                connection.execute(text(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
+                                        f"(SELECT max(id) FROM {table}))"))
+            connection.execute(text("ANALYZE"))
+    engine.dispose()
+
+
+def patient_of(row: SourceRow) -> dict[str, Any]:
+    resource: dict[str, Any] = {"resourceType": "Patient", "name": [
+        {"use": "official", "family": row.birth_family_name, "given": list(row.given_names)}]}
+    if row.sex in GENDER:
+        resource["gender"] = GENDER[row.sex]
+    if row.birth_date:
+        resource["birthDate"] = row.birth_date.isoformat()
+    if row.city or row.postcode:
+        resource["address"] = [{"city": row.city, "postalCode": row.postcode}]
+    return resource
+
+
+def requests_for(rows: list[SourceRow], count: int, seed: int = 11) -> dict[str, list[Any]]:
+    rng = random.Random(seed)
+    named = [r for r in rows if r.birth_family_name and r.birth_date]
+    oid = {a.code: a.oid for a in REGISTRY.all}
+    return {
+        "health": [("GET", "/health", None, None) for _ in range(count)],
+        "$ihe-pix": [("GET", "/fhir/Patient/$ihe-pix",
+                      {"sourceIdentifier": f"urn:oid:{oid[r.authority]}|{r.local_id}"}, None)
+                     for r in (rng.choice(rows) for _ in range(count))],
+        "PDQm family+birthdate": [("GET", "/fhir/Patient",
+                                   {"family": r.birth_family_name,
+                                    "birthdate": r.birth_date.isoformat()}, None)
+                                  for r in (rng.choice(named) for _ in range(count))],
+        "$match": [("POST", "/fhir/Patient/$match", None,
+                    {"resourceType": "Parameters", "parameter": [
+                        {"name": "resource", "resource": patient_of(r)},
+                        {"name": "count", "valueInteger": 5}]})
+                   for r in (rng.choice(named) for _ in range(count))],
+    }
+
+
+async def client_lane(client: httpx.AsyncClient, work: list[Any], latencies: list[float],
+                      failures: list[str]) -> None:
+    for method, path, params, body in work:
+        started = time.perf_counter()
+        response = await client.request(method, path, params=params, json=body)
+        latencies.append(time.perf_counter() - started)
+        if response.status_code != 200:
+            failures.append(f"{response.status_code} {response.text[:200]}")
+
+
+async def drive(base: str, work: list[Any], clients: int) -> tuple[list[float], float, list[str]]:
+    latencies: list[float] = []
+    failures: list[str] = []
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(base_url=base, limits=limits, timeout=60) as client:
+        for method, path, params, body in work[:clients]:  # warm the connections
+            await client.request(method, path, params=params, json=body)
+        lanes = [work[i::clients] for i in range(clients)]
+        started = time.perf_counter()
+        await asyncio.gather(*(client_lane(client, lane, latencies, failures) for lane in lanes))
+        elapsed = time.perf_counter() - started
+    return latencies, elapsed, failures
+
+
+def database_url(database: str, workdir: Path) -> str:
+    if database == "sqlite":
+        return f"sqlite:///{workdir / 'mpi.sqlite3'}"
+    base = make_url(os.environ.get("MPI_BENCH_POSTGRES_URL",
+                                   "postgresql+psycopg://postgres@127.0.0.1:5432/test"))
+    admin = create_engine(base, isolation_level="AUTOCOMMIT", poolclass=NullPool)
+    with admin.connect() as connection:
+        connection.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                                "WHERE datname = 'mpi_bench' AND pid <> pg_backend_pid()"))
+        connection.execute(text("DROP DATABASE IF EXISTS mpi_bench"))
+        connection.execute(text("CREATE DATABASE mpi_bench"))
+    admin.dispose()
+    return base.set(database="mpi_bench").render_as_string(hide_password=False)
+
+
+def run(database: str, rows: list[SourceRow], work: dict[str, list[Any]], clients: int) -> None:
+    workdir = Path(tempfile.mkdtemp(prefix="mpi-bench-"))
+    url = database_url(database, workdir)
+    started = time.perf_counter()
+    load(url, rows)
+    print(f"{database}: {len(rows):,} records loaded in {time.perf_counter() - started:.0f} s")
+    server = Server(url, workdir)
+    try:
+        base = f"http://127.0.0.1:{server.http_port}"
+        print(f"  {'query':<24}{'req/s':>9}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}"
+              f"{'mean ms':>9}{'errors':>8}")
+        for name, requests in work.items():
+            latencies, elapsed, failures = asyncio.run(drive(base, requests, clients))
+            print(f"  {name:<24}{len(latencies) / elapsed:>9,.0f}"
+                  f"{percentile(latencies, 0.50) * 1000:>9.2f}"
+                  f"{percentile(latencies, 0.95) * 1000:>9.2f}"
+                  f"{percentile(latencies, 0.99) * 1000:>9.2f}"
+                  f"{statistics.fmean(latencies) * 1000:>9.2f}{len(failures):>8}")
+            if failures:
+                print(f"    first failure: {failures[0]}")
+        print(f"  peak memory of mpi serve: {server.peak_memory_mb():.0f} MB")
+    finally:
+        server.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--persons", type=int, default=100_000)
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--requests", type=int, default=2000, help="per query kind")
+    parser.add_argument("--databases", default="sqlite,postgresql")
+    args = parser.parse_args()
+    started = time.perf_counter()
+    rows = generate_population(args.persons)
+    print(f"population: {args.persons:,} persons, {len(rows):,} records "
+          f"(generated in {time.perf_counter() - started:.0f} s); {args.clients} clients, "
+          f"{args.requests} requests per query kind, {os.cpu_count()} cores")
+    work = requests_for(rows, args.requests)
+    for database in args.databases.split(","):
+        run(database.strip(), rows, work, args.clients)
+
+
+if __name__ == "__main__":
+    main()

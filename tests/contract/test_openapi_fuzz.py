@@ -1,0 +1,54 @@
+"""schemathesis against openapi.yaml and the real service on loopback: whatever the document
+allows a client to send, the service answers without a 5xx and as the document says (status,
+content type, headers, body schema)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import requests
+import schemathesis
+from hypothesis import HealthCheck, Phase, given, settings
+from schemathesis import checks
+
+from tests.service import start_service
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES_PER_OPERATION = 20
+CHECKS = [checks.not_a_server_error, checks.status_code_conformance,
+          checks.content_type_conformance, checks.response_schema_conformance,
+          checks.response_headers_conformance]
+
+
+def test_no_request_the_document_allows_gets_a_5xx_or_an_undocumented_answer(
+    database_url: str, tmp_path: Path
+) -> None:
+    schema = schemathesis.openapi.from_path(ROOT / "openapi.yaml")
+    operations = [result.ok() for result in schema.get_all_operations()]
+    assert {op.label for op in operations} >= {"GET /fhir/Patient", "PUT /fhir/Patient",
+                                                "POST /fhir/Patient/$match"}
+    service = start_service(database_url, tmp_path)
+    session = requests.Session()
+    statuses: set[int] = set()
+    calls: dict[str, int] = {}
+    try:
+        for operation in operations:
+
+            @given(case=operation.as_strategy())
+            @settings(max_examples=EXAMPLES_PER_OPERATION, deadline=None, database=None,
+                      phases=[Phase.explicit, Phase.generate],
+                      suppress_health_check=list(HealthCheck))
+            def exercise(case: schemathesis.Case) -> None:
+                response = case.call(base_url=service.http_base, session=session, timeout=30)
+                statuses.add(response.status_code)
+                calls[operation.label] = calls.get(operation.label, 0) + 1
+                case.validate_response(response, checks=CHECKS)
+
+            exercise()
+    finally:
+        session.close()
+        service.stop()
+    assert set(calls) == {op.label for op in operations}
+    assert sum(calls.values()) >= 5 * len(operations)
+    assert statuses & {200, 201} and statuses & {400, 401}
