@@ -52,9 +52,10 @@ def main() -> None:
 @click.option("--host", help="Address to listen on [MPI_HOST, 127.0.0.1]")
 @click.option("--mllp-port", type=int, help="MLLP port [MPI_MLLP_PORT, 2575]")
 @click.option("--http-port", type=int, help="HTTP port [MPI_HTTP_PORT, 8080]")
+@click.option("--dicom-port", type=int, help="DICOM port, AE title VNA [MPI_DICOM_PORT, 11112]")
 @common_options
 def serve(**options: Any) -> None:
-    """Run the MLLP listener and the HTTP server until SIGTERM/SIGINT."""
+    """Run the MLLP listener, the HTTP server and the DICOM service until SIGTERM/SIGINT."""
     from adapters.serve import serve as run
 
     settings = _settings(**options)

@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
+from adapters.api.dicomweb import router as dicomweb_router
 from adapters.api.review import router as review_router
 
 __all__ = ["create_app"]
@@ -33,4 +34,5 @@ def create_app(container: Any) -> FastAPI:
         return JSONResponse(body, status_code=200 if database_ok else 503)
 
     app.include_router(review_router)
+    app.include_router(dicomweb_router)
     return app
