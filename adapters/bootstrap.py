@@ -12,6 +12,9 @@ from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
 from adapters.authorities_file import load_authorities
+from adapters.dicom.blobstore import FilesystemBlobStore
+from adapters.dicom.service import DicomArchive
+from adapters.dicom.web import DicomWeb
 from adapters.hl7v2.application import Hl7Application
 from adapters.hl7v2.notifier import PixNotifier
 from adapters.settings import Settings
@@ -20,6 +23,7 @@ from adapters.sql.engine import create_engine_for
 from adapters.sql.migrate import current_revision, head_revision, upgrade
 from adapters.sql.tables import sync_authorities
 from adapters.sql.uow import SqlUnitOfWorkFactory
+from mpi.archive import ArchiveService
 from mpi.authorities import AuthorityRegistry
 from mpi.identity import IdentityService
 from mpi.matching.engine import ProbabilisticMatcher
@@ -48,6 +52,8 @@ class Container:
     identity: IdentityService
     hl7: Hl7Application
     audit: SqlAuditTrail
+    dicom: DicomArchive
+    dicomweb: DicomWeb
 
     def notifier(self) -> PixNotifier:
         s = self.settings
@@ -92,5 +98,9 @@ def bootstrap(settings: Settings, *, migrate: bool | None = None) -> Container:
     matcher = ProbabilisticMatcher(national, model)
     identity = IdentityService(registry, clock, matcher)
     hl7 = Hl7Application(registry, identity, uow_factory, clock, settings.default_charset)
+    audit = SqlAuditTrail(engine)
+    blobs = FilesystemBlobStore(settings.resolved_archive_dir(), fsync=settings.archive_fsync)
+    dicom = DicomArchive(registry, uow_factory, ArchiveService(registry, identity, blobs, clock.now),
+                         blobs, audit, clock, settings.dicom_ae_title)
     return Container(settings, registry, engine, uow_factory, clock, matcher, identity, hl7,
-                     SqlAuditTrail(engine))
+                     audit, dicom, DicomWeb(dicom))

@@ -52,9 +52,10 @@ def main() -> None:
 @click.option("--host", help="Address to listen on [MPI_HOST, 127.0.0.1]")
 @click.option("--mllp-port", type=int, help="MLLP port [MPI_MLLP_PORT, 2575]")
 @click.option("--http-port", type=int, help="HTTP port [MPI_HTTP_PORT, 8080]")
+@click.option("--dicom-port", type=int, help="DICOM port, AE title VNA [MPI_DICOM_PORT, 11112]")
 @common_options
 def serve(**options: Any) -> None:
-    """Run the MLLP listener and the HTTP server until SIGTERM/SIGINT."""
+    """Run the MLLP listener, the HTTP server and the DICOM service until SIGTERM/SIGINT."""
     from adapters.serve import serve as run
 
     settings = _settings(**options)
@@ -435,3 +436,106 @@ def evaluate(persons: int, seed: int, database_url: str | None) -> None:
     click.echo("", err=True)
     for line in report.lines():
         click.echo(line)
+
+
+@main.group()
+def archive() -> None:
+    """The imaging archive: bulk import of existing archives, export of coerced copies."""
+
+
+@archive.command("import")
+@click.argument("folder", type=click.Path(path_type=Path, exists=True, file_okay=False))
+@click.option("--authority", help="Domain of objects without an IssuerOfPatientID (e.g. CHRU).")
+@click.option("--jobs", default=4, show_default=True, help="Files read and stored in parallel.")
+@common_options
+def archive_import(folder: Path, authority: str | None, jobs: int, **options: Any) -> None:
+    """Import every DICOM file under FOLDER (recursively). Resumable: files already stored
+    byte for byte are skipped. A file that is refused is reported and the import goes on."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from mpi.archive import Sender
+    from mpi.errors import MPIError
+
+    container = _container(_settings(**options))
+    try:
+        if authority is not None:
+            try:
+                container.registry.by_code(authority)
+            except MPIError as exc:
+                raise click.ClickException(exc.message) from None
+        sender = Sender(f"import:{folder.resolve().name}"[:64], authority)
+        files = sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
+        counts = {"stored": 0, "replaced": 0, "skipped": 0, "refused": 0}
+        refused: list[str] = []
+
+        def one(path: Path) -> str:
+            data = path.read_bytes()
+            if container.dicom.already_stored(data):
+                return "skipped"
+            try:
+                return container.dicom.store(data, sender).outcome.value
+            except MPIError as exc:
+                refused.append(f"{path}: {exc.message}")
+                return "refused"
+
+        with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool, click.progressbar(
+                length=len(files), label="importing", file=sys.stderr) as bar:
+            for outcome in pool.map(one, files):
+                counts["skipped" if outcome == "duplicate" else outcome] += 1
+                bar.update(1)
+    finally:
+        container.close()
+    for line in refused:
+        click.echo(f"refused {line}", err=True)
+    click.echo(", ".join(f"{n} {k}" for k, n in counts.items()))
+    if counts["refused"]:
+        sys.exit(1)
+
+
+@archive.command("export")
+@click.option("--person", "person_id", type=int, required=True, help="Master person id.")
+@click.option("--domain", help="Identifier domain of the copies [the master domain].")
+@click.argument("folder", type=click.Path(path_type=Path, file_okay=False))
+@common_options
+def archive_export(person_id: int, domain: str | None, folder: Path, **options: Any) -> None:
+    """Write coerced copies of every study of a person to FOLDER/study/series/sop.dcm (for
+    media or transfer). Traced in the access trail."""
+    import getpass
+    import socket
+
+    from mpi.audit import AuditAction
+    from mpi.errors import MPIError
+    from mpi.model import master_id_of
+
+    container = _container(_settings(**options))
+    written = 0
+    try:
+        try:
+            asker = container.dicom.asker(domain)
+        except MPIError as exc:
+            raise click.ClickException(exc.message) from None
+        from adapters.dicom.service import Query
+
+        found = container.dicom.instances(
+            Query("PATIENT", patient_id=master_id_of(person_id),
+                  issuer=container.registry.master.namespace), asker)
+        try:
+            for instance, plan in found:
+                target = (folder / str(instance.study_instance_uid)
+                          / str(instance.series_instance_uid) / f"{instance.sop_instance_uid}.dcm")
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with open(target, "wb") as handle:
+                    for chunk in container.dicom.coerced_file(instance, plan):
+                        handle.write(chunk)
+                written += 1
+        finally:
+            container.dicom.trace(
+                channel="cli", action=AuditAction.EXPORT, actor=f"os:{getpass.getuser()}",
+                subject=f"archive export --person {person_id} {folder}",
+                persons={plan.person_id for _, plan in found}, authority=asker.code,
+                source=socket.gethostname(), detail={"instances": written})
+    finally:
+        container.close()
+    if not written:
+        raise click.ClickException(f"no stored object for person {person_id}")
+    click.echo(f"{written} object(s) written to {folder}")

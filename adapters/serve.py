@@ -14,6 +14,7 @@ import uvicorn
 
 from adapters.api.app import create_app
 from adapters.bootstrap import Container
+from adapters.dicom.scp import DicomServer, load_destinations
 from adapters.settings import Settings
 from adapters.hl7v2.application import Hl7Application
 from adapters.hl7v2.charset import encode_reply
@@ -67,7 +68,8 @@ def mllp_server(settings: Settings, handler: Handler, port: int) -> MLLPServer:
 async def run_services(container: Container, stop: asyncio.Event,
                        on_ready: Callable[[int, int], None] | None = None) -> None:
     """Run until ``stop`` is set. ``on_ready(mllp_port, http_port)`` is called once every
-    listener is bound (ports given as 0 in the settings are chosen by the system)."""
+    listener is bound (ports given as 0 in the settings are chosen by the system; the DICOM
+    port is ``container.dicom.bound_port``)."""
     settings = container.settings
     workers = settings.hl7_workers(container.engine.dialect.name)
     mllp: MLLPServer | None = None
@@ -104,12 +106,24 @@ async def run_services(container: Container, stop: asyncio.Event,
         http_task.result()
         raise RuntimeError("the HTTP server did not start")
     http_port = http.servers[0].sockets[0].getsockname()[1]
-    log.info("MLLP on %s:%d, HTTP on %s:%d, database %s", settings.host, mllp_port,
-             settings.host, http_port, container.engine.url.render_as_string())
+    dicom = DicomServer(container.dicom, load_destinations(settings.authorities))
+    try:
+        dicom_port = dicom.start(settings.host, settings.dicom_port)
+    except OSError:
+        http.should_exit = True
+        await stop_mllp()
+        stop.set()
+        await http_task
+        await notifier_task
+        raise
+    log.info("MLLP on %s:%d, HTTP on %s:%d, DICOM %s on %s:%d, database %s", settings.host,
+             mllp_port, settings.host, http_port, settings.dicom_ae_title, settings.host,
+             dicom_port, container.engine.url.render_as_string())
     if on_ready is not None:
         on_ready(mllp_port, http_port)
     await stop.wait()
     log.info("stopping")
+    await asyncio.to_thread(dicom.stop)
     http.should_exit = True
     await stop_mllp()
     await http_task

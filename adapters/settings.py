@@ -34,6 +34,15 @@ class Settings(BaseSettings):
     notify_max_backoff: float = Field(300.0, gt=0)
     workers: int | None = Field(None, ge=0, le=64)
     log_level: str = "INFO"
+    dicom_port: int = Field(11112, ge=0, le=65535)
+    dicom_ae_title: str = Field("VNA", min_length=1, max_length=16)
+    archive_dir: Path | None = None  # blobs of the archive; default: <data_dir>/archive
+    archive_fsync: bool = True
+
+    def resolved_archive_dir(self) -> Path:
+        """Where stored objects live: MPI_ARCHIVE_DIR, else the archive folder of the data
+        directory."""
+        return (self.archive_dir or self.data_dir / "archive").resolve()
 
     def hl7_workers(self, database: str) -> int:
         """Worker processes for HL7 messages: MPI_WORKERS, else one per core on PostgreSQL

@@ -57,6 +57,11 @@ class RunningService:
         self.container.close()
 
     @property
+    def dicom_port(self) -> int:
+        """The DICOM port (AE title VNA) the service listens on."""
+        return self.container.dicom.bound_port or 0
+
+    @property
     def http_base(self) -> str:
         return f"http://127.0.0.1:{self.http_port}"
 
@@ -65,7 +70,7 @@ def make_settings(database_url: str, data_dir: Path, **overrides: object) -> Set
     values: dict[str, object] = dict(
         host="127.0.0.1", mllp_port=0, http_port=0, data_dir=data_dir,
         database_url=database_url, notify_interval=0.05, notify_timeout=2.0,
-        notify_max_backoff=0.5, workers=0,
+        notify_max_backoff=0.5, workers=0, dicom_port=0, archive_fsync=False,
     )
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]

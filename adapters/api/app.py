@@ -11,6 +11,7 @@ import yaml
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
+from adapters.api.dicomweb import router as dicomweb_router
 from adapters.api.review import router as review_router
 from adapters.fhir import mount as mount_fhir
 
@@ -56,6 +57,7 @@ def create_app(container: Any) -> FastAPI:
         return JSONResponse(body, status_code=200 if database_ok else 503)
 
     app.include_router(review_router)
+    app.include_router(dicomweb_router)
     mount_fhir(app, _version())
     app.openapi = _documented_openapi(app)  # type: ignore[method-assign]
     return app

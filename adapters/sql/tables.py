@@ -44,6 +44,11 @@ from mpi.model import Authority
 
 __all__ = [
     "NAMING_CONVENTION",
+    "archive_instance_versions",
+    "archive_instances",
+    "archive_patients",
+    "archive_series",
+    "archive_studies",
     "Id",
     "UtcDateTime",
     "audit_events",
@@ -333,6 +338,101 @@ audit_persons = Table(
     Column("person_id", Id, nullable=False),  # no foreign key: the trail outlives persons
     PrimaryKeyConstraint("event_id", "person_id"),
     Index("ix_audit_persons_person_id_event_id", "person_id", "event_id"),
+)
+
+
+# The archive (mpi.archive): patients as received, studies, series, instances. A study points
+# at the patient as received, which points at the source record it designates: the person is
+# found through that record's link at read time. Dates kept for retention: study date, last
+# study date and birth date of the patient as received, first and last reception.
+archive_patients = Table(
+    "archive_patients",
+    metadata,
+    _id_column(),
+    Column("authority", Text, ForeignKey("authorities.code"), nullable=False),
+    Column("patient_id", Text, nullable=False),
+    Column("record_id", Id, ForeignKey("source_records.id"), nullable=False),
+    Column("family_name", Text),
+    Column("given_names", JSON, nullable=False),
+    Column("birth_date", Date),
+    Column("sex", Text),
+    Column("last_study_date", Date),
+    Column("first_received_at", UtcDateTime, nullable=False),
+    Column("last_received_at", UtcDateTime, nullable=False),
+    UniqueConstraint("authority", "patient_id"),
+    Index("ix_archive_patients_record_id", "record_id"),
+)
+
+archive_studies = Table(
+    "archive_studies",
+    metadata,
+    _id_column(),
+    Column("study_instance_uid", Text, nullable=False),
+    Column("patient_ref", Id, ForeignKey("archive_patients.id"), nullable=False),
+    Column("study_date", Date),
+    Column("study_time", Text),
+    Column("accession_number", Text),
+    Column("study_id", Text),
+    Column("description", Text),
+    Column("first_received_at", UtcDateTime, nullable=False),
+    Column("last_received_at", UtcDateTime, nullable=False),
+    UniqueConstraint("study_instance_uid"),
+    Index("ix_archive_studies_patient_ref", "patient_ref"),
+    Index("ix_archive_studies_accession_number", "accession_number"),
+    Index("ix_archive_studies_study_date", "study_date"),
+)
+
+archive_series = Table(
+    "archive_series",
+    metadata,
+    _id_column(),
+    Column("series_instance_uid", Text, nullable=False),
+    Column("study_ref", Id, ForeignKey("archive_studies.id"), nullable=False),
+    Column("modality", Text),
+    Column("series_number", Integer),
+    Column("description", Text),
+    UniqueConstraint("series_instance_uid"),
+    Index("ix_archive_series_study_ref", "study_ref"),
+)
+
+archive_instances = Table(
+    "archive_instances",
+    metadata,
+    _id_column(),
+    Column("sop_instance_uid", Text, nullable=False),
+    Column("series_ref", Id, ForeignKey("archive_series.id"), nullable=False),
+    Column("sop_class_uid", Text, nullable=False),
+    Column("transfer_syntax_uid", Text, nullable=False),
+    Column("instance_number", Integer),
+    Column("blob_key", Text, nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("sha256", Text, nullable=False),
+    Column("received_at", UtcDateTime, nullable=False),
+    Column("source", Text, nullable=False),
+    Column("version", Integer, nullable=False),
+    UniqueConstraint("sop_instance_uid"),
+    Index("ix_archive_instances_series_ref", "series_ref"),
+    Index("ix_archive_instances_sha256", "sha256"),
+)
+
+# Earlier contents of an instance received again with different bytes (newest kept).
+archive_instance_versions = Table(
+    "archive_instance_versions",
+    metadata,
+    _id_column(),
+    Column("sop_instance_uid", Text, nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("series_ref", Id, ForeignKey("archive_series.id"), nullable=False),
+    Column("sop_class_uid", Text, nullable=False),
+    Column("transfer_syntax_uid", Text, nullable=False),
+    Column("instance_number", Integer),
+    Column("blob_key", Text, nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("sha256", Text, nullable=False),
+    Column("received_at", UtcDateTime, nullable=False),
+    Column("source", Text, nullable=False),
+    Column("replaced_at", UtcDateTime, nullable=False),
+    UniqueConstraint("sop_instance_uid", "version"),
 )
 
 

@@ -20,6 +20,7 @@ from sqlalchemy import Connection, Engine, text
 
 from adapters.sql.engine import READ_ONLY_OPTION, SqlConnection
 from adapters.sql.repositories import (
+    SqlArchiveRepository,
     SqlJournalRepository,
     SqlLinkRepository,
     SqlModelRepository,
@@ -57,6 +58,7 @@ class SqlUnitOfWork:
     outbox: SqlOutbox
     notifications: SqlNotificationRepository
     journal: SqlJournalRepository
+    archive: SqlArchiveRepository
 
     def __init__(
         self, engine: Engine, *, read_only: bool = False, master_authority: str = "GCS"
@@ -92,6 +94,7 @@ class SqlUnitOfWork:
         self.outbox = SqlOutbox(sql)
         self.notifications = SqlNotificationRepository(sql)
         self.journal = SqlJournalRepository(sql)
+        self.archive = SqlArchiveRepository(sql)
         return self
 
     @staticmethod

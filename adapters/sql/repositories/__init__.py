@@ -5,6 +5,7 @@ errors meaning "another transaction got in the way" into ConcurrencyError. Nothi
 across units of work: each one reads what it needs.
 """
 
+from adapters.sql.repositories.archive import SqlArchiveRepository
 from adapters.sql.repositories.links import SqlLinkRepository, SqlSeparationRepository
 from adapters.sql.repositories.messaging import (
     SqlJournalRepository,
@@ -16,6 +17,7 @@ from adapters.sql.repositories.records import SqlRecordRepository
 from adapters.sql.repositories.reviews import SqlModelRepository, SqlReviewRepository
 
 __all__ = [
+    "SqlArchiveRepository",
     "SqlJournalRepository",
     "SqlLinkRepository",
     "SqlModelRepository",

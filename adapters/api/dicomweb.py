@@ -1,0 +1,208 @@
+"""DICOMweb over HTTP (/dicomweb): QIDO-RS, WADO-RS and STOW-RS.
+
+The asker's identifier domain decides the patient attributes of every answer: the ``domain``
+query parameter (a domain code, namespace or OID), else the ``X-Authority`` header set by the
+authenticating proxy, else the regional master domain. ``X-Remote-User`` names who asks (kept
+in the access trail with the persons disclosed). The DICOM work is done by the container's
+``dicomweb`` part; this module only speaks HTTP.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, HTTPException, Query, Request
+from fastapi.responses import JSONResponse, StreamingResponse
+
+from starlette.concurrency import run_in_threadpool
+
+from adapters.api.deps import ContainerDep
+from mpi.errors import UnknownAuthorityError
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/dicomweb", tags=["dicomweb"])
+
+DICOM_JSON = "application/dicom+json"
+_SEARCH: dict[int | str, dict[str, Any]] = {
+    200: {"description": "Matches (DICOM JSON)", "content": {DICOM_JSON: {}}},
+    400: {"description": "Bad query parameter or unknown domain"},
+}
+_RETRIEVE: dict[int | str, dict[str, Any]] = {
+    200: {"description": "Coerced objects (multipart/related; type=application/dicom)",
+          "content": {"multipart/related": {}}},
+    400: {"description": "Unknown domain"},
+    404: {"description": "Nothing found"},
+}
+_METADATA: dict[int | str, dict[str, Any]] = {
+    200: {"description": "Coerced headers (DICOM JSON)", "content": {DICOM_JSON: {}}},
+    400: {"description": "Unknown domain"},
+    404: {"description": "Nothing found"},
+}
+_STORE: dict[int | str, dict[str, Any]] = {
+    200: {"description": "Every object stored", "content": {DICOM_JSON: {}}},
+    202: {"description": "Some objects stored, the others listed in FailedSOPSequence"},
+    400: {"description": "Not a multipart/related body, or unknown domain"},
+    409: {"description": "No object stored (FailedSOPSequence says why)"},
+    415: {"description": "Not multipart/related; type=application/dicom"},
+}
+DomainParam = Annotated[str | None, Query(
+    description="Identifier domain of the asker (code, namespace or OID); overrides "
+                "X-Authority; default: the regional master domain")]
+AuthorityHeader = Annotated[str | None, Header(alias="X-Authority")]
+UserHeader = Annotated[str | None, Header(alias="X-Remote-User")]
+
+
+class _Asked:
+    """Who asks, for what, from where."""
+
+    def __init__(self, container: Any, request: Request, domain: str | None,
+                 authority: str | None, user: str | None) -> None:
+        self.web = container.dicomweb
+        try:
+            self.asker = self.web.asker(domain or authority)
+        except UnknownAuthorityError as exc:
+            raise HTTPException(status_code=400, detail=exc.message) from None
+        self.who = (user or "").strip() or "anonymous"
+        self.subject = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        self.source = request.client.host if request.client else None
+        self.params = dict(request.query_params)
+
+    def query(self, level: str, study: str | None = None, series: str | None = None,
+              instance: str | None = None) -> Any:
+        params = dict(self.params)
+        if instance is not None:
+            params["SOPInstanceUID"] = instance
+        try:
+            return self.web.query(level, params, study, series)
+        except ValueError as exc:
+            raise HTTPException(status_code=400, detail=str(exc)) from None
+
+    def search(self, level: str, study: str | None = None,
+               series: str | None = None) -> JSONResponse:
+        answers = self.web.search(self.query(level, study, series), self.asker, self.who,
+                                  self.subject, self.source)
+        return JSONResponse(answers, media_type=DICOM_JSON)
+
+    def retrieve(self, study: str, series: str | None = None,
+                 instance: str | None = None) -> StreamingResponse:
+        level = "IMAGE" if instance else "SERIES" if series else "STUDY"
+        answer = self.web.retrieve(self.query(level, study, series, instance), self.asker,
+                                   self.who, self.subject, self.source)
+        if answer.count == 0:
+            raise HTTPException(status_code=404, detail="no such object")
+        media = f'multipart/related; type="application/dicom"; boundary={answer.boundary}'
+        return StreamingResponse(answer.body, media_type=media)
+
+    def metadata(self, study: str, series: str | None = None,
+                 instance: str | None = None) -> JSONResponse:
+        level = "IMAGE" if instance else "SERIES" if series else "STUDY"
+        answers = self.web.metadata(self.query(level, study, series, instance), self.asker,
+                                    self.who, self.subject, self.source)
+        if not answers:
+            raise HTTPException(status_code=404, detail="no such object")
+        return JSONResponse(answers, media_type=DICOM_JSON)
+
+
+@router.get("/studies", responses=_SEARCH, summary="QIDO-RS: search for studies")
+def search_studies(request: Request, container: ContainerDep, domain: DomainParam = None,
+                   x_authority: AuthorityHeader = None, x_remote_user: UserHeader = None):
+    return _Asked(container, request, domain, x_authority, x_remote_user).search("STUDY")
+
+
+@router.get("/studies/{study}/series", responses=_SEARCH,
+            summary="QIDO-RS: search for the series of a study")
+def search_series(study: str, request: Request, container: ContainerDep,
+                  domain: DomainParam = None, x_authority: AuthorityHeader = None,
+                  x_remote_user: UserHeader = None):
+    return _Asked(container, request, domain, x_authority, x_remote_user).search("SERIES", study)
+
+
+@router.get("/studies/{study}/series/{series}/instances", responses=_SEARCH,
+            summary="QIDO-RS: search for the instances of a series")
+def search_instances(study: str, series: str, request: Request, container: ContainerDep,
+                     domain: DomainParam = None, x_authority: AuthorityHeader = None,
+                     x_remote_user: UserHeader = None):
+    return _Asked(container, request, domain, x_authority, x_remote_user).search(
+        "IMAGE", study, series)
+
+
+@router.get("/studies/{study}", responses=_RETRIEVE, response_class=StreamingResponse,
+            summary="WADO-RS: retrieve a study, coerced for the asker")
+def retrieve_study(study: str, request: Request, container: ContainerDep,
+                   domain: DomainParam = None, x_authority: AuthorityHeader = None,
+                   x_remote_user: UserHeader = None):
+    return _Asked(container, request, domain, x_authority, x_remote_user).retrieve(study)
+
+
+@router.get("/studies/{study}/series/{series}", responses=_RETRIEVE,
+            response_class=StreamingResponse,
+            summary="WADO-RS: retrieve a series, coerced for the asker")
+def retrieve_series(study: str, series: str, request: Request, container: ContainerDep,
+                    domain: DomainParam = None, x_authority: AuthorityHeader = None,
+                    x_remote_user: UserHeader = None):
+    return _Asked(container, request, domain, x_authority, x_remote_user).retrieve(
+        study, series)
+
+
+@router.get("/studies/{study}/series/{series}/instances/{instance}", responses=_RETRIEVE,
+            response_class=StreamingResponse,
+            summary="WADO-RS: retrieve an instance, coerced for the asker")
+def retrieve_instance(study: str, series: str, instance: str, request: Request,
+                      container: ContainerDep, domain: DomainParam = None,
+                      x_authority: AuthorityHeader = None, x_remote_user: UserHeader = None):
+    return _Asked(container, request, domain, x_authority, x_remote_user).retrieve(
+        study, series, instance)
+
+
+@router.get("/studies/{study}/metadata", responses=_METADATA,
+            summary="WADO-RS: the coerced headers of a study")
+def study_metadata(study: str, request: Request, container: ContainerDep,
+                   domain: DomainParam = None, x_authority: AuthorityHeader = None,
+                   x_remote_user: UserHeader = None):
+    return _Asked(container, request, domain, x_authority, x_remote_user).metadata(study)
+
+
+@router.get("/studies/{study}/series/{series}/metadata", responses=_METADATA,
+            summary="WADO-RS: the coerced headers of a series")
+def series_metadata(study: str, series: str, request: Request, container: ContainerDep,
+                    domain: DomainParam = None, x_authority: AuthorityHeader = None,
+                    x_remote_user: UserHeader = None):
+    return _Asked(container, request, domain, x_authority, x_remote_user).metadata(
+        study, series)
+
+
+@router.get("/studies/{study}/series/{series}/instances/{instance}/metadata",
+            responses=_METADATA, summary="WADO-RS: the coerced header of an instance")
+def instance_metadata(study: str, series: str, instance: str, request: Request,
+                      container: ContainerDep, domain: DomainParam = None,
+                      x_authority: AuthorityHeader = None, x_remote_user: UserHeader = None):
+    return _Asked(container, request, domain, x_authority, x_remote_user).metadata(
+        study, series, instance)
+
+
+_BOUNDARY = re.compile(r'boundary="?([^";]+)"?', re.IGNORECASE)
+
+
+@router.post("/studies", responses=_STORE, summary="STOW-RS: store objects")
+async def store_studies(request: Request, container: ContainerDep, domain: DomainParam = None,
+                        x_authority: AuthorityHeader = None, x_remote_user: UserHeader = None):
+    """Objects without an IssuerOfPatientID are stored in the asker's domain, which must then
+    be an establishment's."""
+    content_type = request.headers.get("content-type", "")
+    if not content_type.lower().startswith("multipart/related"):
+        raise HTTPException(status_code=415,
+                            detail="send multipart/related; type=application/dicom")
+    found = _BOUNDARY.search(content_type)
+    if found is None:
+        raise HTTPException(status_code=400, detail="the Content-Type names no boundary")
+    asked = _Asked(container, request, domain, x_authority, x_remote_user)
+    body = await request.body()
+    try:
+        parts = asked.web.split(body, found.group(1))
+    except ValueError as exc:
+        raise HTTPException(status_code=400, detail=str(exc)) from None
+    result = await run_in_threadpool(asked.web.store_for, parts, asked.asker, asked.who)
+    status = 200 if not result.failed else 202 if result.stored else 409
+    return JSONResponse(result.body, status_code=status, media_type=DICOM_JSON)

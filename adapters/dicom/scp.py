@@ -1,0 +1,351 @@
+"""The DIMSE service (pynetdicom): C-ECHO, C-STORE, C-FIND, C-GET and C-MOVE as AE `VNA`.
+
+Calling AE titles are mapped to establishments by the authorities file. An object from an
+undeclared calling AE title is refused (0x0124), like every query or retrieve from one.
+C-STORE failures, each answered while the association goes on:
+
+| status | cause |
+|---|---|
+| 0x0124 | calling AE title not declared in the authorities file |
+| 0xA700 | the object could not be written (storage or database failure) |
+| 0xA900 | SOP Instance, Study or Series Instance UID missing or malformed, no PatientID |
+| 0xC000 | not DICOM, truncated or malformed |
+| 0xC001 | IssuerOfPatientID names an undeclared or non-establishment domain |
+| 0xC002 | the study is stored for another patient as received |
+"""
+
+from __future__ import annotations
+
+import logging
+import tomllib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
+from pynetdicom import AE, AllStoragePresentationContexts, evt
+from pynetdicom.presentation import build_context
+from pynetdicom.sop_class import (  # type: ignore[attr-defined]
+    PatientRootQueryRetrieveInformationModelFind,
+    PatientRootQueryRetrieveInformationModelGet,
+    PatientRootQueryRetrieveInformationModelMove,
+    StudyRootQueryRetrieveInformationModelFind,
+    StudyRootQueryRetrieveInformationModelGet,
+    StudyRootQueryRetrieveInformationModelMove,
+    Verification,
+)
+from pynetdicom.transport import ThreadedAssociationServer
+from pydicom.uid import (
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRBigEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+    JPEG2000,
+    JPEG2000Lossless,
+    JPEGBaseline8Bit,
+    JPEGExtended12Bit,
+    JPEGLosslessSV1,
+    JPEGLossless,
+    JPEGLSLossless,
+    JPEGLSNearLossless,
+    RLELossless,
+)
+
+from adapters.dicom.header import UnreadableObjectError, dicom_date, part10_bytes
+from adapters.dicom.service import LEVELS, DicomArchive, Query
+from mpi.archive import InvalidObjectError, Sender, StudyOwnershipError
+from mpi.audit import AuditAction
+from mpi.errors import ForbiddenError, MPIError, UnknownAuthorityError
+
+__all__ = ["DicomServer", "Destination", "load_destinations", "query_of", "TRANSFER_SYNTAXES"]
+
+log = logging.getLogger("mpi.dicom")
+
+# Accepted as offered and stored as received; never transcoded.
+TRANSFER_SYNTAXES = [
+    ExplicitVRLittleEndian, ImplicitVRLittleEndian, DeflatedExplicitVRLittleEndian,
+    ExplicitVRBigEndian, JPEGLosslessSV1, JPEGLossless, JPEGLSLossless, JPEGLSNearLossless,
+    JPEG2000Lossless, JPEG2000, RLELossless, JPEGBaseline8Bit, JPEGExtended12Bit,
+]
+NOT_AUTHORIZED = 0x0124
+_QUERY_MODELS = {
+    PatientRootQueryRetrieveInformationModelFind: "PATIENT",
+    PatientRootQueryRetrieveInformationModelGet: "PATIENT",
+    PatientRootQueryRetrieveInformationModelMove: "PATIENT",
+    StudyRootQueryRetrieveInformationModelFind: "STUDY",
+    StudyRootQueryRetrieveInformationModelGet: "STUDY",
+    StudyRootQueryRetrieveInformationModelMove: "STUDY",
+}
+
+
+@dataclass(frozen=True)
+class Destination:
+    """A C-MOVE destination declared in the authorities file (``[[dicom_destination]]``)."""
+
+    ae_title: str
+    host: str
+    port: int
+
+
+def load_destinations(path: Path) -> dict[str, Destination]:
+    """The C-MOVE destinations of an authorities file, by AE title (upper case). Raises
+    ValueError for an entry without ae_title, host or port."""
+    data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    found = {}
+    for item in data.get("dicom_destination", []):
+        try:
+            node = Destination(str(item["ae_title"]), str(item["host"]), int(item["port"]))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"{path}: bad [[dicom_destination]] entry {item}: {exc}") from exc
+        found[node.ae_title.strip().upper()] = node
+    return found
+
+
+def _status(code: int, comment: str) -> Dataset:
+    ds = Dataset()
+    ds.Status = code
+    ds.ErrorComment = comment[:64]
+    return ds
+
+
+def _values(identifier: Dataset, keyword: str) -> tuple[str, ...]:
+    value = identifier.get(keyword)
+    if value is None or value == "":
+        return ()
+    items = list(value) if isinstance(value, (MultiValue, list, tuple)) else [value]
+    return tuple(str(v).strip() for v in items if str(v).strip() and str(v).strip() != "*")
+
+
+def _single(identifier: Dataset, keyword: str) -> str | None:
+    value = str(identifier.get(keyword) or "").strip()
+    return None if value in ("", "*") else value
+
+
+def query_of(identifier: Dataset, level: str) -> Query:
+    """The matching keys of a C-FIND / C-GET / C-MOVE identifier."""
+    issuer_oid = None
+    qualifiers = identifier.get("IssuerOfPatientIDQualifiersSequence")
+    if qualifiers:
+        issuer_oid = _single(qualifiers[0], "UniversalEntityID")
+    date_from = date_to = None
+    study_date = _single(identifier, "StudyDate")
+    if study_date:
+        first, dash, last = study_date.partition("-")
+        date_from = dicom_date(first)
+        date_to = dicom_date(last) if dash else date_from
+    name = _single(identifier, "PatientName")
+    return Query(
+        level=level, patient_id=_single(identifier, "PatientID"),
+        issuer=_single(identifier, "IssuerOfPatientID"), issuer_oid=issuer_oid,
+        patient_name=name.rstrip("^") if name else None,
+        study_uids=_values(identifier, "StudyInstanceUID"),
+        accession_number=_single(identifier, "AccessionNumber"),
+        date_from=date_from, date_to=date_to,
+        modality=_single(identifier, "Modality") or _single(identifier, "ModalitiesInStudy"),
+        series_uids=_values(identifier, "SeriesInstanceUID"),
+        sop_uids=_values(identifier, "SOPInstanceUID"),
+    )
+
+
+def _answer(requested: Dataset, full: Dataset) -> Dataset:
+    """The requested keys, valued where we know them (others returned empty)."""
+    out = Dataset()
+    for element in requested:
+        keyword = element.keyword
+        if keyword in full:
+            out[keyword] = full[keyword]
+        else:
+            out.add(element)
+    out.QueryRetrieveLevel = full.QueryRetrieveLevel
+    out.SpecificCharacterSet = "ISO_IR 192"
+    return out
+
+
+class DicomServer:
+    """The DIMSE listener around a :class:`DicomArchive`."""
+
+    def __init__(self, archive: DicomArchive, destinations: dict[str, Destination]) -> None:
+        self.archive = archive
+        self.destinations = destinations
+        self._server: ThreadedAssociationServer | None = None
+        self.ae = self._application_entity()
+
+    def _application_entity(self) -> AE:
+        ae = AE(ae_title=self.archive.ae_title)
+        ae.maximum_pdu_size = 0  # no limit on what we receive: fewer, larger PDUs
+        ae.network_timeout = 60
+        ae.dimse_timeout = 120
+        ae.acse_timeout = 30
+        ae.maximum_associations = 32
+        for context in AllStoragePresentationContexts:
+            ae.add_supported_context(context.abstract_syntax, TRANSFER_SYNTAXES,
+                                     scu_role=True, scp_role=True)
+        for model in [Verification, *_QUERY_MODELS]:
+            ae.add_supported_context(model, [ExplicitVRLittleEndian, ImplicitVRLittleEndian])
+        return ae
+
+    def start(self, host: str, port: int) -> int:
+        """Listen in background threads; returns the bound port."""
+        handlers = [(evt.EVT_C_STORE, self.on_store), (evt.EVT_C_FIND, self.on_find),
+                    (evt.EVT_C_GET, self.on_get), (evt.EVT_C_MOVE, self.on_move)]
+        self._server = self.ae.start_server((host, port), block=False, evt_handlers=handlers)
+        bound = int(self._server.server_address[1])
+        self.archive.bound_port = bound
+        return bound
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server = None
+
+    # -- C-STORE -------------------------------------------------------------------------
+
+    def on_store(self, event: Any) -> Dataset | int:
+        calling = event.assoc.requestor.ae_title.strip()
+        authority = self.archive.registry.for_ae_title(calling)
+        if authority is None:
+            return _status(NOT_AUTHORIZED, f"calling AE title {calling} is not declared")
+        request = event.request
+        data = part10_bytes(request.DataSet.getvalue(), request.AffectedSOPClassUID,
+                            request.AffectedSOPInstanceUID, event.context.transfer_syntax,
+                            calling)
+        try:
+            self.archive.store(data, Sender(calling, authority.code))
+        except UnreadableObjectError as exc:
+            return _status(0xC000, exc.message)
+        except InvalidObjectError as exc:
+            return _status(0xA900, exc.message)
+        except (UnknownAuthorityError, ForbiddenError) as exc:
+            return _status(0xC001, exc.message)
+        except StudyOwnershipError as exc:
+            return _status(0xC002, exc.message)
+        except MPIError as exc:
+            return _status(0xC003, exc.message)
+        except Exception:  # storage or database failure: the sender may try again
+            log.exception("C-STORE from %s failed", calling)
+            return _status(0xA700, "the object could not be stored")
+        return 0x0000
+
+    # -- queries and retrieves -----------------------------------------------------------
+
+    def _asker(self, event: Any) -> tuple[str, Any]:
+        calling = event.assoc.requestor.ae_title.strip()
+        return calling, self.archive.registry.for_ae_title(calling)
+
+    def _level(self, event: Any) -> str | None:
+        level = str(event.identifier.get("QueryRetrieveLevel", "")).strip().upper()
+        root = _QUERY_MODELS.get(event.request.AffectedSOPClassUID)
+        if level not in LEVELS or (root == "STUDY" and level == "PATIENT"):
+            return None
+        return level
+
+    def on_find(self, event: Any) -> Iterator[tuple[int, Dataset | None]]:
+        calling, asker = self._asker(event)
+        if asker is None:
+            yield NOT_AUTHORIZED, None
+            return
+        level = self._level(event)
+        if level is None:
+            yield 0xA900, None
+            return
+        identifier = event.identifier
+        persons: set[int] = set()
+        outcome = "success"
+        try:
+            try:
+                matches = self.archive.find(query_of(identifier, level), asker)
+            except UnknownAuthorityError:
+                matches = []
+            for match in matches:
+                if event.is_cancelled:
+                    outcome = "cancelled"
+                    yield 0xFE00, None
+                    return
+                persons.add(match.plan.person_id)
+                yield 0xFF00, _answer(identifier, match.dataset(level))
+        finally:
+            self.archive.trace(
+                channel="dicom", action=AuditAction.SEARCH, actor=calling,
+                subject=f"C-FIND {level} {_keys(identifier)}", persons=persons,
+                authority=asker.code, source=_address(event), outcome=outcome)
+
+    def _retrieve(self, event: Any, asker: Any) -> list[Any]:
+        level = self._level(event)
+        if level is None:
+            return []
+        try:
+            return self.archive.instances(query_of(event.identifier, level), asker)
+        except UnknownAuthorityError:
+            return []
+
+    def _send(self, event: Any, calling: str, found: list[Any], action: str,
+              audit_authority: str) -> Iterator[tuple[int, Dataset | None]]:
+        persons: set[int] = set()
+        outcome = "success"
+        try:
+            for instance, plan in found:
+                if event.is_cancelled:
+                    outcome = "cancelled"
+                    yield 0xFE00, None
+                    return
+                persons.add(plan.person_id)
+                yield 0xFF00, self.archive.coerced_dataset(instance, plan)
+        finally:
+            self.archive.trace(
+                channel="dicom", action=AuditAction.RETRIEVE, actor=calling,
+                subject=f"{action} {_keys(event.identifier)}", persons=persons,
+                authority=audit_authority, source=_address(event), outcome=outcome,
+                detail={"instances": len(found)})
+
+    def on_get(self, event: Any) -> Iterator[Any]:
+        calling, asker = self._asker(event)
+        if asker is None:
+            yield 0
+            yield NOT_AUTHORIZED, None
+            return
+        if self._level(event) is None:
+            yield 0
+            yield 0xA900, None
+            return
+        found = self._retrieve(event, asker)
+        yield len(found)
+        yield from self._send(event, calling, found, "C-GET", asker.code)
+
+    def on_move(self, event: Any) -> Iterator[Any]:
+        calling, asker = self._asker(event)
+        destination = self.destinations.get(str(event.move_destination).strip().upper())
+        if asker is None or destination is None or self._level(event) is None:
+            yield None, None  # refused: unknown destination (0xA801)
+            return
+        # Objects go to the destination: coerced for its domain when it speaks for one.
+        target = self.archive.registry.for_ae_title(destination.ae_title) or asker
+        found = self._retrieve(event, target)
+        contexts = []
+        for sop_class in sorted({i.sop_class_uid for i, _ in found}):
+            stored = sorted({i.transfer_syntax_uid for i, _ in found
+                             if i.sop_class_uid == sop_class})
+            contexts.append(build_context(sop_class, [*stored, ExplicitVRLittleEndian,
+                                                      ImplicitVRLittleEndian]))
+        yield destination.host, destination.port, {"contexts": contexts[:128]}
+        yield len(found)
+        yield from self._send(event, calling, found, f"C-MOVE to {destination.ae_title}",
+                              target.code)
+
+
+def _keys(identifier: Dataset) -> str:
+    keys = []
+    for keyword in ("PatientID", "IssuerOfPatientID", "PatientName", "StudyInstanceUID",
+                    "AccessionNumber", "StudyDate", "SeriesInstanceUID", "SOPInstanceUID"):
+        value = str(identifier.get(keyword) or "").strip()
+        if value:
+            keys.append(f"{keyword}={value}")
+    return " ".join(keys)[:500]
+
+
+def _address(event: Any) -> str | None:
+    try:
+        return str(event.assoc.requestor.address)
+    except AttributeError:
+        return None

@@ -1,0 +1,250 @@
+"""DICOMweb operations (PS3.18): QIDO-RS search, WADO-RS retrieve and metadata, STOW-RS store.
+
+HTTP concerns (routes, status codes, headers) live in ``adapters/api/dicomweb.py``; this
+module turns query parameters into archive queries and archive answers into DICOM JSON and
+multipart bodies.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from pydicom.dataset import Dataset
+
+from adapters.dicom.header import UnreadableObjectError, dicom_date, parse_object
+from adapters.dicom.service import DicomArchive, Match, Query
+from mpi.archive import InvalidObjectError, PatientCoercion, Sender, StoredInstance
+from mpi.audit import AuditAction
+from mpi.errors import MPIError, UnknownAuthorityError
+from mpi.model import Authority, AuthorityKind
+
+__all__ = ["DicomWeb", "Retrieval", "StowResult", "split_multipart", "MultipartError"]
+
+# FailureReason (0008,1197) values of STOW-RS.
+_PROCESSING_FAILURE = 0x0110
+_CANNOT_UNDERSTAND = 0xC000
+_SOP_CLASS_MISMATCH = 0xA900
+_REFUSED_DOMAIN = 0xC001
+_CONFLICT = 0xC002
+_OUT_OF_RESOURCES = 0xA700
+
+
+class MultipartError(ValueError):
+    """A body that is not the multipart/related it claims to be."""
+
+
+@dataclass
+class Retrieval:
+    """A WADO-RS answer: the multipart boundary and the body, streamed."""
+
+    boundary: str
+    body: Iterator[bytes]
+    count: int
+
+
+@dataclass
+class StowResult:
+    stored: int
+    failed: int
+    body: dict[str, Any]
+
+
+def split_multipart(body: bytes, boundary: str) -> list[tuple[dict[str, str], bytes]]:
+    """The parts of a multipart body: (headers with lower-case names, content). Raises
+    MultipartError when the boundary never opens or closes the body."""
+    delimiter = b"--" + boundary.encode("latin-1")
+    pieces = body.split(delimiter)
+    if len(pieces) < 3 or not pieces[-1].startswith(b"--"):
+        raise MultipartError("the body is not delimited by its boundary")
+    parts = []
+    for piece in pieces[1:-1]:
+        if piece.startswith(b"\r\n"):
+            piece = piece[2:]
+        head, separator, content = piece.partition(b"\r\n\r\n")
+        if not separator:
+            raise MultipartError("a part has no header section")
+        if content.endswith(b"\r\n"):
+            content = content[:-2]
+        headers = {}
+        for line in head.decode("latin-1").split("\r\n"):
+            name, colon, value = line.partition(":")
+            if colon:
+                headers[name.strip().lower()] = value.strip()
+        parts.append((headers, content))
+    return parts
+
+
+def _param(params: Mapping[str, str], keyword: str, tag: str) -> str | None:
+    value = params.get(keyword) or params.get(tag)
+    value = (value or "").strip()
+    return value or None
+
+
+def query_from_params(level: str, params: Mapping[str, str], study: str | None = None,
+                      series: str | None = None) -> Query:
+    """QIDO-RS matching parameters (keyword or tag form) as an archive query. Raises
+    ValueError for a bad ``limit`` or ``StudyDate``."""
+    study_date = _param(params, "StudyDate", "00080020")
+    date_from = date_to = None
+    if study_date:
+        first, dash, last = study_date.partition("-")
+        date_from, date_to = dicom_date(first), (dicom_date(last) if dash else dicom_date(first))
+        if (first and date_from is None) or (last and date_to is None):
+            raise ValueError(f"StudyDate {study_date!r} is not a date or a date range")
+    limit = int(params.get("limit", "1000"))
+    if not 1 <= limit <= 10_000:
+        raise ValueError("limit must be between 1 and 10000")
+    study_uid = study or _param(params, "StudyInstanceUID", "0020000D")
+    series_uid = series or _param(params, "SeriesInstanceUID", "0020000E")
+    sop_uid = _param(params, "SOPInstanceUID", "00080018")
+    return Query(
+        level=level,
+        patient_id=_param(params, "PatientID", "00100020"),
+        issuer=_param(params, "IssuerOfPatientID", "00100021"),
+        patient_name=_param(params, "PatientName", "00100010"),
+        study_uids=tuple(study_uid.split(",")) if study_uid else (),
+        accession_number=_param(params, "AccessionNumber", "00080050"),
+        date_from=date_from, date_to=date_to,
+        modality=_param(params, "ModalitiesInStudy", "00080061") or _param(
+            params, "Modality", "00080060"),
+        series_uids=tuple(series_uid.split(",")) if series_uid else (),
+        sop_uids=(sop_uid,) if sop_uid else (),
+        limit=limit,
+    )
+
+
+class DicomWeb:
+    def __init__(self, archive: DicomArchive, base_path: str = "/dicomweb") -> None:
+        self.archive = archive
+        self.base_path = base_path
+
+    def asker(self, domain: str | None) -> Authority:
+        """Raises UnknownAuthorityError."""
+        return self.archive.asker(domain)
+
+    def query(self, level: str, params: Mapping[str, str], study: str | None = None,
+              series: str | None = None) -> Query:
+        """Raises ValueError for a bad parameter."""
+        return query_from_params(level, params, study, series)
+
+    def search(self, query: Query, asker: Authority, who: str, subject: str,
+               source: str | None) -> list[dict[str, Any]]:
+        matches: list[Match] = []
+        try:
+            matches = self.archive.find(query, asker)
+        finally:
+            self.archive.trace(channel="dicomweb", action=AuditAction.SEARCH, actor=who,
+                               subject=subject, persons={m.plan.person_id for m in matches},
+                               authority=asker.code, source=source)
+        answers = []
+        for match in matches:
+            ds = match.dataset(query.level)
+            del ds.QueryRetrieveLevel
+            study = match.studies[0] if match.studies else None
+            if study is not None:
+                url = f"{self.base_path}/studies/{study.study_instance_uid}"
+                if match.series is not None:
+                    url += f"/series/{match.series.series_instance_uid}"
+                if match.instance is not None:
+                    url += f"/instances/{match.instance.sop_instance_uid}"
+                ds.RetrieveURL = url
+            answers.append(ds.to_json_dict())
+        return answers
+
+    def _found(self, query: Query, asker: Authority, who: str, subject: str,
+               source: str | None, action: AuditAction) -> list[tuple[StoredInstance,
+                                                                     PatientCoercion]]:
+        found: list[tuple[StoredInstance, PatientCoercion]] = []
+        try:
+            found = self.archive.instances(query, asker)
+        finally:
+            self.archive.trace(channel="dicomweb", action=action, actor=who, subject=subject,
+                               persons={plan.person_id for _, plan in found},
+                               authority=asker.code, source=source,
+                               detail={"instances": len(found)})
+        return found
+
+    def retrieve(self, query: Query, asker: Authority, who: str, subject: str,
+                 source: str | None) -> Retrieval:
+        """Coerced Part-10 objects in a multipart/related body (type application/dicom)."""
+        found = self._found(query, asker, who, subject, source, AuditAction.RETRIEVE)
+        boundary = secrets.token_hex(16)
+
+        def body() -> Iterator[bytes]:
+            for instance, plan in found:
+                yield (f"--{boundary}\r\nContent-Type: application/dicom\r\n"
+                       f"Content-Location: {self.base_path}/studies/"
+                       f"{instance.study_instance_uid}/series/{instance.series_instance_uid}/"
+                       f"instances/{instance.sop_instance_uid}\r\n\r\n").encode("ascii")
+                yield from self.archive.coerced_file(instance, plan)
+                yield b"\r\n"
+            yield f"--{boundary}--\r\n".encode("ascii")
+
+        return Retrieval(boundary, body(), len(found))
+
+    def metadata(self, query: Query, asker: Authority, who: str, subject: str,
+                 source: str | None) -> list[dict[str, Any]]:
+        """The coerced headers (DICOM JSON), bulk data left out."""
+        found = self._found(query, asker, who, subject, source, AuditAction.READ)
+        return [self.archive.coerced_header(instance, plan).to_json_dict(
+            bulk_data_threshold=1 << 16,
+            bulk_data_element_handler=lambda element: "") for instance, plan in found]
+
+    def split(self, body: bytes, boundary: str) -> list[tuple[dict[str, str], bytes]]:
+        """Raises MultipartError (a ValueError)."""
+        return split_multipart(body, boundary)
+
+    def store_for(self, parts: list[tuple[dict[str, str], bytes]], asker: Authority,
+                  who: str) -> StowResult:
+        """Store for a client: objects without an issuer go to its domain when it is an
+        establishment's."""
+        authority = asker.code if asker.kind is AuthorityKind.ESTABLISHMENT else None
+        return self.store(parts, Sender(f"dicomweb:{who}"[:64], authority))
+
+    def store(self, parts: list[tuple[dict[str, str], bytes]], sender: Sender,
+              study: str | None = None) -> StowResult:
+        """Store each application/dicom part; the others fail. ``study``, when the request
+        named one, must be the study of every object."""
+        referenced, failed = [], []
+        for headers, content in parts:
+            reason, uids = None, ("", "")
+            if headers.get("content-type", "").split(";")[0].strip().lower() != "application/dicom":
+                reason = _CANNOT_UNDERSTAND
+            else:
+                try:
+                    parsed = parse_object(content)
+                    uids = (parsed.header.sop_class_uid, parsed.header.sop_instance_uid)
+                    if study is not None and parsed.header.study_instance_uid != study:
+                        raise InvalidObjectError("the object belongs to another study")
+                    result = self.archive.store(content, sender)
+                    item = Dataset()
+                    item.ReferencedSOPClassUID = uids[0]
+                    item.ReferencedSOPInstanceUID = uids[1]
+                    item.RetrieveURL = (f"{self.base_path}/studies/{result.study_instance_uid}")
+                    referenced.append(item)
+                    continue
+                except UnreadableObjectError:
+                    reason = _CANNOT_UNDERSTAND
+                except InvalidObjectError:
+                    reason = _SOP_CLASS_MISMATCH
+                except UnknownAuthorityError:
+                    reason = _REFUSED_DOMAIN
+                except MPIError:
+                    reason = _CONFLICT
+                except OSError:
+                    reason = _OUT_OF_RESOURCES
+            item = Dataset()
+            item.ReferencedSOPClassUID = uids[0]
+            item.ReferencedSOPInstanceUID = uids[1]
+            item.FailureReason = reason if reason is not None else _PROCESSING_FAILURE
+            failed.append(item)
+        answer = Dataset()
+        answer.RetrieveURL = f"{self.base_path}/studies/{study}" if study else ""
+        if referenced:
+            answer.ReferencedSOPSequence = referenced
+        if failed:
+            answer.FailedSOPSequence = failed
+        return StowResult(len(referenced), len(failed), answer.to_json_dict())
