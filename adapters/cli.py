@@ -15,6 +15,9 @@ from mpi.model import JournalStatus
 
 __all__ = ["main"]
 
+# Why a review task was not linked automatically (flags of its evidence).
+REVIEW_FLAGS = ("twins", "same_source", "other_birth_date", "partial_birth_date")
+
 
 def _settings(**overrides: Any) -> Settings:
     return Settings(**{k: v for k, v in overrides.items() if v is not None})
@@ -178,8 +181,7 @@ def review_list(show_all: bool, limit: int, **options: Any) -> None:
     container.close()
     click.echo(f"{total} task(s)")
     for t in tasks:
-        flags = [name for name in ("twins", "same_source", "other_birth_date")
-                 if t.evidence.get(name)]
+        flags = [name for name in REVIEW_FLAGS if t.evidence.get(name)]
         click.echo(f"{t.id:>7} {t.status.value:<8} record {t.record_id:<8} person "
                    f"{t.person_id:<8} p={t.score:.4f} {' '.join(flags)} "
                    f"{(t.decision.value + ' by ' + (t.decided_by or '')) if t.decision else ''}")
@@ -214,7 +216,7 @@ def review_show(task_id: int, **options: Any) -> None:
             click.echo(f"{name:<18}{str(left[name] or ''):<34}{str(right.get(name) or ''):<34}")
     for field, detail in task.evidence.get("fields", {}).items():
         click.echo(f"  {field:<14} {detail['level']:<8} {detail['weight']:+.2f} bits")
-    for flag in ("twins", "same_source", "other_birth_date"):
+    for flag in REVIEW_FLAGS:
         if task.evidence.get(flag):
             click.echo(f"  warning: {flag.replace('_', ' ')}")
     if view.candidate:

@@ -59,6 +59,9 @@ def _given_name(a: MatchProfile, b: MatchProfile) -> str:
     if not a.given_names or not b.given_names:
         return MISSING
     if a.first_given == b.first_given:
+        if len(a.given_names) > 1 and len(b.given_names) > 1 \
+                and not set(a.given_names[1:]) & set(b.given_names[1:]):
+            return CLOSE  # Lucas Mickaël against Lucas Louis: the other given names disagree
         return EXACT
     if given_names_agree_any_order(a.given_names, b.given_names):
         return CLOSE

@@ -5,7 +5,8 @@ Only strong and unambiguous evidence links automatically: a false merge shows on
 images in another's record, a missed link is a duplicate the review queue still catches. Never
 linked automatically, at most proposed for review: look-alike twins (same family name and birth
 date, different first given names), records whose birth dates differ beyond a typing error
-(a mother and her newborn share a name, an address and a phone), and a record with a person
+(a mother and her newborn share a name, an address and a phone) or whose birth date is only
+known to the year (the 01/01 convention matches anybody born that year), and a record with a person
 that already has a record of the same establishment (two identifiers of one source are two patients until that source
 merges them with an A40, or identity vigilance decides).
 """
@@ -16,10 +17,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from mpi.identity import MatchDecision, ReviewCandidate
-from mpi.matching.comparisons import EXACT, FAR, compare
+from jellyfish import jaro_winkler_similarity
+
+from mpi.matching.comparisons import CLOSE, EXACT, FAR, NAME_SIMILARITY, compare
 from mpi.matching.model import DEFAULT_MODEL, MatchModel, Score
 from mpi.matching.profile import MatchProfile, blocking_keys, profile_of
 from mpi.model import LinkMethod, SourceRecord
+from mpi.normalize import birth_date_relation, given_names_agree_any_order
 from mpi.ports import UnitOfWork
 
 __all__ = ["ProbabilisticMatcher", "RankedPerson", "DEFAULT_BLOCK_CAP", "looks_like_twins"]
@@ -47,15 +51,22 @@ class _PersonEvidence:
     twins: bool
     same_source: bool  # the person already has a record of the same establishment
     other_birth_date: bool  # the birth dates differ beyond a typing error
+    partial_birth_date: bool  # one birth date is only known to the year or month (01/01)
 
 
-def looks_like_twins(levels: dict[str, str]) -> bool:
-    """Same family name and birth date, different first given names: twins until a person
-    says otherwise; never linked automatically."""
+def looks_like_twins(levels: dict[str, str], a: MatchProfile, b: MatchProfile) -> bool:
+    """Same family name and birth date, different first given names (not a typo, not the same
+    names in another order): twins until a person says otherwise; never linked automatically.
+    Louise against Yasmine Louise is twins too: sisters often carry each other's names."""
+    if levels["family_name"] != EXACT or levels["birth_date"] != EXACT:
+        return False
+    if levels["given_name"] == FAR:
+        return True
     return (
-        levels["family_name"] == EXACT
-        and levels["birth_date"] == EXACT
-        and levels["given_name"] == FAR
+        levels["given_name"] == CLOSE
+        and bool(a.first_given) and bool(b.first_given)
+        and not given_names_agree_any_order(a.given_names, b.given_names)
+        and jaro_winkler_similarity(a.first_given, b.first_given) < NAME_SIMILARITY
     )
 
 
@@ -133,9 +144,12 @@ class ProbabilisticMatcher:
             if known is None or score.weight > known.score.weight:
                 assert candidate.id is not None
                 persons[person_id] = _PersonEvidence(person_id, candidate.id, score,
-                                                     looks_like_twins(levels),
+                                                     looks_like_twins(levels, profile, other),
                                                      person_id in same_source,
-                                                     levels["birth_date"] == FAR)
+                                                     levels["birth_date"] == FAR,
+                                                     birth_date_relation(
+                                                         profile.birth_date, other.birth_date
+                                                     ) == "unknown_day")
         return persons
 
     @staticmethod
@@ -160,20 +174,23 @@ class ProbabilisticMatcher:
         evidence = best.score.evidence()
         evidence.update(candidate_record=best.record_id, oversized_blocks=oversized,
                         twins=best.twins, same_source=best.same_source,
-                        other_birth_date=best.other_birth_date)
+                        other_birth_date=best.other_birth_date,
+                        partial_birth_date=best.partial_birth_date)
         runner_up = ranked[1] if len(ranked) > 1 else None
         clear = runner_up is None or (
             runner_up.score.probability < model.review_probability
             or best.score.weight - runner_up.score.weight >= model.ambiguity_margin_bits
         )
-        vetoed = best.twins or best.same_source or best.other_birth_date
+        vetoed = (best.twins or best.same_source or best.other_birth_date
+                  or best.partial_birth_date)
         if best.score.probability >= model.auto_link_probability and clear and not vetoed:
             return MatchDecision(best.person_id, LinkMethod.AUTO, best.score.probability,
                                  evidence)
         reviews = tuple(
             ReviewCandidate(e.person_id, e.record_id, e.score.probability, {
                 **e.score.evidence(), "twins": e.twins, "same_source": e.same_source,
-                "other_birth_date": e.other_birth_date, "oversized_blocks": oversized,
+                "other_birth_date": e.other_birth_date,
+                "partial_birth_date": e.partial_birth_date, "oversized_blocks": oversized,
             })
             for e in ranked[:MAX_REVIEW_CANDIDATES]
             if e.score.probability >= model.review_probability

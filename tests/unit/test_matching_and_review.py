@@ -96,6 +96,39 @@ def test_a_newborn_sharing_name_address_and_phone_with_her_mother_is_never_linke
         assert task.evidence["other_birth_date"] is True
 
 
+def test_a_sister_carrying_her_twin_s_first_name_as_a_second_one_is_never_linked_to_her(
+    env,  # type: ignore[no-untyped-def]
+) -> None:
+    env.register("CHRU", "1", **dict(TRAITS, given_names=("Yasmine", "Louise", "Sandrine")))
+    env.register("CCEG", "2", **dict(TRAITS, given_names=("Louise",)))
+    assert env.person("CHRU", "1") != env.person("CCEG", "2")
+    assert all(task.evidence["twins"] for task in env.store.reviews.values())
+
+
+def test_a_birth_date_known_only_to_the_year_never_links_automatically(
+    env,  # type: ignore[no-untyped-def]
+) -> None:
+    env.register("CHRU", "1", **dict(TRAITS, birth_date=date(1975, 6, 14)))
+    env.register("CCEG", "2", **dict(TRAITS, birth_date=date(1975, 1, 1)))
+    assert env.person("CHRU", "1") != env.person("CCEG", "2")
+    task = next(iter(env.store.reviews.values()))
+    assert task.evidence["partial_birth_date"] is True
+
+
+def test_the_same_first_given_name_with_other_given_names_that_disagree_is_close_only() -> None:
+    from mpi.matching.comparisons import compare
+    from mpi.matching.profile import MatchProfile
+
+    def person(*given: str) -> MatchProfile:
+        return MatchProfile("ADAM", ("ADAM",), "", (), given, date(1991, 9, 6), "M", None,
+                            None, None, None, False)
+
+    assert compare(person("LUCAS", "MICKAEL"), person("LUCAS", "LOUIS"))["given_name"] == "close"
+    assert compare(person("LUCAS", "MICKAEL"), person("LUCAS"))["given_name"] == "exact"
+    assert compare(person("LUCAS", "LOUIS", "MICKAEL"),
+                   person("LUCAS", "MICKAEL"))["given_name"] == "exact"
+
+
 def test_a_typo_in_the_name_goes_to_review_and_a_link_decision_is_sticky(env) -> None:  # type: ignore[no-untyped-def]
     env.register("CHRU", "1", **dict(TRAITS, phone=None, postcode=None))
     env.register("ICL", "2", **dict(TRAITS, birth_family_name="ZIMERMAN",
