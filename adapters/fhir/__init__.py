@@ -1,4 +1,5 @@
-"""FHIR R4 over HTTP (FastAPI, fhir.resources R4B models): PIXm, PDQm, $match, the PIXm feed.
+"""FHIR R4 over HTTP (FastAPI, fhir.resources R4B models): PIXm, PDQm, $match, the PIXm feed,
+ImagingStudy.
 
 :data:`RESOURCES` lists what is served; :func:`mount` adds the whole tree under
 :data:`FHIR_BASE` to an application: the resource routers, ``GET /metadata`` built from the same
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 
-from adapters.fhir import patient
+from adapters.fhir import imaging_study, patient
 from adapters.fhir.caller import identify_caller, trace_failure
 from adapters.fhir.common import FHIR_BASE, base_url, only_parameters
 from adapters.fhir.errors import install_error_handlers
@@ -21,7 +22,7 @@ from adapters.fhir.wire import FHIR_VERSION, FhirResponse
 __all__ = ["FHIR_BASE", "RESOURCES", "mount"]
 
 # Every resource type served. A new one (e.g. ImagingStudy) is one more entry.
-RESOURCES: tuple[ResourceCapability, ...] = (patient.CAPABILITY,)
+RESOURCES: tuple[ResourceCapability, ...] = (patient.CAPABILITY, imaging_study.CAPABILITY)
 
 CAPABILITY_DATE = "2025-01-01"
 
