@@ -284,7 +284,7 @@ def test_every_error_is_an_operation_outcome(service: RunningService, http: http
     statement = CapabilityStatement.model_validate(http.get("/metadata").json())
     assert statement.fhirVersion == "4.0.1"
     rest = statement.rest[0].resource
-    assert [r.type for r in rest] == ["Patient"]
+    assert [r.type for r in rest] == ["Patient", "ImagingStudy"]
     assert {o.name for o in rest[0].operation} == {"ihe-pix", "match"}
     assert {i.code for i in rest[0].interaction} == {"read", "search-type", "update", "delete"}
     # the other routes keep their JSON errors
