@@ -365,10 +365,12 @@ class ArchiveService:
         if patient is None:
             record = uow.records.by_identifier(identifier)
             if record is None:
+                # The archive writes on behalf of its sender, which may create records in its
+                # own domain only: an object naming another establishment's unknown patient
+                # is refused (ForbiddenError), as an ADT message from that sender would be.
                 record = self.identity.register(
                     uow, RegisterRecord(_provisional_record(identifier, received)),
-                    # The archive writes in the object's domain on behalf of its sender.
-                    Actor(f"archive:{sender.name}", identifier.authority),
+                    Actor(f"archive:{sender.name}", sender.authority),
                 )
             patient = ArchivedPatient(identifier.authority, identifier.value, _id(record),
                                       first_received_at=now)

@@ -19,6 +19,7 @@ from starlette.concurrency import run_in_threadpool
 
 from adapters.api.deps import ContainerDep
 from mpi.errors import UnknownAuthorityError
+from mpi.model import AuthorityKind
 
 __all__ = ["router"]
 
@@ -44,6 +45,8 @@ _STORE: dict[int | str, dict[str, Any]] = {
     200: {"description": "Every object stored", "content": {DICOM_JSON: {}}},
     202: {"description": "Some objects stored, the others listed in FailedSOPSequence"},
     400: {"description": "Not a multipart/related body, or unknown domain"},
+    401: {"description": "No X-Remote-User or no X-Authority: nobody stores anonymously"},
+    403: {"description": "X-Authority is not an establishment"},
     409: {"description": "No object stored (FailedSOPSequence says why)"},
     415: {"description": "Not multipart/related; type=application/dicom"},
 }
@@ -197,7 +200,18 @@ async def store_studies(request: Request, container: ContainerDep, domain: Domai
     found = _BOUNDARY.search(content_type)
     if found is None:
         raise HTTPException(status_code=400, detail="the Content-Type names no boundary")
-    asked = _Asked(container, request, domain, x_authority, x_remote_user)
+    # A write: nobody stores anonymously, and a client stores for the establishment the
+    # authenticating proxy says it speaks for (X-Authority), never for one it merely names.
+    if not (x_remote_user or "").strip() or not (x_authority or "").strip():
+        raise HTTPException(status_code=401, detail="storing needs X-Remote-User and "
+                            "X-Authority (the establishment), set by the authenticating proxy")
+    if domain is not None:
+        raise HTTPException(status_code=400, detail="the domain parameter is for queries; a "
+                            "store is made for the X-Authority establishment")
+    asked = _Asked(container, request, None, x_authority, x_remote_user)
+    if asked.asker.kind is not AuthorityKind.ESTABLISHMENT:
+        raise HTTPException(status_code=403, detail=f"{asked.asker.code} is not an "
+                            "establishment: only establishments store objects")
     body = await request.body()
     try:
         parts = asked.web.split(body, found.group(1))

@@ -18,7 +18,7 @@ from adapters.dicom.header import UnreadableObjectError, dicom_date, parse_objec
 from adapters.dicom.service import DicomArchive, Match, Query
 from mpi.archive import InvalidObjectError, PatientCoercion, Sender, StoredInstance
 from mpi.audit import AuditAction
-from mpi.errors import MPIError, UnknownAuthorityError
+from mpi.errors import ForbiddenError, MPIError, UnknownAuthorityError
 from mpi.model import Authority, AuthorityKind
 
 __all__ = ["DicomWeb", "Retrieval", "StowResult", "split_multipart", "MultipartError"]
@@ -230,7 +230,7 @@ class DicomWeb:
                     reason = _CANNOT_UNDERSTAND
                 except InvalidObjectError:
                     reason = _SOP_CLASS_MISMATCH
-                except UnknownAuthorityError:
+                except (UnknownAuthorityError, ForbiddenError):
                     reason = _REFUSED_DOMAIN
                 except MPIError:
                     reason = _CONFLICT

@@ -353,10 +353,17 @@ def test_bad_objects_are_refused_and_the_association_goes_on(service: RunningSer
         truncated_status = association.send_c_store(truncated).Status
     finally:
         _config.STORE_SEND_CHUNKED_DATASET = previous
+    # The CHRU may not create a patient in the Maternité's domain.
+    other_site = read(relabel(UNCOMPRESSED_CT, patient_id="M-404", study="1.2.4",
+                              series="1.2.4.1", sop="1.2.4.1.1", issuer="MRUN"))
     statuses = [truncated_status, association.send_c_store(no_study).Status,
-                association.send_c_store(foreign).Status, association.send_c_store(read(good)).Status]
+                association.send_c_store(foreign).Status,
+                association.send_c_store(other_site).Status,
+                association.send_c_store(read(good)).Status]
     association.release()
-    assert statuses == [0xC000, 0xA900, 0xC001, 0x0000]
+    assert statuses == [0xC000, 0xA900, 0xC001, 0xC001, 0x0000]
+    with service.container.uow_factory(read_only=True) as uow:
+        assert uow.records.by_identifier(Identifier("MRUN", "M-404")) is None
 
     stranger = tmp_path / "good.dcm"
     stranger.write_bytes(relabel(UNCOMPRESSED_CT, patient_id="78", study="1.2.8",
@@ -382,21 +389,42 @@ def test_bad_objects_are_refused_and_the_association_goes_on(service: RunningSer
     fresh = relabel(UNCOMPRESSED_CT, patient_id="79", study="1.2.9", series="1.2.9.1",
                     sop="1.2.9.1.1")
     body, kind = multipart(("application/dicom", fresh), ("application/dicom", b"not dicom"))
+    stow = f"{service.http_base}/dicomweb/studies"
+    # Nobody stores anonymously, nor for a domain merely named, nor for the master domain.
+    assert httpx.post(stow, content=body, headers={"Content-Type": kind}).status_code == 401
+    assert httpx.post(stow, content=body, headers={
+        "Content-Type": kind, "X-Authority": "CHRU"}).status_code == 401
+    assert httpx.post(stow, params={"domain": "MRUN"}, content=body, headers={
+        "Content-Type": kind, "X-Authority": "CHRU", "X-Remote-User": "pacs"}).status_code == 400
+    assert httpx.post(stow, content=body, headers={
+        "Content-Type": kind, "X-Authority": "GCS", "X-Remote-User": "pacs"}).status_code == 403
     response = httpx.post(f"{service.http_base}/dicomweb/studies", content=body,
-                          headers={"Content-Type": kind, "X-Authority": "CHRU"})
+                          headers={"Content-Type": kind, "X-Authority": "CHRU",
+                                   "X-Remote-User": "pacs"})
     assert response.status_code == 202
     answer = response.json()
     assert answer["00081199"]["Value"][0]["00081155"]["Value"] == ["1.2.9.1.1"]
     assert answer["00081198"]["Value"][0]["00081197"]["Value"] == [0xC000]
     body, kind = multipart(("application/dicom", good[:-3000]))
     response = httpx.post(f"{service.http_base}/dicomweb/studies", content=body,
-                          headers={"Content-Type": kind, "X-Authority": "CHRU"})
+                          headers={"Content-Type": kind, "X-Authority": "CHRU",
+                                   "X-Remote-User": "pacs"})
     assert response.status_code == 409
+    # A CHRU client may not create a patient in the Maternité's domain.
+    foreign = relabel(UNCOMPRESSED_CT, patient_id="M-UNKNOWN", issuer="MRUN", study="1.2.10",
+                      series="1.2.10.1", sop="1.2.10.1.1")
+    body, kind = multipart(("application/dicom", foreign))
+    response = httpx.post(f"{service.http_base}/dicomweb/studies", content=body,
+                          headers={"Content-Type": kind, "X-Authority": "CHRU",
+                                   "X-Remote-User": "pacs"})
+    assert response.status_code == 409
+    assert response.json()["00081198"]["Value"][0]["00081197"]["Value"] == [0xC001]
     response = httpx.post(f"{service.http_base}/dicomweb/studies", content=b"x",
                           headers={"Content-Type": "application/json"})
     assert response.status_code == 415
     response = httpx.post(f"{service.http_base}/dicomweb/studies", content=b"garbage",
-                          headers={"Content-Type": kind})
+                          headers={"Content-Type": kind, "X-Authority": "CHRU",
+                                   "X-Remote-User": "pacs"})
     assert response.status_code == 400
 
 
