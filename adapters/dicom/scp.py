@@ -64,10 +64,14 @@ __all__ = ["DicomServer", "Destination", "load_destinations", "query_of", "TRANS
 log = logging.getLogger("mpi.dicom")
 
 # Accepted as offered and stored as received; never transcoded.
+# In the order we accept them when a peer proposes several in one presentation context (the
+# acceptor's order decides): the lossless compressed ones first, so that a peer that says it
+# takes them gets objects stored that way (we never transcode), then the uncompressed ones,
+# then the lossy ones (accepted as received, never chosen over an uncompressed one).
 TRANSFER_SYNTAXES = [
+    JPEG2000Lossless, JPEGLSLossless, JPEGLosslessSV1, JPEGLossless, RLELossless,
     ExplicitVRLittleEndian, ImplicitVRLittleEndian, DeflatedExplicitVRLittleEndian,
-    ExplicitVRBigEndian, JPEGLosslessSV1, JPEGLossless, JPEGLSLossless, JPEGLSNearLossless,
-    JPEG2000Lossless, JPEG2000, RLELossless, JPEGBaseline8Bit, JPEGExtended12Bit,
+    ExplicitVRBigEndian, JPEGLSNearLossless, JPEG2000, JPEGBaseline8Bit, JPEGExtended12Bit,
 ]
 NOT_AUTHORIZED = 0x0124
 _QUERY_MODELS = {

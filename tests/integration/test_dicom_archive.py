@@ -216,6 +216,17 @@ def test_each_site_gets_every_study_of_the_patient_under_its_own_id(
         ("M5678", "1.2.840.10008.1.2.4.90")]
     assert identity_of(j2k[0]) == expected_for_mrun(master)
     assert j2k[0].PixelData == ORIGINAL_PIXELS[JPEG2000_LOSSLESS]
+    # The same object by C-GET, to a peer that takes JPEG 2000: sent as stored, coerced.
+    got_j2k = tmp_path / "got-j2k"
+    got_j2k.mkdir()
+    result = run("getscu", "-aet", "MRUN", "-aec", "VNA", "-S", "+xv", "-od", str(got_j2k),
+                 "-k", "QueryRetrieveLevel=SERIES", "-k", f"StudyInstanceUID={CHRU_STUDY}",
+                 "-k", f"SeriesInstanceUID={CHRU_STUDY}.2", "127.0.0.1", port)
+    assert result.returncode == 0, result.stderr
+    [by_get] = [read(p) for p in got_j2k.iterdir()]
+    assert by_get.file_meta.TransferSyntaxUID == "1.2.840.10008.1.2.4.90"
+    assert identity_of(by_get) == expected_for_mrun(master)
+    assert by_get.PixelData == ORIGINAL_PIXELS[JPEG2000_LOSSLESS]
     [coercion] = ct.OriginalAttributesSequence
     assert (coercion.ReasonForTheAttributeModification, coercion.ModifyingSystem,
             coercion.SourceOfPreviousValues) == ("COERCE", "NANCY-MPI", "CHRU")
