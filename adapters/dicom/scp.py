@@ -17,6 +17,7 @@ C-STORE failures, each answered while the association goes on:
 from __future__ import annotations
 
 import logging
+import socket
 import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -192,7 +193,8 @@ class DicomServer:
 
     def start(self, host: str, port: int) -> int:
         """Listen in background threads; returns the bound port."""
-        handlers = [(evt.EVT_C_STORE, self.on_store), (evt.EVT_C_FIND, self.on_find),
+        handlers = [(evt.EVT_CONN_OPEN, _no_delay),
+                    (evt.EVT_C_STORE, self.on_store), (evt.EVT_C_FIND, self.on_find),
                     (evt.EVT_C_GET, self.on_get), (evt.EVT_C_MOVE, self.on_move)]
         self._server = self.ae.start_server((host, port), block=False, evt_handlers=handlers)
         bound = int(self._server.server_address[1])
@@ -336,6 +338,15 @@ class DicomServer:
         yield len(found)
         yield from self._send(event, calling, found, f"C-MOVE to {destination.ae_title}",
                               target.code)
+
+
+def _no_delay(event: Any) -> None:
+    """Turn Nagle's algorithm off on every association's socket: a DIMSE exchange is many
+    small messages each waiting for its answer, which Nagle and delayed ACKs would hold back
+    about 40 ms each."""
+    connection = getattr(getattr(event.assoc.dul, "socket", None), "socket", None)
+    if connection is not None:
+        connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
 def _keys(identifier: Dataset) -> str:
