@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from functools import lru_cache
 from collections.abc import Iterable
 from datetime import date, datetime
 
@@ -104,11 +105,13 @@ _NAME_PARTICLES = frozenset(
 _APOSTROPHES = re.compile(r"['’`´ʼ‘]")
 
 
-def _name_parts(text: str | None) -> list[str]:
+@lru_cache(maxsize=1 << 16)
+def _name_parts(text: str | None) -> tuple[str, ...]:
     """Returns the folded runs of letters and digits of ``text``; any other character separates.
 
     Dashes of every kind, apostrophes (including the modifier letter ʼ) and punctuation all
-    split, which ``fold`` alone does not do for the typographic dashes.
+    split, which ``fold`` alone does not do for the typographic dashes. Cached: names repeat
+    (every candidate of a match is normalized), and the function is pure.
     """
     parts: list[str] = []
     current: list[str] = []
@@ -120,7 +123,7 @@ def _name_parts(text: str | None) -> list[str]:
             current = []
     if current:
         parts.append("".join(current))
-    return parts
+    return tuple(parts)
 
 
 def family_name_key(name: str | None) -> str:
@@ -147,6 +150,7 @@ def family_name_parts(name: str | None) -> tuple[str, ...]:
     return meaningful if meaningful else tuple(parts)
 
 
+@lru_cache(maxsize=1 << 16)
 def _given_name_item(item: str) -> str:
     """Returns one given name folded, the parts of a compound name joined by one hyphen."""
     return "-".join(_name_parts(_APOSTROPHES.sub("", item)))

@@ -55,6 +55,8 @@ instead because it compares the same way without the loss of precision of a floa
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import re
 from itertools import groupby
 
@@ -151,6 +153,7 @@ def french_phonetic(name: str | None) -> str:
     return _drop_final_t_or_x(_squeeze(code))
 
 
+@lru_cache(maxsize=1 << 16)
 def phonetic_key(name: str | None) -> str:
     """Returns the phonetic code of a whole family name, its parts encoded as one word.
 
