@@ -28,14 +28,13 @@ import urllib.request
 from pathlib import Path
 
 import hl7
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
-from sqlalchemy.pool import NullPool
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 
 from adapters.hl7v2.er7 import parse  # noqa: E402
+from scratch import database_url  # noqa: E402
 from adapters.hl7v2.mllp import FrameDecoder, frame  # noqa: E402
 from mpi.normalize import nir_key  # noqa: E402
 
@@ -204,18 +203,7 @@ def percentile(values: list[float], fraction: float) -> float:
 
 def run_feed(database: str, streams: list[list[str]]) -> dict[str, float]:
     workdir = Path(tempfile.mkdtemp(prefix="mpi-bench-"))
-    if database == "sqlite":
-        url = f"sqlite:///{workdir / 'mpi.sqlite3'}"
-    else:
-        base = make_url(os.environ.get("MPI_BENCH_POSTGRES_URL",
-                                       "postgresql+psycopg://postgres@127.0.0.1:5432/test"))
-        admin = create_engine(base, isolation_level="AUTOCOMMIT", poolclass=NullPool)
-        with admin.connect() as connection:
-            connection.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                                    "WHERE datname = 'mpi_bench' AND pid <> pg_backend_pid()"))
-            connection.execute(text("DROP DATABASE IF EXISTS mpi_bench"))
-            connection.execute(text("CREATE DATABASE mpi_bench"))
-        url = base.set(database="mpi_bench").render_as_string(hide_password=False)
+    url = database_url(database, workdir, "mpi_bench")
     server = Server(url, workdir)
     latencies: list[list[float]] = [[] for _ in streams]
     errors: list[str] = []

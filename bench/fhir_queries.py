@@ -29,40 +29,24 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from sqlalchemy import create_engine, insert, text
-from sqlalchemy.engine import make_url
-from sqlalchemy.pool import NullPool
+from sqlalchemy import insert, text
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from adt_feed import Server, percentile  # noqa: E402
+from scratch import database_url  # noqa: E402
 from adapters.authorities_file import DEFAULT_AUTHORITIES_FILE, load_authorities  # noqa: E402
 from adapters.sql.engine import create_engine_for  # noqa: E402
 from adapters.sql.migrate import upgrade  # noqa: E402
 from adapters.sql.repositories.records import _record_values  # noqa: E402
 from adapters.sql.tables import links, persons, source_records, sync_authorities  # noqa: E402
-from fixtures.population import SourceRow, generate_population  # noqa: E402
-from mpi.model import Demographics, Identifier, SourceRecord  # noqa: E402
+from fixtures.population import SourceRow, generate_population, source_record  # noqa: E402
 
 REGISTRY = load_authorities(DEFAULT_AUTHORITIES_FILE)
 GENDER = {"M": "male", "F": "female"}
 CHUNK = 5000
-
-
-def record_of(row: SourceRow) -> SourceRecord:
-    return SourceRecord(
-        identifier=Identifier(row.authority, row.local_id),
-        demographics=Demographics(
-            birth_family_name=row.birth_family_name, used_family_name=row.used_family_name,
-            given_names=row.given_names, birth_date=row.birth_date, sex=row.sex,
-            birthplace=row.birthplace, street=row.street, city=row.city, postcode=row.postcode,
-            phone=row.phone),
-        ins=Identifier("INS-NIR", row.ins) if row.ins else None,
-        reliability=row.reliability,
-        updated_at=datetime.now(timezone.utc),
-    )
 
 
 def load(url: str, rows: list[SourceRow]) -> None:
@@ -77,7 +61,7 @@ def load(url: str, rows: list[SourceRow]) -> None:
             person_of[row.person_key] = len(person_of) + 1
             person_rows.append({"id": person_of[row.person_key], "status": "active",
                                 "merged_into": None, "created_at": now})
-        values = _record_values(record_of(row), 1)
+        values = _record_values(source_record(row), 1)
         values["id"] = number
         record_rows.append(values)
         link_rows.append({"record_id": number, "person_id": person_of[row.person_key],
@@ -154,24 +138,9 @@ async def drive(base: str, work: list[Any], clients: int) -> tuple[list[float], 
     return latencies, elapsed, failures
 
 
-def database_url(database: str, workdir: Path) -> str:
-    if database == "sqlite":
-        return f"sqlite:///{workdir / 'mpi.sqlite3'}"
-    base = make_url(os.environ.get("MPI_BENCH_POSTGRES_URL",
-                                   "postgresql+psycopg://postgres@127.0.0.1:5432/test"))
-    admin = create_engine(base, isolation_level="AUTOCOMMIT", poolclass=NullPool)
-    with admin.connect() as connection:
-        connection.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                                "WHERE datname = 'mpi_bench' AND pid <> pg_backend_pid()"))
-        connection.execute(text("DROP DATABASE IF EXISTS mpi_bench"))
-        connection.execute(text("CREATE DATABASE mpi_bench"))
-    admin.dispose()
-    return base.set(database="mpi_bench").render_as_string(hide_password=False)
-
-
 def run(database: str, rows: list[SourceRow], work: dict[str, list[Any]], clients: int) -> None:
     workdir = Path(tempfile.mkdtemp(prefix="mpi-bench-"))
-    url = database_url(database, workdir)
+    url = database_url(database, workdir, "mpi_bench")
     started = time.perf_counter()
     load(url, rows)
     print(f"{database}: {len(rows):,} records loaded in {time.perf_counter() - started:.0f} s")

@@ -26,23 +26,24 @@ from __future__ import annotations
 import argparse
 import logging
 import math
-import os
 import random
 import resource
-import statistics
 import sys
 import tempfile
 import time
 from collections import Counter, defaultdict
 from itertools import combinations
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Sequence
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 
 from jellyfish import jaro_winkler_similarity, levenshtein_distance  # noqa: E402
 
+from fixtures.population import source_record  # noqa: E402
+from scratch import database_url  # noqa: E402
 from mpi.matching.training import (  # noqa: E402
     estimate_m_by_rule,
     level_frequencies,
@@ -322,34 +323,6 @@ def population(persons: int) -> None:
 # 3. Scale: import rate, then matching latency against a large index (PostgreSQL)
 # --------------------------------------------------------------------------------------------
 
-def _record_of(row: Any) -> Any:
-    from mpi.model import Demographics, Identifier, SourceRecord
-
-    return SourceRecord(
-        Identifier(row.authority, row.local_id),
-        Demographics(birth_family_name=row.birth_family_name,
-                     used_family_name=row.used_family_name, given_names=row.given_names,
-                     birth_date=row.birth_date, sex=row.sex, birthplace=row.birthplace,
-                     street=row.street, city=row.city, postcode=row.postcode, phone=row.phone),
-        Identifier("INS-NIR", row.ins) if row.ins else None, row.reliability,
-    )
-
-
-def _scratch_database(name: str) -> str:
-    from sqlalchemy import create_engine
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.pool import NullPool
-
-    base = make_url(os.environ.get("MPI_BENCH_POSTGRES_URL",
-                                   "postgresql+psycopg://postgres@127.0.0.1:5432/test"))
-    admin = create_engine(base, isolation_level="AUTOCOMMIT", poolclass=NullPool)
-    with admin.connect() as connection:
-        connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    admin.dispose()
-    return base.set(database=name).render_as_string(hide_password=False)
-
-
 def _bulk_load(container: Any, rows: Sequence[Any], batch: int = 5000) -> float:
     """Load rows as records, each of its true person, with plain multi-row INSERTs (the index
     the latency is measured against; not the import path). Returns seconds."""
@@ -372,7 +345,7 @@ def _bulk_load(container: Any, rows: Sequence[Any], batch: int = 5000) -> float:
                     person = person_ids[row.person_key] = len(person_ids) + 1
                     person_rows.append({"id": person, "status": "active", "merged_into": None,
                                         "created_at": now})
-                values = _record_values(_record_of(row), version=1)
+                values = _record_values(source_record(row), version=1)
                 values.update(id=number, updated_at=now)
                 record_rows.append(values)
                 link_rows.append({"record_id": number, "person_id": person,
@@ -409,7 +382,7 @@ def scale(records: int, import_records: int) -> None:
           f"{records} records in the index")
     with tempfile.TemporaryDirectory(prefix="mpi-bench-") as folder:
         # mpi import: the real path (use case, matching, history), batched.
-        url = _scratch_database("mpi_bench_matching")
+        url = database_url("postgresql", Path(folder), "mpi_bench_matching")
         container = bootstrap(Settings(data_dir=Path(folder), database_url=url, workers=0),
                               migrate=True)
         rows = generate_population(max(1, int(import_records / 1.5)), seed=31)
@@ -422,7 +395,7 @@ def scale(records: int, import_records: int) -> None:
               f"{1_000_000 / report.rate / 60:.0f} min)")
         container.close()
 
-        url = _scratch_database("mpi_bench_matching")
+        url = database_url("postgresql", Path(folder), "mpi_bench_matching")
         container = bootstrap(Settings(data_dir=Path(folder), database_url=url, workers=0),
                               migrate=True)
         rows = generate_population(persons, seed=32)
@@ -433,9 +406,9 @@ def scale(records: int, import_records: int) -> None:
         latencies, floor, decisions = [], [], Counter()
         with container.uow_factory(read_only=True) as uow:
             for row in fresh[:50]:  # warm the caches and the prepared statements
-                container.matcher.match(uow, _record_of(row))
+                container.matcher.match(uow, source_record(row))
             for row in fresh:
-                record = _record_of(row)
+                record = source_record(row)
                 started = time.perf_counter()
                 decision = container.matcher.match(uow, record)
                 latencies.append(time.perf_counter() - started)

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-import subprocess
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -13,7 +11,7 @@ import pytest
 from adapters.bootstrap import Container, bootstrap
 from adapters.bulk_import import ImportError_, ImportOptions, import_file
 from fixtures.population import generate_population, write_csv
-from mpi.model import Identifier, ReviewStatus
+from mpi.model import Identifier
 from mpi.queries import resolve_person, resolve_record
 from tests.integration.test_cli import environment, mpi
 from tests.service import make_settings

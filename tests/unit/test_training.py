@@ -39,23 +39,11 @@ def test_em_per_blocking_rule_learns_a_usable_model_from_the_synthetic_populatio
     """EM over every candidate pair at once collapses (blocked pairs agree on the blocking
     fields whatever they are); one EM per blocking rule, on the fields it leaves free, does
     not."""
-    from fixtures.population import generate_population
+    from fixtures.population import generate_population, source_record
     from mpi.matching.profile import profile_of
     from mpi.matching.training import train_model
-    from mpi.model import Demographics, Identifier, SourceRecord
 
-    rows = generate_population(1500, seed=4)
-    profiles = [
-        profile_of(SourceRecord(
-            Identifier(r.authority, r.local_id),
-            Demographics(birth_family_name=r.birth_family_name,
-                         used_family_name=r.used_family_name, given_names=r.given_names,
-                         birth_date=r.birth_date, sex=r.sex, birthplace=r.birthplace,
-                         postcode=r.postcode, phone=r.phone),
-            Identifier("INS-NIR", r.ins) if r.ins else None, r.reliability,
-        ))
-        for r in rows
-    ]
+    profiles = [profile_of(source_record(r)) for r in generate_population(1500, seed=4)]
     model = train_model(profiles, random_pairs=50_000)
     assert 0 < model.prior < 0.95
     for name in ("family_name", "given_name", "birth_date", "sex", "postcode"):
