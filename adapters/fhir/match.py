@@ -3,9 +3,10 @@
 The same engine as the feed ranks the candidates (:meth:`ProbabilisticMatcher.rank`); a
 qualified INS in the input (reliability VALI or QUAL in the identity-reliability extension)
 that a person holds makes that person a certain match. Grades: ``certain`` (equal qualified
-INS, or a probability at or above the automatic-link threshold without the look-alike-twins
-veto), ``probable`` (at or above the review threshold), ``possible`` (above
-:data:`MINIMUM_PROBABILITY`). Persons holding another qualified INS are never proposed.
+INS, or a probability at or above the automatic-link threshold without a veto of the feed:
+look-alike twins, birth dates that differ or are known only to the year), ``probable`` (at
+or above the review threshold), ``possible`` (above :data:`MINIMUM_PROBABILITY`). Persons
+holding another qualified INS are never proposed.
 """
 
 from __future__ import annotations
@@ -128,7 +129,7 @@ def match_bundle(uow: UnitOfWork, registry: AuthorityRegistry, matcher: Probabil
     for ranked in matcher.rank(uow, record, MINIMUM_PROBABILITY, request.count + len(found)):
         if any(person == ranked.person_id for person, *_ in found):
             continue
-        if ranked.probability >= model.auto_link_probability and not ranked.evidence.get("twins"):
+        if ranked.probability >= model.auto_link_probability and not ranked.evidence.get("vetoed"):
             grade = "certain"
         elif ranked.probability >= model.review_probability:
             grade = "probable"

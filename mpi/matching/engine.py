@@ -103,7 +103,11 @@ class ProbabilisticMatcher:
         ranked, _ = self._ranked(uow, record, profile, keys, minimum_probability)
         return [
             RankedPerson(e.person_id, e.record_id, e.score.probability, e.score.weight,
-                         {**e.score.evidence(), "twins": e.twins})
+                         {**e.score.evidence(), "twins": e.twins,
+                          "other_birth_date": e.other_birth_date,
+                          "partial_birth_date": e.partial_birth_date,
+                          # what would keep the feed from linking it automatically
+                          "vetoed": e.twins or e.other_birth_date or e.partial_birth_date})
             for e in ranked[:limit]
         ]
 

@@ -252,6 +252,13 @@ def test_match_ranks_grades_and_creates_nothing(
     assert [entry.search.extension[0].valueCode for entry in all_grades.entry][:3] == [
         "certain", "certain", "possible"]
     assert http.post("/Patient/$match", json=twice).json()["total"] == 0
+    # A birth date known only to the year (01/01) is never a certain match: the feed would
+    # not link it automatically either.
+    partial = {"resourceType": "Parameters", "parameter": [{"name": "resource", "resource":
+               patient(ICL, "80", family="KOWALSKI", given="Anna", birth="1980-01-01")}]}
+    graded = Bundle.model_validate(http.post("/Patient/$match", json=partial).json())
+    assert graded.entry
+    assert all(entry.search.extension[0].valueCode != "certain" for entry in graded.entry)
     with service.container.uow_factory(read_only=True) as uow:
         assert uow.records.by_identifier(Identifier("ICL", "77")) is None
 
