@@ -36,7 +36,7 @@ from mpi.ports import UnitOfWork
 __all__ = [
     "TARGETS",
     "DEFAULT_ALIASES",
-    "ImportError_",
+    "UnusableFileError",
     "ImportOptions",
     "ImportReport",
     "RowError",
@@ -66,7 +66,7 @@ LIST_SEPARATORS = ("|", ",")  # between given names and between reliability code
 SEX_VALUES = {"M", "F", "U", "O", "A", "N"}  # HL7 table 0001
 
 
-class ImportError_(Exception):
+class UnusableFileError(Exception):
     """The file cannot be imported at all (unreadable, no identifier column, bad mapping,
     or a state file that belongs to another file)."""
 
@@ -125,14 +125,14 @@ class _CountingReader(io.RawIOBase):
 def _format_of(path: Path, declared: str | None) -> str:
     if declared:
         if declared not in ("csv", "ndjson"):
-            raise ImportError_(f"unknown format {declared!r}: csv or ndjson")
+            raise UnusableFileError(f"unknown format {declared!r}: csv or ndjson")
         return declared
     suffix = path.suffix.lower()
     if suffix in (".ndjson", ".jsonl"):
         return "ndjson"
     if suffix in (".csv", ".tsv", ".txt"):
         return "csv"
-    raise ImportError_(f"{path.name}: say --format csv or ndjson")
+    raise UnusableFileError(f"{path.name}: say --format csv or ndjson")
 
 
 def _rows(handle: io.TextIOBase, kind: str, delimiter: str | None
@@ -183,10 +183,10 @@ def load_mapping(path: Path) -> dict[str, str]:
     try:
         document = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise ImportError_(f"{path}: {exc}") from None
+        raise UnusableFileError(f"{path}: {exc}") from None
     columns = document.get("columns")
     if not isinstance(columns, dict) or not all(isinstance(v, str) for v in columns.values()):
-        raise ImportError_(f"{path}: expected a [columns] table of target = \"column\"")
+        raise UnusableFileError(f"{path}: expected a [columns] table of target = \"column\"")
     return dict(columns)
 
 
@@ -194,7 +194,7 @@ def _resolve_mapping(columns: Sequence[str], explicit: Mapping[str, str]) -> dic
     """target -> column, from the explicit mapping, then same-named and aliased columns."""
     unknown = set(explicit) - set(TARGETS)
     if unknown:
-        raise ImportError_(f"unknown mapping targets {sorted(unknown)}; known: {', '.join(TARGETS)}")
+        raise UnusableFileError(f"unknown mapping targets {sorted(unknown)}; known: {', '.join(TARGETS)}")
     mapping = dict(explicit)
     for column in columns:
         key = column.strip().lower()
@@ -203,9 +203,9 @@ def _resolve_mapping(columns: Sequence[str], explicit: Mapping[str, str]) -> dic
             mapping[target] = column
     missing = [c for t, c in explicit.items() if c not in columns]
     if missing:
-        raise ImportError_(f"mapped columns not in the file: {', '.join(missing)}")
+        raise UnusableFileError(f"mapped columns not in the file: {', '.join(missing)}")
     if "id" not in mapping:
-        raise ImportError_("no column gives the local identifier: map one with --map id=COLUMN")
+        raise UnusableFileError("no column gives the local identifier: map one with --map id=COLUMN")
     return mapping
 
 
@@ -368,13 +368,13 @@ def import_file(
     progress: Callable[[int, int, ImportReport], None] | None = None,
 ) -> ImportReport:
     """Import ``path``; ``progress(bytes_read, bytes_total, report)`` is called after each
-    batch. Raises ImportError_ when the file as a whole cannot be imported."""
+    batch. Raises UnusableFileError when the file as a whole cannot be imported."""
     import time
 
     if options.authority is not None:
         authority = registry.by_code(options.authority)
         if authority.kind is not AuthorityKind.ESTABLISHMENT:
-            raise ImportError_(f"{options.authority} is not an establishment's domain")
+            raise UnusableFileError(f"{options.authority} is not an establishment's domain")
     kind = _format_of(path, options.format)
     state_path = options.state_path or path.with_name(path.name + ".import-state.json")
     rejects_path = options.rejects_path or path.with_name(path.name + ".rejects.csv")
@@ -385,9 +385,9 @@ def import_file(
         try:
             state = json.loads(state_path.read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError) as exc:
-            raise ImportError_(f"{state_path}: unreadable state ({exc}); use --restart") from None
+            raise UnusableFileError(f"{state_path}: unreadable state ({exc}); use --restart") from None
         if state.get("fingerprint") != fingerprint:
-            raise ImportError_(f"{state_path} belongs to another version of {path.name}: "
+            raise UnusableFileError(f"{state_path} belongs to another version of {path.name}: "
                                "use --restart to import this file from the start")
         done = int(state.get("rows_done", 0))
         earlier = {k: int(state.get(k, 0)) for k in ("imported", "rejected")}
@@ -432,7 +432,7 @@ def import_file(
                                       **_counts(report, earlier)})
             rejects.close()
         except UnicodeDecodeError as exc:
-            raise ImportError_(f"{path.name} is not {options.encoding} text ({exc.reason} at "
+            raise UnusableFileError(f"{path.name} is not {options.encoding} text ({exc.reason} at "
                                f"byte {exc.start}): say --encoding latin-1 or the right one") \
                 from None
         finally:

@@ -318,7 +318,7 @@ def import_records(file: Path, authority: str | None, file_format: str | None,
     import getpass
 
     from adapters.bulk_import import (
-        DEFAULT_DATE_FORMATS, ImportError_, ImportOptions, import_file, load_mapping,
+        DEFAULT_DATE_FORMATS, UnusableFileError, ImportOptions, import_file, load_mapping,
     )
     from mpi.errors import UnknownAuthorityError
 
@@ -347,7 +347,7 @@ def import_records(file: Path, authority: str | None, file_format: str | None,
             report = import_file(file, registry=container.registry, identity=container.identity,
                                  uow_factory=container.uow_factory, options=import_options,
                                  progress=progress)
-    except (ImportError_, UnknownAuthorityError) as exc:
+    except (UnusableFileError, UnknownAuthorityError) as exc:
         raise click.ClickException(str(exc)) from None
     finally:
         container.close()

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from adapters.bootstrap import Container, bootstrap
-from adapters.bulk_import import ImportError_, ImportOptions, import_file
+from adapters.bulk_import import UnusableFileError, ImportOptions, import_file
 from fixtures.population import generate_population, write_csv
 from mpi.model import Identifier
 from mpi.queries import resolve_person, resolve_record
@@ -160,7 +160,7 @@ def test_an_interrupted_import_resumes_where_it_stopped(
             assert resolve_record(uow, Identifier(row.authority, row.local_id)) is not None
     # The state belongs to that file: a changed file must be restarted explicitly.
     write_csv(rows[:10], path)
-    with pytest.raises(ImportError_, match="--restart"):
+    with pytest.raises(UnusableFileError, match="--restart"):
         run(container, path)
     again = run(container, path, restart=True)
     assert again.skipped == 0 and again.imported == 10
@@ -171,13 +171,13 @@ def test_an_extract_without_identifier_column_or_in_the_wrong_encoding_is_refuse
 ) -> None:
     path = tmp_path / "no_id.csv"
     path.write_text("nom,prenom\nDUPONT,Jean\n", encoding="utf-8")
-    with pytest.raises(ImportError_, match="--map id=COLUMN"):
+    with pytest.raises(UnusableFileError, match="--map id=COLUMN"):
         run(container, path, authority="CHRU")
     latin = tmp_path / "latin.csv"
     latin.write_bytes("ipp,nom\n1,LEFÈVRE\n".encode("latin-1"))
-    with pytest.raises(ImportError_, match="--encoding"):
+    with pytest.raises(UnusableFileError, match="--encoding"):
         run(container, latin, authority="CHRU")
-    with pytest.raises(ImportError_, match="unknown mapping targets"):
+    with pytest.raises(UnusableFileError, match="unknown mapping targets"):
         run(container, path, authority="CHRU", mapping={"surname": "nom"})
 
 
