@@ -64,6 +64,7 @@ DEFAULT_ALIASES = {
 DEFAULT_DATE_FORMATS = ("%Y-%m-%d", "%Y%m%d", "%d/%m/%Y")
 LIST_SEPARATORS = ("|", ",")  # between given names and between reliability codes
 SEX_VALUES = {"M", "F", "U", "O", "A", "N"}  # HL7 table 0001
+INS_NIR_OID = "1.2.250.1.213.1.4.8"  # the INS column holds NIRs: their domain's OID
 
 
 class UnusableFileError(Exception):
@@ -256,9 +257,10 @@ class _RowReader:
         self.registry = registry
         self.options = options
         self.mapping = mapping
-        self.ins_authority = next(
-            (a.code for a in registry.all if a.is_national and a.code == "INS-NIR"), None
-        )
+        try:
+            self.ins_authority: str | None = registry.find(oid=INS_NIR_OID).code
+        except MPIError:
+            self.ins_authority = None
 
     def value(self, raw: Mapping[str, Any], target: str) -> Any:
         column = self.mapping.get(target)
@@ -279,13 +281,7 @@ class _RowReader:
                 raise RowError("no establishment: give --authority or an authority column")
             return self.options.authority
         try:
-            if named[:1].isdigit() or named.lower().startswith("urn:oid:"):
-                authority = self.registry.find(oid=named)
-            else:
-                try:
-                    authority = self.registry.by_code(named)
-                except MPIError:
-                    authority = self.registry.find(namespace=named)
+            authority = self.registry.named(named)
         except MPIError:
             raise RowError(f"unknown establishment {named!r}") from None
         if authority.kind is not AuthorityKind.ESTABLISHMENT:
@@ -401,7 +397,7 @@ def import_file(
                                 errors="strict", newline="")
         try:
             rows = _rows(text, kind, options.delimiter)
-            first = _first_row(rows)
+            first = next(rows, None)
             if first is None:
                 return report
             columns = list(first[1]) if "__error__" not in first[1] else []
@@ -411,7 +407,7 @@ def import_file(
             rejects = _Rejects(rejects_path, append=done > 0)
             batch: list[_Row] = []
             index = 0
-            for line, raw in _chain(first, rows):
+            for line, raw in itertools.chain([first], rows):
                 index += 1
                 if index <= done:
                     continue
@@ -446,16 +442,6 @@ def _counts(report: ImportReport, earlier: Mapping[str, int]) -> dict[str, int]:
     """Totals over every run on this file."""
     return {"imported": earlier["imported"] + report.imported,
             "rejected": earlier["rejected"] + report.rejected}
-
-
-def _first_row(rows: Iterator[tuple[int, dict[str, Any]]]) -> tuple[int, dict[str, Any]] | None:
-    return next(rows, None)
-
-
-def _chain(first: tuple[int, dict[str, Any]], rows: Iterator[tuple[int, dict[str, Any]]]
-           ) -> Iterator[tuple[int, dict[str, Any]]]:
-    yield first
-    yield from rows
 
 
 def _ndjson_columns(first: Mapping[str, Any], explicit: Mapping[str, str]) -> list[str]:

@@ -472,13 +472,7 @@ def asker_authority(registry: AuthorityRegistry, domain: str | None) -> Authorit
     when none is given. Raises UnknownAuthorityError for an undeclared one."""
     if domain is None or not domain.strip():
         return registry.master
-    domain = domain.strip()
-    try:
-        return registry.by_code(domain)
-    except UnknownAuthorityError:
-        if _UID.match(domain.removeprefix("urn:oid:")):
-            return registry.find(oid=domain)
-        return registry.find(namespace=domain)
+    return registry.named(domain)
 
 
 def coercion_for(registry: AuthorityRegistry, view: PersonView,

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import re
 from typing import Iterable
 
 from mpi.errors import UnknownAuthorityError
 from mpi.model import Authority, AuthorityKind, Consumer
 
 __all__ = ["AuthorityRegistry"]
+
+_OID = re.compile(r"^[0-9]+(\.[0-9]+)+$")
 
 
 class AuthorityRegistry:
@@ -55,6 +58,17 @@ class AuthorityRegistry:
             return self._by_code[code]
         except KeyError:
             raise UnknownAuthorityError(f"unknown identifier domain {code!r}") from None
+
+    def named(self, text: str) -> Authority:
+        """The domain a person or a file names in one word: its code, its OID (bare or
+        ``urn:oid:``) or its namespace. Raises UnknownAuthorityError."""
+        text = text.strip()
+        try:
+            return self.by_code(text)
+        except UnknownAuthorityError:
+            if _OID.match(text.removeprefix("urn:oid:")):
+                return self.find(oid=text)
+            return self.find(namespace=text)
 
     def find(self, *, namespace: str | None = None, oid: str | None = None) -> Authority:
         """Resolve an assigning authority given as a namespace, an OID or both.

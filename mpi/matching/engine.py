@@ -70,6 +70,13 @@ def looks_like_twins(levels: dict[str, str], a: MatchProfile, b: MatchProfile) -
     )
 
 
+def _year_only(levels: dict[str, str], a: MatchProfile, b: MatchProfile) -> bool:
+    """One birth date is known only to the year or month (01/01): a close level, told apart
+    from a typo or a swap only when the dates are close at all."""
+    return (levels["birth_date"] == CLOSE
+            and birth_date_relation(a.birth_date, b.birth_date) == "unknown_day")
+
+
 class ProbabilisticMatcher:
     """Implements :class:`mpi.identity.Matcher` with a Fellegi-Sunter model."""
 
@@ -151,9 +158,7 @@ class ProbabilisticMatcher:
                                                      looks_like_twins(levels, profile, other),
                                                      person_id in same_source,
                                                      levels["birth_date"] == FAR,
-                                                     birth_date_relation(
-                                                         profile.birth_date, other.birth_date
-                                                     ) == "unknown_day")
+                                                     _year_only(levels, profile, other))
         return persons
 
     @staticmethod

@@ -23,7 +23,6 @@ from mpi.ports import UnitOfWork
 __all__ = [
     "model_in_force",
     "estimate_u",
-    "candidate_pairs",
     "pairs_by_rule",
     "level_frequencies",
     "RULE_FIELDS",
@@ -87,15 +86,6 @@ def level_frequencies(patterns: Iterable[Pattern], fields: Sequence[str],
             if level != MISSING:
                 counts[name][level] += 1
     return _distribution(counts, levels)
-
-
-def candidate_pairs(profiles: Sequence[MatchProfile], block_cap: int) -> set[tuple[int, int]]:
-    """Pairs of indexes sharing a blocking key (name keys cross-compared), blocks over
-    ``block_cap`` skipped, as the matcher would see them."""
-    pairs: set[tuple[int, int]] = set()
-    for rule_pairs in pairs_by_rule(profiles, block_cap).values():
-        pairs |= rule_pairs
-    return pairs
 
 
 # The fields each blocking key makes (almost) always agree: within its candidate pairs they
