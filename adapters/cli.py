@@ -505,6 +505,7 @@ def archive_export(person_id: int, domain: str | None, folder: Path, **options: 
     import getpass
     import socket
 
+    from mpi.archive import ArchiveQuery
     from mpi.audit import AuditAction
     from mpi.errors import MPIError
     from mpi.model import master_id_of
@@ -516,10 +517,8 @@ def archive_export(person_id: int, domain: str | None, folder: Path, **options: 
             asker = container.dicom.asker(domain)
         except MPIError as exc:
             raise click.ClickException(exc.message) from None
-        from adapters.dicom.service import Query
-
         found = container.dicom.instances(
-            Query("PATIENT", patient_id=master_id_of(person_id),
+            ArchiveQuery("PATIENT", patient_id=master_id_of(person_id),
                   issuer=container.registry.master.namespace), asker)
         try:
             for instance, plan in found:

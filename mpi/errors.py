@@ -8,12 +8,15 @@ them once, at the boundary::
     ├── InvalidInputError              the content of a request is wrong
     │   ├── MissingFieldError          a required value is absent
     │   ├── InvalidValueError          a value has the wrong form (e.g. an INS with a bad key)
-    │   └── UnknownAuthorityError      an identifier names a domain we do not know
+    │   ├── UnknownAuthorityError      an identifier names a domain we do not know
+    │   └── InvalidObjectError         a DICOM object lacks what the archive needs (UIDs,
+    │                                  PatientID)
     ├── UnknownIdentifierError         a known domain, but no such local identifier
     ├── DuplicateIdentifierError       the identifier already exists where it must not
     ├── ForbiddenError                 the sender may not write in that domain
     ├── IdentityConflictError          the request contradicts an identity rule (e.g. two
-    │                                  different qualified INS asserted as one person)
+    │   │                              different qualified INS asserted as one person)
+    │   └── StudyOwnershipError        an object names a study stored for another patient
     └── ConcurrencyError               another transaction got in the way; retrying may succeed
 """
 
@@ -25,10 +28,12 @@ __all__ = [
     "MissingFieldError",
     "InvalidValueError",
     "UnknownAuthorityError",
+    "InvalidObjectError",
     "UnknownIdentifierError",
     "DuplicateIdentifierError",
     "ForbiddenError",
     "IdentityConflictError",
+    "StudyOwnershipError",
     "ConcurrencyError",
 ]
 
@@ -62,6 +67,10 @@ class UnknownAuthorityError(InvalidInputError):
     """An identifier names an assigning authority (domain) that is not declared."""
 
 
+class InvalidObjectError(InvalidInputError):
+    """An object lacks what the archive needs: SOP, study or series UIDs, or a PatientID."""
+
+
 class UnknownIdentifierError(MPIError):
     """The domain is known but the local identifier is not."""
 
@@ -76,6 +85,10 @@ class ForbiddenError(MPIError):
 
 class IdentityConflictError(MPIError):
     """The request contradicts an identity rule (different qualified INS, a sticky decision)."""
+
+
+class StudyOwnershipError(IdentityConflictError):
+    """An instance names a study already stored for another patient as received."""
 
 
 class ConcurrencyError(MPIError):

@@ -21,7 +21,8 @@ from pydicom.errors import InvalidDicomError
 from pydicom.filewriter import write_file_meta_info
 from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRBigEndian, ImplicitVRLittleEndian
 
-from mpi.archive import InstanceHeader, InvalidObjectError, PatientAsReceived
+from mpi.archive import InstanceHeader, PatientAsReceived
+from mpi.errors import InvalidObjectError
 
 __all__ = ["UnreadableObjectError", "ParsedObject", "parse_object", "part10_bytes",
            "check_structure", "dicom_date", "person_name_parts", "IMPLEMENTATION_UID"]

@@ -55,10 +55,16 @@ from pydicom.uid import (
 )
 
 from adapters.dicom.header import UnreadableObjectError, dicom_date, part10_bytes
-from adapters.dicom.service import LEVELS, DicomArchive, Query
-from mpi.archive import InvalidObjectError, Sender, StudyOwnershipError
+from adapters.dicom.service import DicomArchive, match_dataset
+from mpi.archive import LEVELS, ArchiveQuery, Sender
 from mpi.audit import AuditAction
-from mpi.errors import ForbiddenError, MPIError, UnknownAuthorityError
+from mpi.errors import (
+    ForbiddenError,
+    InvalidObjectError,
+    MPIError,
+    StudyOwnershipError,
+    UnknownAuthorityError,
+)
 
 __all__ = ["DicomServer", "Destination", "load_destinations", "query_of", "TRANSFER_SYNTAXES"]
 
@@ -128,7 +134,7 @@ def _single(identifier: Dataset, keyword: str) -> str | None:
     return None if value in ("", "*") else value
 
 
-def query_of(identifier: Dataset, level: str) -> Query:
+def query_of(identifier: Dataset, level: str) -> ArchiveQuery:
     """The matching keys of a C-FIND / C-GET / C-MOVE identifier."""
     issuer_oid = None
     qualifiers = identifier.get("IssuerOfPatientIDQualifiersSequence")
@@ -141,7 +147,7 @@ def query_of(identifier: Dataset, level: str) -> Query:
         date_from = dicom_date(first)
         date_to = dicom_date(last) if dash else date_from
     name = _single(identifier, "PatientName")
-    return Query(
+    return ArchiveQuery(
         level=level, patient_id=_single(identifier, "PatientID"),
         issuer=_single(identifier, "IssuerOfPatientID"), issuer_oid=issuer_oid,
         patient_name=name.rstrip("^") if name else None,
@@ -270,7 +276,7 @@ class DicomServer:
                     yield 0xFE00, None
                     return
                 persons.add(match.plan.person_id)
-                yield 0xFF00, _answer(identifier, match.dataset(level))
+                yield 0xFF00, _answer(identifier, match_dataset(match, level))
         finally:
             self.archive.trace(
                 channel="dicom", action=AuditAction.SEARCH, actor=calling,

@@ -7,11 +7,8 @@ the container) and the ``mpi archive`` commands.
 
 from __future__ import annotations
 
-import fnmatch
 import hashlib
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
-from datetime import date
 from typing import Any, Callable
 
 from pydicom.dataset import Dataset
@@ -20,100 +17,69 @@ from adapters.dicom.blobstore import FilesystemBlobStore
 from adapters.dicom.coerce import coerced_chunks, coerced_dataset, patient_attributes, read_header
 from adapters.dicom.header import parse_object
 from mpi.archive import (
+    ArchiveMatch,
+    ArchiveQuery,
+    ArchiveReader,
     ArchiveService,
+    ArchiveUnitOfWork,
     PatientCoercion,
-    SeriesSummary,
     Sender,
     StoredInstance,
     StoreResult,
-    StudyFilter,
-    StudySummary,
-    accept_with_retries,
     asker_authority,
-    coercion_for,
-    owner_views,
 )
 from mpi.audit import AuditAction, AuditEvent
 from mpi.authorities import AuthorityRegistry
-from mpi.errors import UnknownAuthorityError
-from mpi.model import Authority, Identifier
-from mpi.ports import AuditTrail, Clock, PersonQuery, UnitOfWork
-from mpi.queries import resolve_person
+from mpi.model import Authority
+from mpi.ports import AuditTrail, Clock
+from mpi.retry import retry_on_conflict
 
-__all__ = ["DicomArchive", "Query", "Match", "LEVELS"]
-
-LEVELS = ("PATIENT", "STUDY", "SERIES", "IMAGE")
+__all__ = ["DicomArchive", "match_dataset"]
 
 
-@dataclass(frozen=True)
-class Query:
-    """Matching keys of a C-FIND or QIDO-RS query (empty ones are universal matches)."""
-
-    level: str
-    patient_id: str | None = None
-    issuer: str | None = None
-    issuer_oid: str | None = None
-    patient_name: str | None = None
-    study_uids: tuple[str, ...] = ()
-    accession_number: str | None = None
-    date_from: date | None = None
-    date_to: date | None = None
-    modality: str | None = None
-    series_uids: tuple[str, ...] = ()
-    sop_uids: tuple[str, ...] = ()
-    limit: int = 1000
-
-
-@dataclass
-class Match:
-    """One answer of a query, at its level, with the patient attributes for the asker."""
-
-    plan: PatientCoercion
-    studies: list[StudySummary] = field(default_factory=list)  # the patient's or the study
-    series: SeriesSummary | None = None
-    instance: StoredInstance | None = None
-
-    def dataset(self, level: str) -> Dataset:
-        """Every attribute we know at this level (callers keep what was asked for)."""
-        ds = patient_attributes(self.plan)
-        ds.SpecificCharacterSet = "ISO_IR 192"
-        ds.QueryRetrieveLevel = level
-        if level == "PATIENT":
-            ds.NumberOfPatientRelatedStudies = len(self.studies)
-            ds.NumberOfPatientRelatedSeries = sum(len(s.series) for s in self.studies)
-            ds.NumberOfPatientRelatedInstances = sum(s.instance_count for s in self.studies)
-            return ds
-        study = self.studies[0]
-        ds.StudyInstanceUID = study.study_instance_uid
-        ds.StudyDate = study.study_date.strftime("%Y%m%d") if study.study_date else ""
-        ds.StudyTime = study.study_time or ""
-        ds.AccessionNumber = study.accession_number or ""
-        ds.StudyID = study.study_id or ""
-        ds.StudyDescription = study.description or ""
-        ds.ModalitiesInStudy = list(study.modalities)
-        ds.NumberOfStudyRelatedSeries = len(study.series)
-        ds.NumberOfStudyRelatedInstances = study.instance_count
-        if level in ("SERIES", "IMAGE") and self.series is not None:
-            ds.SeriesInstanceUID = self.series.series_instance_uid
-            ds.Modality = self.series.modality or ""
-            ds.SeriesNumber = self.series.series_number
-            ds.SeriesDescription = self.series.description or ""
-            ds.NumberOfSeriesRelatedInstances = self.series.instance_count
-        if level == "IMAGE" and self.instance is not None:
-            ds.SOPInstanceUID = self.instance.sop_instance_uid
-            ds.SOPClassUID = self.instance.sop_class_uid
-            ds.InstanceNumber = self.instance.instance_number
-            ds.AvailableTransferSyntaxUID = self.instance.transfer_syntax_uid
+def match_dataset(match: ArchiveMatch, level: str) -> Dataset:
+    """Every attribute we know of one answer at this level (callers keep what was asked)."""
+    ds = patient_attributes(match.plan)
+    ds.SpecificCharacterSet = "ISO_IR 192"
+    ds.QueryRetrieveLevel = level
+    if level == "PATIENT":
+        ds.NumberOfPatientRelatedStudies = len(match.studies)
+        ds.NumberOfPatientRelatedSeries = sum(len(s.series) for s in match.studies)
+        ds.NumberOfPatientRelatedInstances = sum(s.instance_count for s in match.studies)
         return ds
+    study = match.studies[0]
+    ds.StudyInstanceUID = study.study_instance_uid
+    ds.StudyDate = study.study_date.strftime("%Y%m%d") if study.study_date else ""
+    ds.StudyTime = study.study_time or ""
+    ds.AccessionNumber = study.accession_number or ""
+    ds.StudyID = study.study_id or ""
+    ds.StudyDescription = study.description or ""
+    ds.ModalitiesInStudy = list(study.modalities)
+    ds.NumberOfStudyRelatedSeries = len(study.series)
+    ds.NumberOfStudyRelatedInstances = study.instance_count
+    if level in ("SERIES", "IMAGE") and match.series is not None:
+        ds.SeriesInstanceUID = match.series.series_instance_uid
+        ds.Modality = match.series.modality or ""
+        ds.SeriesNumber = match.series.series_number
+        ds.SeriesDescription = match.series.description or ""
+        ds.NumberOfSeriesRelatedInstances = match.series.instance_count
+    if level == "IMAGE" and match.instance is not None:
+        ds.SOPInstanceUID = match.instance.sop_instance_uid
+        ds.SOPClassUID = match.instance.sop_class_uid
+        ds.InstanceNumber = match.instance.instance_number
+        ds.AvailableTransferSyntaxUID = match.instance.transfer_syntax_uid
+    return ds
 
 
 class DicomArchive:
-    def __init__(self, registry: AuthorityRegistry, uow_factory: Callable[..., UnitOfWork],
+    def __init__(self, registry: AuthorityRegistry,
+                 uow_factory: Callable[..., ArchiveUnitOfWork],
                  service: ArchiveService, blobs: FilesystemBlobStore, audit: AuditTrail,
                  clock: Clock, ae_title: str = "VNA") -> None:
         self.registry = registry
         self.uow_factory = uow_factory
         self.service = service
+        self.reader = ArchiveReader(registry)
         self.blobs = blobs
         self.audit = audit
         self.clock = clock
@@ -126,8 +92,15 @@ class DicomArchive:
         """Check, index and store one Part-10 object. Raises the errors of
         :func:`adapters.dicom.header.parse_object` and :meth:`ArchiveService.accept`."""
         parsed = parse_object(data)
-        return accept_with_retries(self.service, self.uow_factory, parsed.header, data,
-                                   parsed.sha256, sender)
+
+        def accept() -> StoreResult:
+            with self.uow_factory() as uow:
+                result = self.service.accept(uow, parsed.header, data, parsed.sha256, sender)
+                uow.commit()
+                return result
+
+        # Two associations storing the first instances of one study race for its rows.
+        return retry_on_conflict(accept)
 
     def already_stored(self, data: bytes) -> bool:
         """Whether these exact bytes are already an instance of the archive (resumed imports)."""
@@ -141,109 +114,20 @@ class DicomArchive:
         """Raises UnknownAuthorityError."""
         return asker_authority(self.registry, domain)
 
-    def _plans(self, uow: UnitOfWork, record_ids: Iterable[int],
-               asker: Authority) -> dict[int, PatientCoercion]:
-        views = owner_views(uow, self.registry, record_ids)
-        plans: dict[int, PatientCoercion] = {}
-        by_person: dict[int, PatientCoercion] = {}
-        for record_id, view in views.items():
-            person_id = view.person.id or 0
-            if person_id not in by_person:
-                by_person[person_id] = coercion_for(self.registry, view, asker)
-            plans[record_id] = by_person[person_id]
-        return plans
-
-    def _persons(self, uow: UnitOfWork, query: Query, asker: Authority) -> tuple[int, ...] | None:
-        """The persons a query's patient keys designate (None: no patient key given)."""
-        wanted: set[int] | None = None
-        if query.patient_id and "*" not in query.patient_id and "?" not in query.patient_id:
-            if query.issuer or query.issuer_oid:
-                domain = self.registry.find(namespace=query.issuer, oid=query.issuer_oid)
-            else:
-                domain = asker
-            try:
-                person = resolve_person(uow, self.registry,
-                                        Identifier(domain.code, query.patient_id.strip()))
-            except UnknownAuthorityError:
-                person = None
-            wanted = {person.id} if person is not None and person.id is not None else set()
-        if query.patient_name and query.patient_name.strip("*"):
-            family, _, given = query.patient_name.partition("^")
-            found, _ = uow.persons.search(PersonQuery(family=family or None,
-                                                      given=given.split("^")[0] or None),
-                                          0, query.limit)
-            wanted = set(found) if wanted is None else wanted & set(found)
-        return None if wanted is None else tuple(sorted(wanted))
-
     # -- queries -------------------------------------------------------------------------
 
-    def find(self, query: Query, asker: Authority) -> list[Match]:
+    def find(self, query: ArchiveQuery, asker: Authority) -> list[ArchiveMatch]:
         """Answer a query at its level, every patient attribute for the asker's domain.
         Raises UnknownAuthorityError for an issuer in the keys that is not declared."""
         with self.uow_factory(read_only=True) as uow:
-            persons = self._persons(uow, query, asker)
-            if persons == ():
-                return []
-            studies = uow.archive.find_studies(StudyFilter(
-                person_ids=persons, study_uids=query.study_uids,
-                accession_number=query.accession_number, date_from=query.date_from,
-                date_to=query.date_to, modality=query.modality, limit=query.limit))
-            plans = self._plans(uow, [s.record_id for s in studies], asker)
-            studies = [s for s in studies if s.record_id in plans]
-            if query.level == "PATIENT":
-                by_person: dict[int, Match] = {}
-                for study in studies:
-                    plan = plans[study.record_id]
-                    by_person.setdefault(plan.person_id, Match(plan)).studies.append(study)
-                return list(by_person.values())
-            if query.level == "STUDY":
-                return [Match(plans[s.record_id], [s]) for s in studies]
-            matches = []
-            for study in studies:
-                for series in study.series:
-                    if query.series_uids and series.series_instance_uid not in query.series_uids:
-                        continue
-                    if query.level == "SERIES" and query.modality and (
-                            not fnmatch.fnmatchcase(series.modality or "", query.modality)):
-                        continue
-                    if query.level == "SERIES":
-                        matches.append(Match(plans[study.record_id], [study], series))
-                        continue
-                    for instance in uow.archive.instances(
-                            study_uid=study.study_instance_uid,
-                            series_uid=series.series_instance_uid, sop_uids=query.sop_uids):
-                        matches.append(Match(plans[study.record_id], [study], series, instance))
-            return matches[:query.limit]
+            return self.reader.find(uow, query, asker)
 
-    def instances(self, query: Query, asker: Authority) -> list[tuple[StoredInstance,
-                                                                         PatientCoercion]]:
+    def instances(self, query: ArchiveQuery,
+                  asker: Authority) -> list[tuple[StoredInstance, PatientCoercion]]:
         """The instances a retrieve designates (C-GET, C-MOVE, WADO-RS, export), each with
         its patient attributes for the asker. Raises UnknownAuthorityError."""
         with self.uow_factory(read_only=True) as uow:
-            persons = self._persons(uow, query, asker)
-            if persons == ():
-                return []
-            found: list[StoredInstance] = []
-            if query.study_uids:
-                for study_uid in query.study_uids:
-                    for series_uid in query.series_uids or (None,):
-                        found += uow.archive.instances(study_uid=study_uid, series_uid=series_uid,
-                                                       sop_uids=query.sop_uids)
-            elif query.series_uids or query.sop_uids:
-                for series_uid in query.series_uids or (None,):
-                    found += uow.archive.instances(series_uid=series_uid,
-                                                   sop_uids=query.sop_uids)
-            elif persons:
-                for person_id in persons:
-                    found += uow.archive.instances(person_id=person_id)
-            plans = self._plans(uow, [i.record_id for i in found if i.record_id], asker)
-            result = []
-            for instance in found:
-                plan = plans.get(instance.record_id or 0)
-                if plan is None or (persons is not None and plan.person_id not in persons):
-                    continue
-                result.append((instance, plan))
-            return result
+            return self.reader.instances(uow, query, asker)
 
     # -- coerced copies ------------------------------------------------------------------
 

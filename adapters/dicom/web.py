@@ -15,10 +15,10 @@ from typing import Any
 from pydicom.dataset import Dataset
 
 from adapters.dicom.header import UnreadableObjectError, dicom_date, parse_object
-from adapters.dicom.service import DicomArchive, Match, Query
-from mpi.archive import InvalidObjectError, PatientCoercion, Sender, StoredInstance
+from adapters.dicom.service import DicomArchive, match_dataset
+from mpi.archive import ArchiveMatch, ArchiveQuery, PatientCoercion, Sender, StoredInstance
 from mpi.audit import AuditAction
-from mpi.errors import ForbiddenError, MPIError, UnknownAuthorityError
+from mpi.errors import ForbiddenError, InvalidObjectError, MPIError, UnknownAuthorityError
 from mpi.model import Authority, AuthorityKind
 
 __all__ = ["DicomWeb", "Retrieval", "StowResult", "split_multipart", "MultipartError"]
@@ -84,7 +84,7 @@ def _param(params: Mapping[str, str], keyword: str, tag: str) -> str | None:
 
 
 def query_from_params(level: str, params: Mapping[str, str], study: str | None = None,
-                      series: str | None = None) -> Query:
+                      series: str | None = None) -> ArchiveQuery:
     """QIDO-RS matching parameters (keyword or tag form) as an archive query. Raises
     ValueError for a bad ``limit`` or ``StudyDate``."""
     study_date = _param(params, "StudyDate", "00080020")
@@ -100,7 +100,7 @@ def query_from_params(level: str, params: Mapping[str, str], study: str | None =
     study_uid = study or _param(params, "StudyInstanceUID", "0020000D")
     series_uid = series or _param(params, "SeriesInstanceUID", "0020000E")
     sop_uid = _param(params, "SOPInstanceUID", "00080018")
-    return Query(
+    return ArchiveQuery(
         level=level,
         patient_id=_param(params, "PatientID", "00100020"),
         issuer=_param(params, "IssuerOfPatientID", "00100021"),
@@ -126,13 +126,13 @@ class DicomWeb:
         return self.archive.asker(domain)
 
     def query(self, level: str, params: Mapping[str, str], study: str | None = None,
-              series: str | None = None) -> Query:
+              series: str | None = None) -> ArchiveQuery:
         """Raises ValueError for a bad parameter."""
         return query_from_params(level, params, study, series)
 
-    def search(self, query: Query, asker: Authority, who: str, subject: str,
+    def search(self, query: ArchiveQuery, asker: Authority, who: str, subject: str,
                source: str | None) -> list[dict[str, Any]]:
-        matches: list[Match] = []
+        matches: list[ArchiveMatch] = []
         try:
             matches = self.archive.find(query, asker)
         finally:
@@ -141,7 +141,7 @@ class DicomWeb:
                                authority=asker.code, source=source)
         answers = []
         for match in matches:
-            ds = match.dataset(query.level)
+            ds = match_dataset(match, query.level)
             del ds.QueryRetrieveLevel
             study = match.studies[0] if match.studies else None
             if study is not None:
@@ -154,7 +154,7 @@ class DicomWeb:
             answers.append(ds.to_json_dict())
         return answers
 
-    def _found(self, query: Query, asker: Authority, who: str, subject: str,
+    def _found(self, query: ArchiveQuery, asker: Authority, who: str, subject: str,
                source: str | None, action: AuditAction) -> list[tuple[StoredInstance,
                                                                      PatientCoercion]]:
         found: list[tuple[StoredInstance, PatientCoercion]] = []
@@ -167,7 +167,7 @@ class DicomWeb:
                                detail={"instances": len(found)})
         return found
 
-    def retrieve(self, query: Query, asker: Authority, who: str, subject: str,
+    def retrieve(self, query: ArchiveQuery, asker: Authority, who: str, subject: str,
                  source: str | None) -> Retrieval:
         """Coerced Part-10 objects in a multipart/related body (type application/dicom)."""
         found = self._found(query, asker, who, subject, source, AuditAction.RETRIEVE)
@@ -185,7 +185,7 @@ class DicomWeb:
 
         return Retrieval(boundary, body(), len(found))
 
-    def metadata(self, query: Query, asker: Authority, who: str, subject: str,
+    def metadata(self, query: ArchiveQuery, asker: Authority, who: str, subject: str,
                  source: str | None) -> list[dict[str, Any]]:
         """The coerced headers (DICOM JSON), bulk data left out."""
         found = self._found(query, asker, who, subject, source, AuditAction.READ)

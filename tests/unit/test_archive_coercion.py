@@ -11,7 +11,6 @@ from adapters.authorities_file import DEFAULT_AUTHORITIES_FILE, load_authorities
 from mpi.archive import (
     ArchiveService,
     InstanceHeader,
-    InvalidObjectError,
     PatientAsReceived,
     Sender,
     asker_authority,
@@ -19,7 +18,7 @@ from mpi.archive import (
     coercion_for,
     is_valid_uid,
 )
-from mpi.errors import UnknownAuthorityError
+from mpi.errors import InvalidObjectError, UnknownAuthorityError
 from mpi.model import Demographics, Identifier, Person, SourceRecord
 from mpi.queries import PersonView
 
