@@ -5,18 +5,18 @@ Nothing here runs at import time; ``bootstrap(settings)`` does the work when ask
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime, timezone
+from fastapi import FastAPI, routing
 
-from sqlalchemy import text
-from sqlalchemy.engine import Engine
-
+from adapters.api.review import router as review_router
 from adapters.authorities_file import load_authorities
+from adapters.container import Container, SystemClock
 from adapters.dicom.blobstore import FilesystemBlobStore
 from adapters.dicom.service import DicomArchive
 from adapters.dicom.web import DicomWeb
+from adapters.dicomweb import router as dicomweb_router
+from adapters.fhir import mount as mount_fhir
 from adapters.hl7v2.application import Hl7Application
-from adapters.hl7v2.notifier import PixNotifier
+from adapters.http.app import Mount, create_app, service_version
 from adapters.settings import Settings
 from adapters.sql.audit import SqlAuditTrail
 from adapters.sql.engine import create_engine_for
@@ -24,57 +24,21 @@ from adapters.sql.migrate import current_revision, head_revision, upgrade
 from adapters.sql.tables import sync_authorities
 from adapters.sql.uow import SqlUnitOfWorkFactory
 from mpi.archive import ArchiveService
-from mpi.authorities import AuthorityRegistry
 from mpi.identity import IdentityService
 from mpi.matching.engine import ProbabilisticMatcher
 from mpi.matching.training import model_in_force
 
-__all__ = ["SystemClock", "Container", "bootstrap", "DatabaseNotReadyError"]
-
-
-class SystemClock:
-    def now(self) -> datetime:
-        return datetime.now(timezone.utc)
+__all__ = ["bootstrap", "http_app", "DatabaseNotReadyError"]
 
 
 class DatabaseNotReadyError(RuntimeError):
     """The database schema is behind the code: run `mpi db upgrade`."""
 
 
-@dataclass
-class Container:
-    settings: Settings
-    registry: AuthorityRegistry
-    engine: Engine
-    uow_factory: SqlUnitOfWorkFactory
-    clock: SystemClock
-    matcher: ProbabilisticMatcher
-    identity: IdentityService
-    hl7: Hl7Application
-    audit: SqlAuditTrail
-    dicom: DicomArchive
-    dicomweb: DicomWeb
-
-    def notifier(self) -> PixNotifier:
-        s = self.settings
-        return PixNotifier(self.registry, self.uow_factory, self.clock, interval=s.notify_interval,
-                           timeout=s.notify_timeout, max_backoff=s.notify_max_backoff)
-
-    def database_ok(self) -> bool:
-        try:
-            with self.engine.connect() as connection:
-                connection.execute(text("SELECT 1"))
-            return True
-        except Exception:
-            return False
-
-    def close(self) -> None:
-        self.engine.dispose()
-
-
 def bootstrap(settings: Settings, *, migrate: bool | None = None) -> Container:
     """Build the service. ``migrate`` None: migrate an SQLite database by itself, and require
-    any other database to be at the current schema (raises DatabaseNotReadyError)."""
+    any other database to be at the current schema (raises DatabaseNotReadyError). Use the
+    container as a context manager, or close it."""
     registry = load_authorities(settings.authorities)
     url = settings.resolved_database_url()
     engine = create_engine_for(url)
@@ -104,3 +68,20 @@ def bootstrap(settings: Settings, *, migrate: bool | None = None) -> Container:
                          blobs, audit, clock, settings.dicom_ae_title)
     return Container(settings, registry, engine, uow_factory, clock, matcher, identity, hl7,
                      audit, dicom, DicomWeb(dicom))
+
+
+def _routers(*routers: routing.APIRouter) -> Mount:
+    def mount(app: FastAPI) -> None:
+        for router in routers:
+            app.include_router(router)
+
+    return mount
+
+
+def http_app(container: object) -> FastAPI:
+    """The HTTP application of the service: the review API, DICOMweb and FHIR."""
+
+    def fhir(app: FastAPI) -> None:
+        mount_fhir(app, service_version())
+
+    return create_app(container, [_routers(review_router, dicomweb_router), fhir])

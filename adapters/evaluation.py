@@ -16,7 +16,8 @@ from itertools import combinations
 from pathlib import Path
 from typing import Callable, Iterable
 
-from adapters.bootstrap import Container, bootstrap
+from adapters.bootstrap import bootstrap
+from adapters.container import Container
 from adapters.settings import Settings
 from fixtures.population import SourceRow, generate_population, to_pid_fields
 from mpi.model import Identifier, ReviewStatus

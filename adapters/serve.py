@@ -1,5 +1,5 @@
-"""`mpi serve`: the MLLP listener, the HTTP server and the notification loops in one process,
-stopped cleanly by SIGTERM or SIGINT."""
+"""`mpi serve`: the MLLP listener, the HTTP server, the DICOM service and the background
+loops in one process, stopped cleanly by SIGTERM or SIGINT."""
 
 from __future__ import annotations
 
@@ -7,23 +7,22 @@ import asyncio
 import contextlib
 import logging
 import signal
-from datetime import datetime, timezone
+from multiprocessing.connection import Connection
+from multiprocessing.synchronize import Event as ProcessEvent
 from typing import Callable, Iterator
 
 import uvicorn
 
-from adapters.api.app import create_app
-from adapters.bootstrap import Container
+from adapters.bootstrap import bootstrap, http_app
+from adapters.container import Container
 from adapters.dicom.scp import DicomServer, load_destinations
+from adapters.hl7v2.listener import in_process_handler, mllp_server
+from adapters.hl7v2.mllp import MLLPServer
+from adapters.hl7v2.notifier import PixNotifier
+from adapters.hl7v2.workers import WorkerGroup, serve_handed_connections
 from adapters.settings import Settings
-from adapters.hl7v2.application import Hl7Application
-from adapters.hl7v2.charset import encode_reply
-from adapters.hl7v2.er7 import ParseError, parse
-from adapters.hl7v2.mllp import Frame, Handler, MLLPServer, PeerInfo
-from adapters.hl7v2.workers import WorkerGroup
-from adapters.hl7v2.replies import APPLICATION_INTERNAL_ERROR, Problem, ReplyHeader, ack
 
-__all__ = ["serve", "run_services"]
+__all__ = ["serve", "run_services", "hl7_worker"]
 
 log = logging.getLogger("mpi.serve")
 
@@ -36,33 +35,21 @@ class _Server(uvicorn.Server):
         yield
 
 
-def in_process_handler(application: Hl7Application) -> Handler:
-    async def handle(frame: Frame, peer: PeerInfo) -> bytes:
-        reply = await asyncio.to_thread(
-            application.handle, frame.payload, frame.oversized, f"{peer.host}:{peer.port}"
-        )
-        return encode_reply(reply.text, reply.codec)
-
-    return handle
+def _mllp_server(settings: Settings, container: Container, port: int) -> MLLPServer:
+    return mllp_server(in_process_handler(container.hl7), host=settings.host, port=port,
+                       max_message_bytes=settings.mllp_max_message_bytes,
+                       idle_timeout=settings.mllp_idle_timeout)
 
 
-def fallback_reply(frame: Frame, exc: BaseException) -> bytes:
-    """The answer when even the journal could not be written (database down)."""
-    try:
-        header = ReplyHeader.of(parse(frame.payload.decode("latin-1")))
-    except ParseError:
-        header = ReplyHeader()
-    problem = Problem("AE", APPLICATION_INTERNAL_ERROR,
-                      "the message could not be journaled; send it again")
-    return ack(header, datetime.now(timezone.utc), problem).encode("latin-1", errors="replace")
-
-
-def mllp_server(settings: Settings, handler: Handler, port: int) -> MLLPServer:
-    return MLLPServer(
-        handler, host=settings.host, port=port,
-        max_message_bytes=settings.mllp_max_message_bytes,
-        idle_timeout=settings.mllp_idle_timeout, on_handler_error=fallback_reply,
-    )
+def hl7_worker(settings_json: str, handoff: Connection, ready: ProcessEvent,
+               stop: ProcessEvent) -> None:
+    """The entry point of an HL7 worker process: its own service parts, serving the MLLP
+    connections the main process hands it."""
+    settings = Settings.model_validate_json(settings_json)
+    logging.basicConfig(level=settings.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s[worker]: %(message)s")
+    with bootstrap(settings, migrate=False) as container:
+        serve_handed_connections(_mllp_server(settings, container, 0), handoff, ready, stop)
 
 
 async def run_services(container: Container, stop: asyncio.Event,
@@ -75,21 +62,24 @@ async def run_services(container: Container, stop: asyncio.Event,
     mllp: MLLPServer | None = None
     group: WorkerGroup | None = None
     if workers:
-        group = WorkerGroup(settings.model_dump_json(), settings.host, settings.mllp_port,
-                            workers)
+        group = WorkerGroup(hl7_worker, (settings.model_dump_json(),), settings.host,
+                            settings.mllp_port, workers)
         await group.start()
         mllp_port = group.port
         log.info("HL7 messages answered by %d worker processes", workers)
     else:
-        mllp = mllp_server(settings, in_process_handler(container.hl7), settings.mllp_port)
+        mllp = _mllp_server(settings, container, settings.mllp_port)
         await mllp.start()
         mllp_port = mllp.port
-    config = uvicorn.Config(create_app(container), host=settings.host, port=settings.http_port,
+    config = uvicorn.Config(http_app(container), host=settings.host, port=settings.http_port,
                             log_level=settings.log_level.lower(), lifespan="off",
                             access_log=False)
     http = _Server(config)
     http_task = asyncio.create_task(http.serve())
-    notifier_task = asyncio.create_task(container.notifier().run(stop))
+    notifier = PixNotifier(container.registry, container.uow_factory, container.clock,
+                           interval=settings.notify_interval, timeout=settings.notify_timeout,
+                           max_backoff=settings.notify_max_backoff)
+    notifier_task = asyncio.create_task(notifier.run(stop))
 
     async def stop_mllp() -> None:
         if mllp is not None:
@@ -140,7 +130,5 @@ def serve(container: Container) -> None:
             loop.add_signal_handler(sig, stop.set)
         await run_services(container, stop)
 
-    try:
+    with container:
         asyncio.run(main())
-    finally:
-        container.close()

@@ -6,7 +6,8 @@ import asyncio
 import threading
 from pathlib import Path
 
-from adapters.bootstrap import Container, bootstrap
+from adapters.bootstrap import bootstrap
+from adapters.container import Container
 from adapters.serve import run_services
 from adapters.settings import Settings
 

@@ -1,0 +1,1 @@
+"""The service's own JSON API under ``/api``: the review queue."""

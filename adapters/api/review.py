@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Path, Query, Request
 from pydantic import BaseModel, Field
 
-from adapters.api.deps import ContainerDep, StaffUser, audit
+from adapters.http.deps import ContainerDep, StaffUser, audit
 from mpi.audit import AuditAction
 from mpi.errors import IdentityConflictError, InvalidInputError, UnknownIdentifierError
 from mpi.identity import Actor

@@ -1,6 +1,6 @@
 """DICOMweb operations (PS3.18): QIDO-RS search, WADO-RS retrieve and metadata, STOW-RS store.
 
-HTTP concerns (routes, status codes, headers) live in ``adapters/api/dicomweb.py``; this
+HTTP concerns (routes, status codes, headers) live in ``adapters/dicomweb/routes.py``; this
 module turns query parameters into archive queries and archive answers into DICOM JSON and
 multipart bodies.
 """

@@ -5,60 +5,32 @@ and, for a system writing patient identities, the establishment it speaks for in
 ``X-Establishment`` (an authority code of ``authorities.toml``, e.g. ``CHRU``). Reads are
 allowed without them and traced with the client address; writes need both.
 
-:func:`identify_caller` runs once per request for the whole FHIR tree (a dependency of the
-root router): authentication, when it comes, replaces that one function.
+:func:`adapters.http.deps.identify_caller` runs once per request for the whole FHIR tree (a
+dependency of the root router), as for every other router: authentication, when it comes,
+replaces that one function.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Annotated, Any, Iterable
 
 from fastapi import Depends, Request
 
-from adapters.api.deps import USER_HEADER, audit
 from adapters.fhir.wire import FhirError
+from adapters.http.deps import (
+    ESTABLISHMENT_HEADER,
+    USER_HEADER,
+    Caller,
+    CallerDep,
+    audit,
+    identify_caller,
+)
 from mpi.audit import AuditAction
 from mpi.identity import Actor
 from mpi.model import AuthorityKind
 
-__all__ = ["ESTABLISHMENT_HEADER", "Caller", "identify_caller", "CallerDep", "WriterDep",
-           "expect_access", "trace_access", "trace_failure"]
-
-ESTABLISHMENT_HEADER = "X-Establishment"
-ANONYMOUS = "anonymous"
-
-
-@dataclass(frozen=True)
-class Caller:
-    """The user the proxy authenticated (None: anonymous) and the establishment it says it
-    speaks for (an authority code, not yet checked)."""
-
-    user: str | None
-    establishment: str | None
-
-    @property
-    def actor_name(self) -> str:
-        return f"user:{self.user}" if self.user else ANONYMOUS
-
-
-def _header(request: Request, name: str) -> str | None:
-    value = request.headers.get(name, "").strip()
-    return value or None
-
-
-def identify_caller(request: Request) -> Caller:
-    caller = Caller(_header(request, USER_HEADER), _header(request, ESTABLISHMENT_HEADER))
-    request.state.fhir_caller = caller
-    return caller
-
-
-def _caller(request: Request) -> Caller:
-    caller = getattr(request.state, "fhir_caller", None)
-    return caller if isinstance(caller, Caller) else identify_caller(request)
-
-
-CallerDep = Annotated[Caller, Depends(_caller)]
+__all__ = ["Caller", "identify_caller", "CallerDep", "WriterDep", "expect_access",
+           "trace_access", "trace_failure"]
 
 
 def _writer(request: Request, caller: CallerDep) -> Actor:
@@ -95,7 +67,7 @@ def trace_access(request: Request, persons: Iterable[int | None] = (), *,
     if not isinstance(action, AuditAction):
         return
     request.state.fhir_access = None
-    caller = _caller(request)
+    caller = identify_caller(request)
     audit(request, channel="fhir", action=action, actor=caller.actor_name,
           persons={p for p in persons if p is not None}, outcome=outcome,
           authority=caller.establishment, detail=detail)

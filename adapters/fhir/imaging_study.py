@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Request
 
-from adapters.api.deps import ContainerDep
+from adapters.http.deps import ContainerDep
 from adapters.fhir.caller import expect_access, trace_access
 from adapters.fhir.common import base_url, only_parameters
 from adapters.fhir.mapping import parse_token_identifier

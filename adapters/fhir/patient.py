@@ -12,7 +12,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
-from adapters.api.deps import ContainerDep
+from adapters.http.deps import ContainerDep
 from adapters.fhir.caller import WriterDep, expect_access, trace_access
 from adapters.fhir.common import base_url, only_parameters, patient_of, with_retries
 from adapters.fhir.errors import from_core_error

@@ -4,9 +4,13 @@ One Python process applies messages at the pace of one core (the interpreter loc
 database's round trips overlap, the Python work does not. With PostgreSQL, `mpi serve` starts
 worker processes, each with its own engine. The main process accepts every MLLP connection and
 hands it (its file descriptor) to the worker that was handed the fewest, so that a few
-long-lived HIS connections spread evenly (SO_REUSEPORT would leave that to a hash); from then on the connection's bytes never cross a
-process boundary, and its messages are answered strictly in order by that worker. A worker
-that dies is replaced.
+long-lived HIS connections spread evenly (SO_REUSEPORT would leave that to a hash); from then
+on the connection's bytes never cross a process boundary, and its messages are answered
+strictly in order by that worker. A worker that dies is replaced.
+
+This module knows the hand-off, not what a worker is made of: the process runner passes the
+worker's entry point down (:class:`WorkerGroup`), and the entry point serves its handed
+connections with :func:`serve_handed_connections`.
 """
 
 from __future__ import annotations
@@ -17,35 +21,33 @@ import multiprocessing
 import signal
 import socket
 import threading
+from collections.abc import Callable, Sequence
 from multiprocessing.connection import Connection
 from multiprocessing.reduction import recv_handle, send_handle
 from multiprocessing.synchronize import Event as ProcessEvent
 
-__all__ = ["WorkerGroup"]
+from adapters.hl7v2.mllp import MLLPServer
+
+__all__ = ["WorkerGroup", "WorkerEntry", "serve_handed_connections"]
 
 log = logging.getLogger(__name__)
 
-def _worker_main(settings_json: str, handoff: Connection, ready: ProcessEvent,
-                 stop: ProcessEvent) -> None:
-    """A worker process: its own service parts, serving the connections it is handed."""
-    from adapters.bootstrap import bootstrap
-    from adapters.serve import in_process_handler, mllp_server
-    from adapters.settings import Settings
+# A worker process's entry point: called as entry(*entry_args, handoff, ready, stop) in the
+# new process. It must be a module-level function (the spawn start method imports it).
+WorkerEntry = Callable[..., None]
 
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the main process decides when to stop
-    settings = Settings.model_validate_json(settings_json)
-    logging.basicConfig(level=settings.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s[worker]: %(message)s")
-    container = bootstrap(settings, migrate=False)
+
+def serve_handed_connections(server: MLLPServer, handoff: Connection, ready: ProcessEvent,
+                             stop: ProcessEvent) -> None:
+    """In a worker process: serve every connection handed over ``handoff`` with ``server``
+    (started without listening) until ``stop`` is set, then close the server."""
 
     async def serve() -> None:
         loop = asyncio.get_running_loop()
-        server = mllp_server(settings, in_process_handler(container.hl7), 0)
         await server.start(listen=False)
 
         async def adopt(fd: int) -> None:
-            sock = socket.socket(fileno=fd)
-            await server.adopt(sock)
+            await server.adopt(socket.socket(fileno=fd))
 
         def receive() -> None:
             while not stop.is_set():
@@ -64,19 +66,17 @@ def _worker_main(settings_json: str, handoff: Connection, ready: ProcessEvent,
         await loop.run_in_executor(None, stop.wait)
         await server.close()
 
-    try:
-        asyncio.run(serve())
-    finally:
-        container.close()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the main process decides when to stop
+    asyncio.run(serve())
 
 
 class _Worker:
-    def __init__(self, context: multiprocessing.context.SpawnContext, settings_json: str,
-                 stop: ProcessEvent) -> None:
+    def __init__(self, context: multiprocessing.context.SpawnContext, entry: WorkerEntry,
+                 entry_args: Sequence[object], stop: ProcessEvent) -> None:
         self.handoff, child_end = context.Pipe(duplex=True)
         self.ready = context.Event()
         self.process = context.Process(
-            target=_worker_main, args=(settings_json, child_end, self.ready, stop),
+            target=entry, args=(*entry_args, child_end, self.ready, stop),
             name="mpi-hl7-worker", daemon=True,
         )
         self.process.start()
@@ -85,11 +85,14 @@ class _Worker:
 
 
 class WorkerGroup:
-    """Accepts MLLP connections and spreads them over worker processes."""
+    """Accepts MLLP connections and spreads them over worker processes started from
+    ``entry`` (see :data:`WorkerEntry`)."""
 
-    def __init__(self, settings_json: str, host: str, port: int, workers: int) -> None:
+    def __init__(self, entry: WorkerEntry, entry_args: Sequence[object], host: str, port: int,
+                 workers: int) -> None:
         self._context = multiprocessing.get_context("spawn")
-        self._settings_json = settings_json
+        self._entry = entry
+        self._entry_args = tuple(entry_args)
         self.size = workers
         self._stop = self._context.Event()
         self._workers: list[_Worker] = []
@@ -107,7 +110,7 @@ class WorkerGroup:
         self._accepting = asyncio.create_task(self._accept())
 
     def _spawn(self) -> _Worker:
-        return _Worker(self._context, self._settings_json, self._stop)
+        return _Worker(self._context, self._entry, self._entry_args, self._stop)
 
     async def _wait_ready(self, worker: _Worker, timeout: float) -> None:
         await asyncio.to_thread(worker.ready.wait, timeout)
@@ -121,6 +124,7 @@ class WorkerGroup:
             sock, _ = await loop.sock_accept(self._listener)
             try:
                 worker = await self._choose()
+                assert worker.process.pid is not None
                 send_handle(worker.handoff, sock.fileno(), worker.process.pid)
                 worker.handed += 1
             except (OSError, RuntimeError):

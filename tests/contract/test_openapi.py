@@ -10,7 +10,7 @@ from typing import Any
 import yaml
 from fastapi.openapi.utils import get_openapi
 
-from adapters.api.app import create_app
+from adapters.bootstrap import http_app as create_app
 from adapters.fhir import RESOURCES
 
 ROOT = Path(__file__).resolve().parents[2]

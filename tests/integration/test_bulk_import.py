@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from adapters.bootstrap import Container, bootstrap
+from adapters.bootstrap import bootstrap
+from adapters.container import Container
 from adapters.bulk_import import UnusableFileError, ImportOptions, import_file
 from fixtures.population import generate_population, write_csv
 from mpi.model import Identifier

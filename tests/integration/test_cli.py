@@ -20,7 +20,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import inspect
 
-from adapters.bootstrap import Container, bootstrap
+from adapters.bootstrap import bootstrap
+from adapters.container import Container
 from adapters.sql.engine import create_engine_for, default_sqlite_url
 from adapters.sql.migrate import current_revision, head_revision
 from adapters.sql.tables import metadata

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from fastapi.testclient import TestClient
 
-from adapters.api.app import create_app
+from adapters.bootstrap import http_app as create_app
 from adapters.evaluation import evaluate
 from tests.feeds import Peer
 from tests.hl7_messages import registration

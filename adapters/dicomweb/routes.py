@@ -12,12 +12,13 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, HTTPException, Query, Request
+from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from starlette.concurrency import run_in_threadpool
 
-from adapters.api.deps import ContainerDep
+from adapters.container import Container
+from adapters.http.deps import ANONYMOUS, Caller, CallerDep, ContainerDep
 from mpi.errors import UnknownAuthorityError
 from mpi.model import AuthorityKind
 
@@ -53,23 +54,21 @@ _STORE: dict[int | str, dict[str, Any]] = {
 DomainParam = Annotated[str | None, Query(
     description="Identifier domain of the asker (code, namespace or OID); overrides "
                 "X-Authority; default: the regional master domain")]
-AuthorityHeader = Annotated[str | None, Header(alias="X-Authority")]
-UserHeader = Annotated[str | None, Header(alias="X-Remote-User")]
 
 
 class _Asked:
     """Who asks, for what, from where."""
 
-    def __init__(self, container: Any, request: Request, domain: str | None,
-                 authority: str | None, user: str | None) -> None:
+    def __init__(self, container: Container, request: Request, domain: str | None,
+                 caller: Caller) -> None:
         self.web = container.dicomweb
         try:
-            self.asker = self.web.asker(domain or authority)
+            self.asker = self.web.asker(domain or caller.authority)
         except UnknownAuthorityError as exc:
             raise HTTPException(status_code=400, detail=exc.message) from None
-        self.who = (user or "").strip() or "anonymous"
+        self.who = caller.user or ANONYMOUS
         self.subject = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-        self.source = request.client.host if request.client else None
+        self.source = caller.address
         self.params = dict(request.query_params)
 
     def query(self, level: str, study: str | None = None, series: str | None = None,
@@ -109,43 +108,39 @@ class _Asked:
 
 
 @router.get("/studies", responses=_SEARCH, summary="QIDO-RS: search for studies")
-def search_studies(request: Request, container: ContainerDep, domain: DomainParam = None,
-                   x_authority: AuthorityHeader = None, x_remote_user: UserHeader = None):
-    return _Asked(container, request, domain, x_authority, x_remote_user).search("STUDY")
+def search_studies(request: Request, container: ContainerDep, caller: CallerDep,
+                   domain: DomainParam = None):
+    return _Asked(container, request, domain, caller).search("STUDY")
 
 
 @router.get("/studies/{study}/series", responses=_SEARCH,
             summary="QIDO-RS: search for the series of a study")
 def search_series(study: str, request: Request, container: ContainerDep,
-                  domain: DomainParam = None, x_authority: AuthorityHeader = None,
-                  x_remote_user: UserHeader = None):
-    return _Asked(container, request, domain, x_authority, x_remote_user).search("SERIES", study)
+                  caller: CallerDep, domain: DomainParam = None):
+    return _Asked(container, request, domain, caller).search("SERIES", study)
 
 
 @router.get("/studies/{study}/series/{series}/instances", responses=_SEARCH,
             summary="QIDO-RS: search for the instances of a series")
 def search_instances(study: str, series: str, request: Request, container: ContainerDep,
-                     domain: DomainParam = None, x_authority: AuthorityHeader = None,
-                     x_remote_user: UserHeader = None):
-    return _Asked(container, request, domain, x_authority, x_remote_user).search(
+                     caller: CallerDep, domain: DomainParam = None):
+    return _Asked(container, request, domain, caller).search(
         "IMAGE", study, series)
 
 
 @router.get("/studies/{study}", responses=_RETRIEVE, response_class=StreamingResponse,
             summary="WADO-RS: retrieve a study, coerced for the asker")
 def retrieve_study(study: str, request: Request, container: ContainerDep,
-                   domain: DomainParam = None, x_authority: AuthorityHeader = None,
-                   x_remote_user: UserHeader = None):
-    return _Asked(container, request, domain, x_authority, x_remote_user).retrieve(study)
+                   caller: CallerDep, domain: DomainParam = None):
+    return _Asked(container, request, domain, caller).retrieve(study)
 
 
 @router.get("/studies/{study}/series/{series}", responses=_RETRIEVE,
             response_class=StreamingResponse,
             summary="WADO-RS: retrieve a series, coerced for the asker")
 def retrieve_series(study: str, series: str, request: Request, container: ContainerDep,
-                    domain: DomainParam = None, x_authority: AuthorityHeader = None,
-                    x_remote_user: UserHeader = None):
-    return _Asked(container, request, domain, x_authority, x_remote_user).retrieve(
+                    caller: CallerDep, domain: DomainParam = None):
+    return _Asked(container, request, domain, caller).retrieve(
         study, series)
 
 
@@ -153,35 +148,31 @@ def retrieve_series(study: str, series: str, request: Request, container: Contai
             response_class=StreamingResponse,
             summary="WADO-RS: retrieve an instance, coerced for the asker")
 def retrieve_instance(study: str, series: str, instance: str, request: Request,
-                      container: ContainerDep, domain: DomainParam = None,
-                      x_authority: AuthorityHeader = None, x_remote_user: UserHeader = None):
-    return _Asked(container, request, domain, x_authority, x_remote_user).retrieve(
+                      container: ContainerDep, caller: CallerDep, domain: DomainParam = None):
+    return _Asked(container, request, domain, caller).retrieve(
         study, series, instance)
 
 
 @router.get("/studies/{study}/metadata", responses=_METADATA,
             summary="WADO-RS: the coerced headers of a study")
 def study_metadata(study: str, request: Request, container: ContainerDep,
-                   domain: DomainParam = None, x_authority: AuthorityHeader = None,
-                   x_remote_user: UserHeader = None):
-    return _Asked(container, request, domain, x_authority, x_remote_user).metadata(study)
+                   caller: CallerDep, domain: DomainParam = None):
+    return _Asked(container, request, domain, caller).metadata(study)
 
 
 @router.get("/studies/{study}/series/{series}/metadata", responses=_METADATA,
             summary="WADO-RS: the coerced headers of a series")
 def series_metadata(study: str, series: str, request: Request, container: ContainerDep,
-                    domain: DomainParam = None, x_authority: AuthorityHeader = None,
-                    x_remote_user: UserHeader = None):
-    return _Asked(container, request, domain, x_authority, x_remote_user).metadata(
+                    caller: CallerDep, domain: DomainParam = None):
+    return _Asked(container, request, domain, caller).metadata(
         study, series)
 
 
 @router.get("/studies/{study}/series/{series}/instances/{instance}/metadata",
             responses=_METADATA, summary="WADO-RS: the coerced header of an instance")
 def instance_metadata(study: str, series: str, instance: str, request: Request,
-                      container: ContainerDep, domain: DomainParam = None,
-                      x_authority: AuthorityHeader = None, x_remote_user: UserHeader = None):
-    return _Asked(container, request, domain, x_authority, x_remote_user).metadata(
+                      container: ContainerDep, caller: CallerDep, domain: DomainParam = None):
+    return _Asked(container, request, domain, caller).metadata(
         study, series, instance)
 
 
@@ -189,8 +180,8 @@ _BOUNDARY = re.compile(r'boundary="?([^";]+)"?', re.IGNORECASE)
 
 
 @router.post("/studies", responses=_STORE, summary="STOW-RS: store objects")
-async def store_studies(request: Request, container: ContainerDep, domain: DomainParam = None,
-                        x_authority: AuthorityHeader = None, x_remote_user: UserHeader = None):
+async def store_studies(request: Request, container: ContainerDep, caller: CallerDep,
+                        domain: DomainParam = None):
     """Objects without an IssuerOfPatientID are stored in the asker's domain, which must then
     be an establishment's."""
     content_type = request.headers.get("content-type", "")
@@ -202,13 +193,13 @@ async def store_studies(request: Request, container: ContainerDep, domain: Domai
         raise HTTPException(status_code=400, detail="the Content-Type names no boundary")
     # A write: nobody stores anonymously, and a client stores for the establishment the
     # authenticating proxy says it speaks for (X-Authority), never for one it merely names.
-    if not (x_remote_user or "").strip() or not (x_authority or "").strip():
+    if caller.user is None or caller.authority is None:
         raise HTTPException(status_code=401, detail="storing needs X-Remote-User and "
                             "X-Authority (the establishment), set by the authenticating proxy")
     if domain is not None:
         raise HTTPException(status_code=400, detail="the domain parameter is for queries; a "
                             "store is made for the X-Authority establishment")
-    asked = _Asked(container, request, None, x_authority, x_remote_user)
+    asked = _Asked(container, request, None, caller)
     if asked.asker.kind is not AuthorityKind.ESTABLISHMENT:
         raise HTTPException(status_code=403, detail=f"{asked.asker.code} is not an "
                             "establishment: only establishments store objects")

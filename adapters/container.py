@@ -1,0 +1,75 @@
+"""The service's parts, built by the composition root (``bootstrap.py``) and passed to
+whatever serves them: the listeners, the HTTP routes, the background jobs, the commands.
+
+A container is a context manager: leaving it gives the database connections back::
+
+    with bootstrap(settings) as container:
+        ...
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from types import TracebackType
+from typing import Self
+
+from sqlalchemy import text
+from sqlalchemy.engine import Engine
+
+from adapters.dicom.service import DicomArchive
+from adapters.dicom.web import DicomWeb
+from adapters.hl7v2.application import Hl7Application
+from adapters.settings import Settings
+from adapters.sql.audit import SqlAuditTrail
+from adapters.sql.uow import SqlUnitOfWorkFactory
+from mpi.authorities import AuthorityRegistry
+from mpi.identity import IdentityService
+from mpi.matching.engine import ProbabilisticMatcher
+
+__all__ = ["SystemClock", "Container"]
+
+
+class SystemClock:
+    """Implements :class:`mpi.ports.Clock` with the system's clock, in UTC."""
+
+    def now(self) -> datetime:
+        return datetime.now(timezone.utc)
+
+
+@dataclass
+class Container:
+    settings: Settings
+    registry: AuthorityRegistry
+    engine: Engine
+    uow_factory: SqlUnitOfWorkFactory
+    clock: SystemClock
+    matcher: ProbabilisticMatcher
+    identity: IdentityService
+    hl7: Hl7Application
+    audit: SqlAuditTrail
+    dicom: DicomArchive
+    dicomweb: DicomWeb
+    closed: bool = field(default=False, init=False)
+
+    def database_ok(self) -> bool:
+        """Whether the database answers a trivial query now."""
+        try:
+            with self.engine.connect() as connection:
+                connection.execute(text("SELECT 1"))
+            return True
+        except Exception:  # any failure to reach the database means "not ok", nothing more
+            return False
+
+    def close(self) -> None:
+        """Give the database connections back (idempotent)."""
+        if not self.closed:
+            self.closed = True
+            self.engine.dispose()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 trace: TracebackType | None) -> None:
+        self.close()
