@@ -412,11 +412,20 @@ def model(**options: Any) -> None:
 
 
 def _print_model(model: Any) -> None:
-    click.echo(f"{'field':<14}{'level':<8}{'m':>10}{'u':>10}{'weight':>9}")
+    from mpi.matching.comparisons import comparison_of
+
+    def meaning(name: str, level: str) -> str:
+        # A stored model may weigh a field or level the code no longer declares.
+        try:
+            return comparison_of(name).level(level).description
+        except KeyError:
+            return "(not declared)"
+
+    click.echo(f"{'field':<14}{'level':<8}{'m':>10}{'u':>10}{'weight':>9}  meaning")
     for name, levels in model.m.items():
         for level, m in levels.items():
             click.echo(f"{name:<14}{level:<8}{m:>10.4f}{model.u[name][level]:>10.5f}"
-                       f"{model.level_weight(name, level):>9.2f}")
+                       f"{model.level_weight(name, level):>9.2f}  {meaning(name, level)}")
     click.echo(f"auto link at p >= {model.auto_link_probability}, review at p >= "
                f"{model.review_probability}, ambiguity margin {model.ambiguity_margin_bits} bits")
 
