@@ -35,6 +35,7 @@ class RankedPerson:
     probability: float
     weight: float  # log2 likelihood ratio
     evidence: dict[str, Any]
+    vetoed: bool  # a veto that applies without a source holds: the feed would not link it
 
 
 @dataclass
@@ -80,9 +81,10 @@ class ProbabilisticMatcher:
         for e in ranked[:limit]:
             # The record has no source: the vetoes that need one do not apply.
             vetoes = without_source(e.vetoes)
+            vetoed = any(vetoes.values())
             ranked_persons.append(RankedPerson(
                 e.person_id, e.record_id, e.score.probability, e.score.weight,
-                {**e.score.evidence(), **vetoes, "vetoed": any(vetoes.values())}))
+                {**e.score.evidence(), **vetoes, "vetoed": vetoed}, vetoed))
         return ranked_persons
 
     def _ranked(self, uow: UnitOfWork, record: SourceRecord, profile: MatchProfile,
