@@ -15,9 +15,6 @@ from mpi.model import JournalStatus
 
 __all__ = ["main"]
 
-# Why a review task was not linked automatically (flags of its evidence).
-REVIEW_FLAGS = ("twins", "same_source", "other_birth_date", "partial_birth_date")
-
 
 def _settings(**overrides: Any) -> Settings:
     return Settings(**{k: v for k, v in overrides.items() if v is not None})
@@ -173,6 +170,7 @@ def review() -> None:
 @common_options
 def review_list(show_all: bool, limit: int, **options: Any) -> None:
     """Open review tasks, oldest first."""
+    from mpi.matching.vetoes import VETOES
     from mpi.model import ReviewStatus
 
     container = _container(_settings(**options))
@@ -181,7 +179,8 @@ def review_list(show_all: bool, limit: int, **options: Any) -> None:
     container.close()
     click.echo(f"{total} task(s)")
     for t in tasks:
-        flags = [name for name in REVIEW_FLAGS if t.evidence.get(name)]
+        # Why the task was not linked automatically: the vetoes flagged in its evidence.
+        flags = [veto.name for veto in VETOES if t.evidence.get(veto.name)]
         click.echo(f"{t.id:>7} {t.status.value:<8} record {t.record_id:<8} person "
                    f"{t.person_id:<8} p={t.score:.4f} {' '.join(flags)} "
                    f"{(t.decision.value + ' by ' + (t.decided_by or '')) if t.decision else ''}")
@@ -193,6 +192,7 @@ def review_list(show_all: bool, limit: int, **options: Any) -> None:
 def review_show(task_id: int, **options: Any) -> None:
     """One task: the record and the candidate side by side, with the evidence per field."""
     from mpi.errors import UnknownIdentifierError
+    from mpi.matching.vetoes import VETOES
     from mpi.review import show_review
 
     container = _container(_settings(**options))
@@ -216,9 +216,9 @@ def review_show(task_id: int, **options: Any) -> None:
             click.echo(f"{name:<18}{str(left[name] or ''):<34}{str(right.get(name) or ''):<34}")
     for field, detail in task.evidence.get("fields", {}).items():
         click.echo(f"  {field:<14} {detail['level']:<8} {detail['weight']:+.2f} bits")
-    for flag in REVIEW_FLAGS:
-        if task.evidence.get(flag):
-            click.echo(f"  warning: {flag.replace('_', ' ')}")
+    for veto in VETOES:
+        if task.evidence.get(veto.name):
+            click.echo(f"  warning: {veto.explanation}")
     if view.candidate:
         click.echo("candidate person holds: " + ", ".join(str(i) for i in view.candidate.identifiers))
     if task.decision:
@@ -412,11 +412,20 @@ def model(**options: Any) -> None:
 
 
 def _print_model(model: Any) -> None:
-    click.echo(f"{'field':<14}{'level':<8}{'m':>10}{'u':>10}{'weight':>9}")
+    from mpi.matching.comparisons import comparison_of
+
+    def meaning(name: str, level: str) -> str:
+        # A stored model may weigh a field or level the code no longer declares.
+        try:
+            return comparison_of(name).level(level).description
+        except KeyError:
+            return "(not declared)"
+
+    click.echo(f"{'field':<14}{'level':<8}{'m':>10}{'u':>10}{'weight':>9}  meaning")
     for name, levels in model.m.items():
         for level, m in levels.items():
             click.echo(f"{name:<14}{level:<8}{m:>10.4f}{model.u[name][level]:>10.5f}"
-                       f"{model.level_weight(name, level):>9.2f}")
+                       f"{model.level_weight(name, level):>9.2f}  {meaning(name, level)}")
     click.echo(f"auto link at p >= {model.auto_link_probability}, review at p >= "
                f"{model.review_probability}, ambiguity margin {model.ambiguity_margin_bits} bits")
 

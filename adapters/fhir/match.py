@@ -1,12 +1,10 @@
 """$match (ITI-119): the persons a Patient resource could be, best first, read-only.
 
-The same engine as the feed ranks the candidates (:meth:`ProbabilisticMatcher.rank`); a
-qualified INS in the input (reliability VALI or QUAL in the identity-reliability extension)
-that a person holds makes that person a certain match. Grades: ``certain`` (equal qualified
-INS, or a probability at or above the automatic-link threshold without a veto of the feed:
-look-alike twins, birth dates that differ or are known only to the year), ``probable`` (at
-or above the review threshold), ``possible`` (above :data:`MINIMUM_PROBABILITY`). Persons
-holding another qualified INS are never proposed.
+The core finds and grades the candidates (:func:`mpi.matching.candidates.graded_candidates`:
+the same engine as the feed, and a qualified INS in the input, reliability VALI or QUAL in the
+identity-reliability extension, makes its holder a certain match); this module reads the
+Parameters, turns the Patient into a record and the graded candidates into a Bundle. Persons
+below :data:`MINIMUM_PROBABILITY` are not proposed.
 """
 
 from __future__ import annotations
@@ -27,11 +25,11 @@ from adapters.fhir.mapping import (
 from adapters.fhir.wire import FhirError
 from mpi.authorities import AuthorityRegistry
 from mpi.errors import UnknownAuthorityError
+from mpi.matching.candidates import MatchGrade, graded_candidates
 from mpi.matching.engine import ProbabilisticMatcher
 from mpi.model import Demographics, Identifier, SourceRecord, master_id_of
 from mpi.normalize import is_valid_nir
 from mpi.ports import UnitOfWork
-from mpi.queries import resolve_person
 
 __all__ = ["MATCH_GRADE_EXTENSION", "MATCH_EVIDENCE_EXTENSION", "MatchRequest",
            "parse_match_request", "match_bundle"]
@@ -107,12 +105,12 @@ def _input_record(registry: AuthorityRegistry, patient: Patient) -> SourceRecord
                         reliability=reliability)
 
 
-def _grade_extensions(grade: str, evidence: dict[str, Any]) -> list[dict[str, Any]]:
+def _grade_extensions(grade: MatchGrade, evidence: dict[str, Any]) -> list[dict[str, Any]]:
     fields = [{"url": name, "valueCode": str(level["level"])}
               for name, level in sorted(evidence.get("fields", {}).items())]
     if evidence.get("ins"):
         fields.insert(0, {"url": "ins", "valueCode": "exact"})
-    return [{"url": MATCH_GRADE_EXTENSION, "valueCode": grade},
+    return [{"url": MATCH_GRADE_EXTENSION, "valueCode": grade.value},
             {"url": MATCH_EVIDENCE_EXTENSION, "extension": fields}]
 
 
@@ -120,36 +118,19 @@ def match_bundle(uow: UnitOfWork, registry: AuthorityRegistry, matcher: Probabil
                  request: MatchRequest, base: str) -> tuple[dict[str, Any], list[int]]:
     """The Bundle of candidates, best first, and the persons it discloses."""
     record = _input_record(registry, request.patient)
-    found: list[tuple[int, float, str, dict[str, Any]]] = []  # person, score, grade, evidence
-    if record.qualified_ins is not None:
-        holder = resolve_person(uow, registry, record.qualified_ins)
-        if holder is not None and holder.id is not None:
-            found.append((holder.id, 1.0, "certain", {"ins": True}))
-    model = matcher.model
-    for ranked in matcher.rank(uow, record, MINIMUM_PROBABILITY, request.count + len(found)):
-        if any(person == ranked.person_id for person, *_ in found):
-            continue
-        if ranked.probability >= model.auto_link_probability and not ranked.evidence.get("vetoed"):
-            grade = "certain"
-        elif ranked.probability >= model.review_probability:
-            grade = "probable"
-        else:
-            grade = "possible"
-        found.append((ranked.person_id, ranked.probability, grade, ranked.evidence))
-    if request.only_certain:
-        certain = [entry for entry in found if entry[2] == "certain"]
-        found = certain if len(certain) == 1 else []
+    candidates = graded_candidates(uow, registry, matcher, record, request.count,
+                                   MINIMUM_PROBABILITY, only_certain=request.only_certain)
     entries, persons = [], []
-    for person_id, score, grade, evidence in found[:request.count]:
-        person = uow.persons.get(person_id)
+    for candidate in candidates:
+        person = uow.persons.get(candidate.person_id)
         if person is None:
             continue
-        persons.append(person_id)
+        persons.append(candidate.person_id)
         entries.append({
-            "fullUrl": f"{base}/Patient/{master_id_of(person_id)}",
+            "fullUrl": f"{base}/Patient/{master_id_of(candidate.person_id)}",
             "resource": patient_of(uow, registry, person),
-            "search": {"extension": _grade_extensions(grade, evidence), "mode": "match",
-                       "score": round(min(max(score, 0.0), 1.0), 6)},
+            "search": {"extension": _grade_extensions(candidate.grade, candidate.evidence),
+                       "mode": "match", "score": round(min(max(candidate.score, 0.0), 1.0), 6)},
         })
     bundle: dict[str, Any] = {"resourceType": "Bundle", "type": "searchset",
                               "total": len(entries)}

@@ -1,14 +1,9 @@
 """The probabilistic matcher: candidates by blocking keys, Fellegi-Sunter scores per person,
 and the decision (automatic link, review, or a new person).
 
-Only strong and unambiguous evidence links automatically: a false merge shows one patient's
-images in another's record, a missed link is a duplicate the review queue still catches. Never
-linked automatically, at most proposed for review: look-alike twins (same family name and birth
-date, different first given names), records whose birth dates differ beyond a typing error
-(a mother and her newborn share a name, an address and a phone) or whose birth date is only
-known to the year (the 01/01 convention matches anybody born that year), and a record with a person
-that already has a record of the same establishment (two identifiers of one source are two patients until that source
-merges them with an A40, or identity vigilance decides).
+Only strong and unambiguous evidence links automatically: a clear best candidate above the
+automatic-link threshold for which no veto (:mod:`mpi.matching.vetoes`) holds; otherwise the
+candidates above the review threshold are proposed for review.
 """
 
 from __future__ import annotations
@@ -17,15 +12,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from mpi.identity import MatchDecision, ReviewCandidate
-from jellyfish import jaro_winkler_similarity
-
-from mpi.matching.comparisons import CLOSE, EXACT, FAR, NAME_SIMILARITY, compare
+from mpi.matching.comparisons import compare
 from mpi.matching.model import DEFAULT_MODEL, MatchModel, Score
 from mpi.matching.profile import MatchProfile, blocking_keys, profile_of
+from mpi.matching.vetoes import Candidacy, looks_like_twins, vetoes_holding, without_source
 from mpi.model import LinkMethod, SourceRecord
-from mpi.normalize import birth_date_relation, given_names_agree_any_order
 from mpi.ports import UnitOfWork
 
+# looks_like_twins is declared with the other vetoes; it stays importable from here.
 __all__ = ["ProbabilisticMatcher", "RankedPerson", "DEFAULT_BLOCK_CAP", "looks_like_twins"]
 
 DEFAULT_BLOCK_CAP = 500  # a block larger than this (a very common name and year) is skipped
@@ -41,6 +35,7 @@ class RankedPerson:
     probability: float
     weight: float  # log2 likelihood ratio
     evidence: dict[str, Any]
+    vetoed: bool  # a veto that applies without a source holds: the feed would not link it
 
 
 @dataclass
@@ -48,33 +43,7 @@ class _PersonEvidence:
     person_id: int
     record_id: int
     score: Score
-    twins: bool
-    same_source: bool  # the person already has a record of the same establishment
-    other_birth_date: bool  # the birth dates differ beyond a typing error
-    partial_birth_date: bool  # one birth date is only known to the year or month (01/01)
-
-
-def looks_like_twins(levels: dict[str, str], a: MatchProfile, b: MatchProfile) -> bool:
-    """Same family name and birth date, different first given names (not a typo, not the same
-    names in another order): twins until a person says otherwise; never linked automatically.
-    Louise against Yasmine Louise is twins too: sisters often carry each other's names."""
-    if levels["family_name"] != EXACT or levels["birth_date"] != EXACT:
-        return False
-    if levels["given_name"] == FAR:
-        return True
-    return (
-        levels["given_name"] == CLOSE
-        and bool(a.first_given) and bool(b.first_given)
-        and not given_names_agree_any_order(a.given_names, b.given_names)
-        and jaro_winkler_similarity(a.first_given, b.first_given) < NAME_SIMILARITY
-    )
-
-
-def _year_only(levels: dict[str, str], a: MatchProfile, b: MatchProfile) -> bool:
-    """One birth date is known only to the year or month (01/01): a close level, told apart
-    from a typo or a swap only when the dates are close at all."""
-    return (levels["birth_date"] == CLOSE
-            and birth_date_relation(a.birth_date, b.birth_date) == "unknown_day")
+    vetoes: dict[str, bool]  # each veto's flag, for the person's best-scoring record
 
 
 class ProbabilisticMatcher:
@@ -108,15 +77,15 @@ class ProbabilisticMatcher:
         if profile.fictitious or not keys:
             return []
         ranked, _ = self._ranked(uow, record, profile, keys, minimum_probability)
-        return [
-            RankedPerson(e.person_id, e.record_id, e.score.probability, e.score.weight,
-                         {**e.score.evidence(), "twins": e.twins,
-                          "other_birth_date": e.other_birth_date,
-                          "partial_birth_date": e.partial_birth_date,
-                          # what would keep the feed from linking it automatically
-                          "vetoed": e.twins or e.other_birth_date or e.partial_birth_date})
-            for e in ranked[:limit]
-        ]
+        ranked_persons = []
+        for e in ranked[:limit]:
+            # The record has no source: the vetoes that need one do not apply.
+            vetoes = without_source(e.vetoes)
+            vetoed = any(vetoes.values())
+            ranked_persons.append(RankedPerson(
+                e.person_id, e.record_id, e.score.probability, e.score.weight,
+                {**e.score.evidence(), **vetoes, "vetoed": vetoed}, vetoed))
+        return ranked_persons
 
     def _ranked(self, uow: UnitOfWork, record: SourceRecord, profile: MatchProfile,
                 keys: dict[str, str], minimum_probability: float
@@ -154,11 +123,9 @@ class ProbabilisticMatcher:
             known = persons.get(person_id)
             if known is None or score.weight > known.score.weight:
                 assert candidate.id is not None
+                candidacy = Candidacy(levels, profile, other, person_id in same_source)
                 persons[person_id] = _PersonEvidence(person_id, candidate.id, score,
-                                                     looks_like_twins(levels, profile, other),
-                                                     person_id in same_source,
-                                                     levels["birth_date"] == FAR,
-                                                     _year_only(levels, profile, other))
+                                                     vetoes_holding(candidacy))
         return persons
 
     @staticmethod
@@ -176,30 +143,24 @@ class ProbabilisticMatcher:
     def _decide(self, ranked: list[_PersonEvidence], oversized: list[str]) -> MatchDecision:
         model = self.model
         if not ranked:
-            evidence = {"reason": "no candidate at or above the review threshold",
-                        "oversized_blocks": oversized}
-            return MatchDecision(None, LinkMethod.NEW, evidence=evidence)
+            return MatchDecision(None, LinkMethod.NEW, evidence={
+                "reason": "no candidate at or above the review threshold",
+                "oversized_blocks": oversized})
         best = ranked[0]
-        evidence = best.score.evidence()
-        evidence.update(candidate_record=best.record_id, oversized_blocks=oversized,
-                        twins=best.twins, same_source=best.same_source,
-                        other_birth_date=best.other_birth_date,
-                        partial_birth_date=best.partial_birth_date)
+        evidence: dict[str, Any] = {**best.score.evidence(), "candidate_record": best.record_id,
+                                    "oversized_blocks": oversized, **best.vetoes}
         runner_up = ranked[1] if len(ranked) > 1 else None
         clear = runner_up is None or (
             runner_up.score.probability < model.review_probability
             or best.score.weight - runner_up.score.weight >= model.ambiguity_margin_bits
         )
-        vetoed = (best.twins or best.same_source or best.other_birth_date
-                  or best.partial_birth_date)
+        vetoed = any(best.vetoes.values())
         if best.score.probability >= model.auto_link_probability and clear and not vetoed:
             return MatchDecision(best.person_id, LinkMethod.AUTO, best.score.probability,
                                  evidence)
         reviews = tuple(
             ReviewCandidate(e.person_id, e.record_id, e.score.probability, {
-                **e.score.evidence(), "twins": e.twins, "same_source": e.same_source,
-                "other_birth_date": e.other_birth_date,
-                "partial_birth_date": e.partial_birth_date, "oversized_blocks": oversized,
+                **e.score.evidence(), **e.vetoes, "oversized_blocks": oversized,
             })
             for e in ranked[:MAX_REVIEW_CANDIDATES]
             if e.score.probability >= model.review_probability

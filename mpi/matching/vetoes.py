@@ -1,0 +1,110 @@
+"""What keeps the feed from linking a record automatically, however high its score: the vetoes.
+
+Only strong and unambiguous evidence links automatically: a false merge shows one patient's
+images in another's record, a missed link is a duplicate the review queue still catches. A
+veto holding for the best candidate sends the record to review at most: look-alike twins,
+birth dates that differ beyond a typing error (a mother and her newborn share a name, an
+address and a phone) or that are known only to the year (the 01/01 convention matches anybody
+born that year), and a person that already has a record of the same establishment (two
+identifiers of one source are two patients until that source merges them with an A40, or
+identity vigilance decides).
+
+Each veto's name is the key of its flag in the evidence of decisions, review tasks and
+``$match`` candidates; stored review tasks are read by those keys, so the names stay.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Mapping
+
+from jellyfish import jaro_winkler_similarity
+
+from mpi.matching.comparisons import CLOSE, EXACT, FAR, NAME_SIMILARITY
+from mpi.matching.profile import MatchProfile
+from mpi.normalize import birth_date_relation, given_names_agree_any_order
+
+__all__ = ["Candidacy", "Veto", "VETOES", "looks_like_twins", "vetoes_holding",
+           "without_source"]
+
+
+@dataclass(frozen=True)
+class Candidacy:
+    """What the vetoes are judged on: a record against one record of a candidate person."""
+
+    levels: Mapping[str, str]  # the comparison of the two profiles (``compare``)
+    record: MatchProfile
+    candidate: MatchProfile
+    same_source: bool  # the person already has a record of the record's establishment
+
+
+@dataclass(frozen=True)
+class Veto:
+    """One reason never to link automatically. ``applies_without_source`` is False for a
+    veto that only a record of an establishment can meet (``$match`` has no source)."""
+
+    name: str
+    explanation: str
+    applies_without_source: bool
+    holds: Callable[[Candidacy], bool]
+
+
+def looks_like_twins(levels: Mapping[str, str], a: MatchProfile, b: MatchProfile) -> bool:
+    """Same family name and birth date, different first given names (not a typo, not the same
+    names in another order): twins until a person says otherwise; never linked automatically.
+    Louise against Yasmine Louise is twins too: sisters often carry each other's names."""
+    if levels["family_name"] != EXACT or levels["birth_date"] != EXACT:
+        return False
+    if levels["given_name"] == FAR:
+        return True
+    return (
+        levels["given_name"] == CLOSE
+        and bool(a.first_given) and bool(b.first_given)
+        and not given_names_agree_any_order(a.given_names, b.given_names)
+        and jaro_winkler_similarity(a.first_given, b.first_given) < NAME_SIMILARITY
+    )
+
+
+def _twins(c: Candidacy) -> bool:
+    return looks_like_twins(c.levels, c.record, c.candidate)
+
+
+def _same_source(c: Candidacy) -> bool:
+    return c.same_source
+
+
+def _other_birth_date(c: Candidacy) -> bool:
+    return c.levels["birth_date"] == FAR
+
+
+def _partial_birth_date(c: Candidacy) -> bool:
+    # A close level, told apart from a typo or a swap only when the dates are close at all.
+    return (c.levels["birth_date"] == CLOSE
+            and birth_date_relation(c.record.birth_date, c.candidate.birth_date)
+            == "unknown_day")
+
+
+# In the order of the flags in the evidence.
+VETOES: tuple[Veto, ...] = (
+    Veto("twins", "look-alike twins: same family name and birth date, other first given names",
+         True, _twins),
+    Veto("same_source", "the person already has a record of this establishment: two patients "
+         "until it merges them (A40) or identity vigilance decides", False, _same_source),
+    Veto("other_birth_date", "the birth dates differ beyond a typing error (a mother and her "
+         "newborn share a name, an address and a phone)", True, _other_birth_date),
+    Veto("partial_birth_date", "a birth date known only to the year or month (01/01 matches "
+         "anybody born that year)", True, _partial_birth_date),
+)
+
+_WITHOUT_SOURCE = frozenset(veto.name for veto in VETOES if veto.applies_without_source)
+
+
+def vetoes_holding(candidacy: Candidacy) -> dict[str, bool]:
+    """Each veto's name and whether it holds for the candidacy, in :data:`VETOES` order: the
+    flags of the evidence. Raises KeyError when ``levels`` lacks a compared field."""
+    return {veto.name: veto.holds(candidacy) for veto in VETOES}
+
+
+def without_source(flags: Mapping[str, bool]) -> dict[str, bool]:
+    """The flags of the vetoes that apply to a record without a source (``$match``)."""
+    return {name: flag for name, flag in flags.items() if name in _WITHOUT_SOURCE}

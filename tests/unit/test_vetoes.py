@@ -1,0 +1,78 @@
+"""The vetoes, declared once: the flags of the feed's evidence and of ``rank``'s."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from adapters.authorities_file import DEFAULT_AUTHORITIES_FILE, load_authorities
+from mpi.identity import Actor, IdentityService, RecordData, RegisterRecord
+from mpi.matching.comparisons import compare
+from mpi.matching.engine import ProbabilisticMatcher
+from mpi.matching.profile import profile_of
+from mpi.matching.vetoes import VETOES, Candidacy, vetoes_holding, without_source
+from mpi.model import Demographics, Identifier, SourceRecord
+from tests.fakes import FixedClock, fake_uow_factory
+
+REGISTRY = load_authorities(DEFAULT_AUTHORITIES_FILE)
+NATIONAL = frozenset(a.code for a in REGISTRY.all if a.is_national)
+TRAITS = dict(birth_family_name="ZIMMERMANN", given_names=("Hélène", "Marie"),
+              birth_date=date(1975, 6, 14), sex="F", birthplace="54395", postcode="54000",
+              phone="0612345678")
+# The evidence keys stored review tasks are read by.
+STORED_FLAGS = ("twins", "same_source", "other_birth_date", "partial_birth_date")
+
+
+def record(authority: str, value: str, **traits: object) -> SourceRecord:
+    return SourceRecord(identifier=Identifier(authority, value),
+                        demographics=Demographics().apply(traits))
+
+
+def test_the_vetoes_are_the_stored_flags_and_only_same_source_needs_a_source() -> None:
+    assert tuple(veto.name for veto in VETOES) == STORED_FLAGS
+    assert [veto.name for veto in VETOES if not veto.applies_without_source] == ["same_source"]
+    assert all(veto.explanation for veto in VETOES)
+
+
+def test_each_veto_holds_for_its_case_alone() -> None:
+    def holding(a: SourceRecord, b: SourceRecord, same_source: bool = False) -> list[str]:
+        first, second = profile_of(a), profile_of(b)
+        flags = vetoes_holding(Candidacy(compare(first, second), first, second, same_source))
+        assert tuple(flags) == STORED_FLAGS
+        return [name for name, flag in flags.items() if flag]
+
+    one = record("CHRU", "1", **TRAITS)
+    assert holding(one, record("ICL", "2", **TRAITS)) == []
+    assert holding(one, record("ICL", "2", **dict(TRAITS, given_names=("Claire",)))) == ["twins"]
+    assert holding(one, record("CHRU", "2", **TRAITS), same_source=True) == ["same_source"]
+    assert holding(one, record("ICL", "2", **dict(TRAITS, birth_date=date(2025, 9, 25)))) == [
+        "other_birth_date"]
+    assert holding(one, record("ICL", "2", **dict(TRAITS, birth_date=date(1975, 1, 1)))) == [
+        "partial_birth_date"]
+    assert without_source({"twins": True, "same_source": True}) == {"twins": True}
+
+
+def test_rank_flags_the_vetoes_that_apply_without_a_source_and_the_decision_all() -> None:
+    factory = fake_uow_factory()
+    matcher = ProbabilisticMatcher(NATIONAL)
+    service = IdentityService(REGISTRY, FixedClock(), matcher)
+    with factory() as uow:
+        data = RecordData(Identifier("CHRU", "1"), TRAITS, None, ("PROV",))
+        service.register(uow, RegisterRecord(data), Actor("hl7:CHRU", "CHRU"))
+        uow.commit()
+    with factory() as uow:
+        # A record of the same establishment as the candidate's: same_source would hold for
+        # the feed, but rank is for records without a source.
+        [ranked] = matcher.rank(uow, record("CHRU", "2", **TRAITS))
+        assert {name: ranked.evidence[name] for name in ("twins", "other_birth_date",
+                                                          "partial_birth_date", "vetoed")} == {
+            "twins": False, "other_birth_date": False, "partial_birth_date": False,
+            "vetoed": False}
+        assert "same_source" not in ranked.evidence
+        [twin] = matcher.rank(uow, record("", "", **dict(TRAITS, given_names=("Claire",))))
+        assert twin.evidence["twins"] is True and twin.evidence["vetoed"] is True
+        decision = matcher.match(uow, record("CHRU", "2", **TRAITS))
+        assert decision.person_id is None
+        assert {name: decision.evidence[name] for name in STORED_FLAGS} == {
+            "twins": False, "same_source": True, "other_birth_date": False,
+            "partial_birth_date": False}
+        assert all(set(STORED_FLAGS) <= set(candidate.evidence) for candidate in decision.review)
