@@ -5,6 +5,8 @@ Nothing here runs at import time; ``bootstrap(settings)`` does the work when ask
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from fastapi import FastAPI, routing
 
 from adapters.api.review import router as review_router
@@ -16,7 +18,9 @@ from adapters.dicom.web import DicomWeb
 from adapters.dicomweb import router as dicomweb_router
 from adapters.fhir import mount as mount_fhir
 from adapters.hl7v2.application import Hl7Application
+from adapters.hl7v2.notifier import PixNotifier
 from adapters.http.app import Mount, create_app, service_version
+from adapters.jobs import Job, JobBoard, notification_job, outbox_job
 from adapters.settings import Settings
 from adapters.sql.audit import SqlAuditTrail
 from adapters.sql.engine import create_engine_for
@@ -24,11 +28,15 @@ from adapters.sql.migrate import current_revision, head_revision, upgrade
 from adapters.sql.tables import sync_authorities
 from adapters.sql.uow import SqlUnitOfWorkFactory
 from mpi.archive import ArchiveService
+from mpi.authorities import AuthorityRegistry
+from mpi.events import PersonIdentifiersChanged
+from mpi.handlers import EventDispatcher, PixNotificationPolicy
 from mpi.identity import IdentityService
 from mpi.matching.engine import ProbabilisticMatcher
 from mpi.matching.training import model_in_force
 
-__all__ = ["bootstrap", "http_app", "DatabaseNotReadyError"]
+__all__ = ["bootstrap", "http_app", "declared_jobs", "DatabaseNotReadyError"]
+
 
 
 class DatabaseNotReadyError(RuntimeError):
@@ -66,8 +74,27 @@ def bootstrap(settings: Settings, *, migrate: bool | None = None) -> Container:
     blobs = FilesystemBlobStore(settings.resolved_archive_dir(), fsync=settings.archive_fsync)
     dicom = DicomArchive(registry, uow_factory, ArchiveService(registry, identity, blobs, clock.now),
                          blobs, audit, clock, settings.dicom_ae_title)
+    # What reacts to which event (run by the outbox job, never inside a use case).
+    dispatcher = EventDispatcher(uow_factory, clock, {
+        PersonIdentifiersChanged: [PixNotificationPolicy(registry, clock)],
+    })
+    notifier = PixNotifier(registry, uow_factory, clock, interval=settings.notify_interval,
+                           timeout=settings.notify_timeout, max_backoff=settings.notify_max_backoff)
+    jobs = JobBoard(declared_jobs(settings, registry, uow_factory, dispatcher, notifier))
     return Container(settings, registry, engine, uow_factory, clock, matcher, identity, hl7,
-                     audit, dicom, DicomWeb(dicom))
+                     audit, dicom, DicomWeb(dicom), dispatcher, notifier, jobs)
+
+
+def declared_jobs(settings: Settings, registry: AuthorityRegistry,
+                  uow_factory: SqlUnitOfWorkFactory, dispatcher: EventDispatcher,
+                  notifier: PixNotifier) -> Sequence[Job]:
+    """The background jobs `mpi serve` runs: the outbox dispatcher, then one ITI-10 delivery
+    job per consumer (a consumer that is down delays only its own)."""
+    return [
+        outbox_job(dispatcher, settings.dispatch_interval),
+        *(notification_job(notifier, consumer, uow_factory, settings.notify_interval)
+          for consumer in registry.consumers),
+    ]
 
 
 def _routers(*routers: routing.APIRouter) -> Mount:

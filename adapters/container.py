@@ -20,10 +20,13 @@ from sqlalchemy.engine import Engine
 from adapters.dicom.service import DicomArchive
 from adapters.dicom.web import DicomWeb
 from adapters.hl7v2.application import Hl7Application
+from adapters.hl7v2.notifier import PixNotifier
+from adapters.jobs import JobBoard
 from adapters.settings import Settings
 from adapters.sql.audit import SqlAuditTrail
 from adapters.sql.uow import SqlUnitOfWorkFactory
 from mpi.authorities import AuthorityRegistry
+from mpi.handlers import EventDispatcher
 from mpi.identity import IdentityService
 from mpi.matching.engine import ProbabilisticMatcher
 
@@ -50,6 +53,9 @@ class Container:
     audit: SqlAuditTrail
     dicom: DicomArchive
     dicomweb: DicomWeb
+    dispatcher: EventDispatcher
+    notifier: PixNotifier
+    jobs: JobBoard
     closed: bool = field(default=False, init=False)
 
     def database_ok(self) -> bool:

@@ -18,7 +18,6 @@ from adapters.container import Container
 from adapters.dicom.scp import DicomServer, load_destinations
 from adapters.hl7v2.listener import in_process_handler, mllp_server
 from adapters.hl7v2.mllp import MLLPServer
-from adapters.hl7v2.notifier import PixNotifier
 from adapters.hl7v2.workers import WorkerGroup, serve_handed_connections
 from adapters.settings import Settings
 
@@ -76,10 +75,7 @@ async def run_services(container: Container, stop: asyncio.Event,
                             access_log=False)
     http = _Server(config)
     http_task = asyncio.create_task(http.serve())
-    notifier = PixNotifier(container.registry, container.uow_factory, container.clock,
-                           interval=settings.notify_interval, timeout=settings.notify_timeout,
-                           max_backoff=settings.notify_max_backoff)
-    notifier_task = asyncio.create_task(notifier.run(stop))
+    jobs_task = asyncio.create_task(container.jobs.run(stop))
 
     async def stop_mllp() -> None:
         if mllp is not None:
@@ -92,7 +88,7 @@ async def run_services(container: Container, stop: asyncio.Event,
     if http_task.done():
         await stop_mllp()
         stop.set()
-        await notifier_task
+        await jobs_task
         http_task.result()
         raise RuntimeError("the HTTP server did not start")
     http_port = http.servers[0].sockets[0].getsockname()[1]
@@ -104,7 +100,7 @@ async def run_services(container: Container, stop: asyncio.Event,
         await stop_mllp()
         stop.set()
         await http_task
-        await notifier_task
+        await jobs_task
         raise
     log.info("MLLP on %s:%d, HTTP on %s:%d, DICOM %s on %s:%d, database %s", settings.host,
              mllp_port, settings.host, http_port, settings.dicom_ae_title, settings.host,
@@ -117,7 +113,7 @@ async def run_services(container: Container, stop: asyncio.Event,
     http.should_exit = True
     await stop_mllp()
     await http_task
-    await notifier_task
+    await jobs_task
 
 
 def serve(container: Container) -> None:

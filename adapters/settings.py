@@ -30,6 +30,7 @@ class Settings(BaseSettings):
     mllp_max_message_bytes: int = Field(1_048_576, ge=4096)
     mllp_idle_timeout: float = Field(300.0, gt=0)
     notify_interval: float = Field(1.0, gt=0)
+    dispatch_interval: float = Field(0.5, gt=0)
     notify_timeout: float = Field(10.0, gt=0)
     notify_max_backoff: float = Field(300.0, gt=0)
     workers: int | None = Field(None, ge=0, le=64)

@@ -1,10 +1,14 @@
-"""Domain events: what happened, in the past tense. Written to the outbox with the change."""
+"""Domain events: what happened, in the past tense. Written to the outbox in the transaction of
+the change that caused them; read back from it by the dispatcher (:mod:`mpi.handlers`), which
+hands each to the handlers subscribed to its type."""
 
 from __future__ import annotations
 
 import dataclasses
+import typing
 from dataclasses import dataclass
-from typing import Any
+from datetime import datetime
+from typing import Any, Mapping
 
 from mpi.model import Identifier
 
@@ -21,7 +25,11 @@ __all__ = [
     "PersonIdentifiersChanged",
     "ReviewRequested",
     "ReviewDecided",
+    "StoredEvent",
+    "UnreadableEvent",
+    "EVENT_TYPES",
     "event_payload",
+    "event_from_payload",
 ]
 
 
@@ -126,3 +134,53 @@ def event_payload(event: Event) -> dict[str, Any]:
             value = sorted(str(v) for v in value)
         payload[f.name] = value
     return payload
+
+
+# Every event type, by the name the outbox stores.
+EVENT_TYPES: dict[str, type[Event]] = {
+    cls.__name__: cls for cls in (
+        RecordRegistered, RecordUpdated, RecordRetired, RecordDeleted, RecordLinked,
+        RecordUnlinked, PersonCreated, PersonsMerged, PersonIdentifiersChanged,
+        ReviewRequested, ReviewDecided,
+    )
+}
+
+
+def event_from_payload(name: str, payload: Mapping[str, Any]) -> Event:
+    """The event an outbox row holds (the inverse of :func:`event_payload`). Raises KeyError
+    for an unknown event type or a missing field, ValueError for a malformed identifier."""
+    cls = EVENT_TYPES[name]
+    hints = typing.get_type_hints(cls)
+    values: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        if f.name not in payload:
+            if f.default is not dataclasses.MISSING:
+                continue
+            raise KeyError(f"{name} event without {f.name}")
+        value = payload[f.name]
+        hint = hints[f.name]
+        if hint is Identifier:
+            value = Identifier.parse(value)
+        elif hint == frozenset[Identifier]:
+            value = frozenset(Identifier.parse(v) for v in value)
+        values[f.name] = value
+    return cls(**values)
+
+
+@dataclass(frozen=True)
+class UnreadableEvent(Event):
+    """An outbox row this code cannot read (a type or a payload written by another version).
+    Never written; no handler subscribes to it, so the dispatcher reports it as failed."""
+
+    type_name: str
+    error: str
+
+
+@dataclass(frozen=True)
+class StoredEvent:
+    """An event read back from the outbox, with its position and delivery state."""
+
+    id: int
+    event: Event
+    occurred_at: datetime
+    attempts: int = 0

@@ -680,20 +680,12 @@ class IdentitySession:
         return frozenset([master, *self.uow.records.identifiers_of(person_id)])
 
     def finish(self) -> None:
-        """Write the events and the PIX notifications the use case caused."""
+        """Write the events the use case caused to the outbox; what reacts to them (PIX
+        notifications...) is the dispatcher's business (:mod:`mpi.handlers`)."""
         for person_id, before in sorted(self._identifiers_before.items()):
             after = self.identifiers_now(person_id)
-            if after == before:
-                continue
-            self.events.append(PersonIdentifiersChanged(person_id, before, after))
-            if not after:
-                continue  # a person merged away: its survivor is notified instead
-            for consumer in self.registry.consumers:
-                wanted = set(consumer.domains)
-                if {i for i in before if i.authority in wanted} != {
-                    i for i in after if i.authority in wanted
-                }:
-                    self.uow.notifications.enqueue(consumer.name, person_id, self.now)
+            if after != before:
+                self.events.append(PersonIdentifiersChanged(person_id, before, after))
         for event in self.events:
             self.uow.outbox.add(event)
 

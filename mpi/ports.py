@@ -15,7 +15,7 @@ from datetime import date, datetime
 from typing import Iterable, Mapping, Protocol, Self
 
 from mpi.audit import AuditEvent
-from mpi.events import Event
+from mpi.events import Event, StoredEvent
 from mpi.model import (
     Identifier,
     JournalEntry,
@@ -219,8 +219,28 @@ class ModelRepository(Protocol):
 
 
 class OutboxRepository(Protocol):
+    """Domain events, written with the change that caused them and read back in order by the
+    dispatcher. An event stays pending until it is marked processed in the transaction that
+    ran its handlers: a process that dies in between leaves it pending, never lost."""
+
     def add(self, event: Event) -> None:
         """Write an event in the current transaction (at the latest when it commits)."""
+        ...
+
+    def claim(self, now: datetime, limit: int) -> list[StoredEvent]:
+        """Pending events due by ``now``, oldest first, locked for this transaction (other
+        transactions skip them)."""
+        ...
+
+    def mark_processed(self, event_ids: Iterable[int], when: datetime) -> None: ...
+
+    def mark_failed(self, event_id: int, attempts: int, retry_at: datetime,
+                    error: str) -> None:
+        """Record a failed delivery; the event is due again at ``retry_at``."""
+        ...
+
+    def pending_count(self) -> int:
+        """Events not processed yet (the dispatcher's backlog)."""
         ...
 
 

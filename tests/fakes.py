@@ -5,10 +5,10 @@ from __future__ import annotations
 import copy
 import dataclasses
 from datetime import datetime, timedelta, timezone
-from typing import Iterable
+from typing import Any, Iterable
 
 from mpi.errors import ConcurrencyError
-from mpi.events import Event
+from mpi.events import Event, StoredEvent
 from mpi.model import (
     Identifier,
     JournalEntry,
@@ -45,6 +45,7 @@ class _Store:
         self.links: dict[int, Link] = {}
         self.separations: set[tuple[int, int]] = set()
         self.events: list[Event] = []
+        self.outbox: list[dict[str, Any]] = []
         self.notifications: dict[int, dict[str, object]] = {}
         self.journal: dict[int, JournalEntry] = {}
         self.reviews: dict[int, ReviewTask] = {}
@@ -315,11 +316,36 @@ class FakeModels:
 
 
 class FakeOutbox:
-    def __init__(self, pending: list[Event]) -> None:
+    """Events of this unit of work wait in ``pending`` until commit, which appends them to
+    the store's events and outbox rows."""
+
+    def __init__(self, store: _Store, pending: list[Event]) -> None:
+        self.store = store
         self.pending = pending
 
     def add(self, event: Event) -> None:
         self.pending.append(event)
+
+    def claim(self, now: datetime, limit: int) -> list[StoredEvent]:
+        rows = [
+            StoredEvent(row["id"], row["event"], row["occurred_at"], row["attempts"])
+            for row in self.store.outbox
+            if row["processed_at"] is None and (row["due_at"] is None or row["due_at"] <= now)
+        ]
+        return rows[:limit]
+
+    def _row(self, event_id: int) -> dict[str, Any]:
+        return next(row for row in self.store.outbox if row["id"] == event_id)
+
+    def mark_processed(self, event_ids: Iterable[int], when: datetime) -> None:
+        for event_id in event_ids:
+            self._row(event_id).update(processed_at=when, last_error=None)
+
+    def mark_failed(self, event_id: int, attempts: int, retry_at: datetime, error: str) -> None:
+        self._row(event_id).update(attempts=attempts, due_at=retry_at, last_error=error)
+
+    def pending_count(self) -> int:
+        return sum(1 for row in self.store.outbox if row["processed_at"] is None)
 
 
 class FakeNotifications:
@@ -409,7 +435,7 @@ class FakeUnitOfWork:
         self.separations = FakeSeparations(self.store)
         self.reviews = FakeReviews(self.store)
         self.models = FakeModels(self.store)
-        self.outbox = FakeOutbox(self._pending_events)
+        self.outbox = FakeOutbox(self.store, self._pending_events)
         self.notifications = FakeNotifications(self.store)
         self.journal = FakeJournal(self.store)
         self.committed = False
@@ -419,7 +445,13 @@ class FakeUnitOfWork:
         self.rollback()
 
     def commit(self) -> None:
-        self.store.events.extend(self._pending_events)
+        for event in self._pending_events:
+            self.store.events.append(event)
+            self.store.outbox.append({
+                "id": self.store.next_id(), "event": event,
+                "occurred_at": datetime(2026, 11, 2, 8, 0, tzinfo=timezone.utc),
+                "processed_at": None, "attempts": 0, "due_at": None, "last_error": None,
+            })
         self._pending_events.clear()
         # Hand the committed state over in place so that later units of work see it.
         self.committed_store.__dict__.update(copy.deepcopy(self.store).__dict__)

@@ -1,7 +1,9 @@
-"""PIX Update Notification (ITI-10): ADT^A31 to the subscribed consumers, from the outbox.
+"""PIX Update Notification (ITI-10): ADT^A31 to the subscribed consumers.
 
-Each consumer has its own delivery loop, so a consumer that is down delays only its own
-notifications. A notification is leased before it is sent (its due time moved past the send
+Which consumer hears of which change is the core's notification policy
+(:class:`mpi.handlers.PixNotificationPolicy`), run by the outbox dispatcher; this module
+delivers what it queued. Each consumer has its own delivery job (``notify:<consumer>``), so a
+consumer that is down delays only its own notifications. A notification is leased before it is sent (its due time moved past the send
 timeout) so that no transaction stays open across the network and several processes can share
 the work; a failed send is retried with exponential backoff.
 """
@@ -76,27 +78,10 @@ class PixNotifier:
         self.registry = registry
         self.uow_factory = uow_factory
         self.clock = clock
-        self.interval = interval
+        self.interval = interval  # the base of the backoff after a failed send
         self.timeout = timeout
         self.max_backoff = max_backoff
         self.sender = sender
-
-    async def run(self, stop: asyncio.Event) -> None:
-        """Deliver until ``stop`` is set; one loop per consumer."""
-        await asyncio.gather(*(self._loop(c, stop) for c in self.registry.consumers))
-
-    async def _loop(self, consumer: Consumer, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            try:
-                busy = await self.deliver_due(consumer)
-            except Exception:
-                log.exception("notification loop of %s failed; retrying", consumer.name)
-                busy = False
-            if not busy:
-                try:
-                    await asyncio.wait_for(stop.wait(), self.interval)
-                except asyncio.TimeoutError:
-                    pass
 
     async def deliver_due(self, consumer: Consumer) -> bool:
         """Send what is due for one consumer; True when a full batch was found."""

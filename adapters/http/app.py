@@ -49,11 +49,13 @@ def create_app(container: Any, mounts: Sequence[Mount]) -> FastAPI:
     app = FastAPI(title="Nancy MPI", version=service_version())
     app.state.container = container
 
-    @app.get("/health", tags=["service"], summary="Liveness and database reachability")
+    @app.get("/health", tags=["service"],
+             summary="Liveness, database reachability and the background jobs")
     def health(request: Request) -> JSONResponse:
-        database_ok = request.app.state.container.database_ok()
+        container = request.app.state.container
+        database_ok = container.database_ok()
         body = {"status": "ok" if database_ok else "degraded", "database": database_ok,
-                "version": service_version()}
+                "version": service_version(), "jobs": container.jobs.snapshot()}
         return JSONResponse(body, status_code=200 if database_ok else 503)
 
     for mount in mounts:

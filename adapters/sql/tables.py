@@ -296,7 +296,16 @@ outbox_events = Table(
     Column("occurred_at", UtcDateTime, nullable=False),
     Column("type", Text, nullable=False),
     Column("payload", JSON, nullable=False),
+    # Delivery to the handlers: pending while processed_at is NULL, due again at due_at
+    # after a failure.
+    Column("processed_at", UtcDateTime, nullable=True),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("due_at", UtcDateTime, nullable=True),
+    Column("last_error", Text, nullable=True),
 )
+Index("ix_outbox_events_pending", outbox_events.c.id,
+      postgresql_where=outbox_events.c.processed_at.is_(None),
+      sqlite_where=outbox_events.c.processed_at.is_(None))
 
 notifications = Table(
     "notifications",

@@ -11,6 +11,7 @@ import yaml
 from fastapi.openapi.utils import get_openapi
 
 from adapters.bootstrap import http_app as create_app
+from adapters.jobs import JobBoard
 from adapters.fhir import RESOURCES
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -24,7 +25,7 @@ def document() -> dict[str, Any]:
 def served_operations() -> set[tuple[str, str]]:
     """Every operation of the application, as FastAPI itself describes its routes (not the
     document the application shows at /docs, which is openapi.yaml)."""
-    app = create_app(SimpleNamespace(database_ok=lambda: True))
+    app = create_app(SimpleNamespace(database_ok=lambda: True, jobs=JobBoard([])))
     generated = get_openapi(title=app.title, version=app.version, routes=app.routes)
     return {(path, method) for path, item in generated["paths"].items() for method in item}
 
@@ -82,5 +83,5 @@ def test_every_fhir_error_is_documented_as_an_operation_outcome() -> None:
 
 
 def test_the_swagger_ui_shows_openapi_yaml() -> None:
-    app = create_app(SimpleNamespace(database_ok=lambda: True))
+    app = create_app(SimpleNamespace(database_ok=lambda: True, jobs=JobBoard([])))
     assert app.openapi() == document()

@@ -17,6 +17,7 @@ from mpi.errors import (
     UnknownIdentifierError,
 )
 from mpi.events import PersonIdentifiersChanged, PersonsMerged, RecordDeleted
+from mpi.handlers import EventDispatcher, PixNotificationPolicy
 from mpi.identity import (
     Actor,
     ChangeIdentifier,
@@ -55,14 +56,19 @@ def registry() -> AuthorityRegistry:
 @pytest.fixture
 def env(registry):  # type: ignore[no-untyped-def]
     factory = fake_uow_factory()
-    service = IdentityService(registry, FixedClock())
+    clock = FixedClock()
+    service = IdentityService(registry, clock)
+    # As the service does after each change: the outbox job hands the events to the handlers.
+    dispatcher = EventDispatcher(factory, clock, {
+        PersonIdentifiersChanged: [PixNotificationPolicy(registry, clock)]})
 
     class Env:
         def run(self, method: str, command: object, actor: Actor = CHRU) -> object:
             with factory() as uow:
                 result = getattr(service, method)(uow, command, actor)
                 uow.commit()
-                return result
+            dispatcher.dispatch_due()
+            return result
 
         def register(self, authority: str, value: str, ins: Identifier | None = None,
                      reliability: tuple[str, ...] | None = None, **demographics: object) -> object:

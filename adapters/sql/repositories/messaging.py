@@ -7,13 +7,13 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, func, insert, select, update
+from sqlalchemy import Table, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from adapters.sql.engine import SqlConnection
 from adapters.sql.tables import inbound_messages, notifications, outbox_events, utc_now
 from mpi.errors import ConcurrencyError
-from mpi.events import Event, event_payload
+from mpi.events import Event, StoredEvent, UnreadableEvent, event_from_payload, event_payload
 from mpi.model import JournalEntry, JournalStatus
 from mpi.ports import PendingNotification
 
@@ -37,7 +37,8 @@ _INSERT_POSTGRESQL = _journal_insert(postgresql.insert)
 _INSERT_SQLITE = _journal_insert(sqlite.insert)
 
 class SqlOutbox:
-    """Events wait in memory and are written by :meth:`flush` (at commit) in one statement."""
+    """Events wait in memory and are written by the unit of work at commit, in one statement
+    (see :meth:`take_pending`); the dispatcher reads them back with :meth:`claim`."""
 
     def __init__(self, sql: SqlConnection) -> None:
         self._sql = sql
@@ -50,7 +51,8 @@ class SqlOutbox:
         """The buffered events as rows, for the unit of work to write at commit."""
         now = utc_now()
         rows = [
-            {"occurred_at": now, "type": event.name, "payload": event_payload(event)}
+            {"occurred_at": now, "type": event.name, "payload": event_payload(event),
+             "attempts": 0}
             for event in self._events
         ]
         self._events.clear()
@@ -58,6 +60,49 @@ class SqlOutbox:
 
     def discard(self) -> None:
         self._events.clear()
+
+    def claim(self, now: datetime, limit: int) -> builtins.list[StoredEvent]:
+        """Raises ValueError for a row whose type or payload is not an event this code knows
+        (a row written by a newer version): the caller marks it failed."""
+        table = outbox_events.c
+        statement = (
+            select(table.id, table.type, table.payload, table.occurred_at, table.attempts)
+            .where(table.processed_at.is_(None),
+                   or_(table.due_at.is_(None), table.due_at <= now))
+            .order_by(table.id)
+            .limit(limit)
+        )
+        if self._sql.is_postgresql:
+            # SQLite has no row locks: its writers are serialized instead (BEGIN IMMEDIATE).
+            statement = statement.with_for_update(skip_locked=True)
+        claimed = []
+        for row in self._sql.execute(statement):
+            try:
+                event = event_from_payload(row.type, row.payload)
+            except (KeyError, ValueError, TypeError) as exc:
+                event = UnreadableEvent(row.type, str(exc))
+            claimed.append(StoredEvent(row.id, event, row.occurred_at, row.attempts))
+        return claimed
+
+    def mark_processed(self, event_ids: Iterable[int], when: datetime) -> None:
+        wanted = sorted(set(event_ids))
+        if wanted:
+            self._sql.execute(
+                update(outbox_events).where(outbox_events.c.id.in_(wanted))
+                .values(processed_at=when, last_error=None)
+            )
+
+    def mark_failed(self, event_id: int, attempts: int, retry_at: datetime,
+                    error: str) -> None:
+        self._sql.execute(
+            update(outbox_events).where(outbox_events.c.id == event_id)
+            .values(attempts=attempts, due_at=retry_at, last_error=error[:2000])
+        )
+
+    def pending_count(self) -> int:
+        statement = select(func.count()).select_from(outbox_events).where(
+            outbox_events.c.processed_at.is_(None))
+        return int(self._sql.execute(statement).scalar_one())
 
 
 class SqlNotificationRepository:
