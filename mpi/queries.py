@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from mpi.authorities import AuthorityRegistry
+from mpi.errors import UnknownIdentifierError
 from mpi.model import (
     Demographics,
     Identifier,
@@ -26,6 +28,8 @@ __all__ = [
     "golden_demographics",
     "person_view",
     "search_persons",
+    "CrossReference",
+    "cross_reference",
 ]
 
 _MAX_CHAIN = 64  # merges chain rarely more than a few times; a cycle would be a bug
@@ -154,3 +158,32 @@ def search_persons(
         if person is not None:
             views.append(person_view(uow, registry, person))
     return views, total
+
+
+@dataclass(frozen=True)
+class CrossReference:
+    """The answer to "who else is this patient?" (PIX Query, PIXm): the person an identifier
+    designates and its identifiers in the domains asked for, the queried one left out."""
+
+    person: Person
+    identifiers: tuple[Identifier, ...]
+
+
+def cross_reference(uow: UnitOfWork, registry: AuthorityRegistry, source: Identifier,
+                    target_domains: Collection[str] | None = None) -> CrossReference:
+    """The person ``source`` designates (a local identifier, a qualified INS or a master id; a
+    retired identifier follows the record it was folded into) and its other identifiers in
+    ``target_domains`` (authority codes; every domain when None). Raises
+    UnknownIdentifierError when no active person has the identifier, UnknownAuthorityError
+    for an undeclared domain."""
+    person = resolve_person(uow, registry, source)
+    if person is None or person.id is None:
+        raise UnknownIdentifierError(f"no patient has the identifier {source.value} in "
+                                     f"{source.authority}")
+    view = person_view(uow, registry, person)
+    identifiers = tuple(
+        identifier for identifier in view.identifiers
+        if identifier != source
+        and (target_domains is None or identifier.authority in target_domains)
+    )
+    return CrossReference(person, identifiers)

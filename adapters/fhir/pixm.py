@@ -21,10 +21,10 @@ from adapters.fhir.mapping import authority_of_system, parse_token_identifier, s
 from adapters.fhir.wire import FhirError
 from fhir.resources.R4B.patient import Patient
 from mpi.authorities import AuthorityRegistry
-from mpi.errors import UnknownAuthorityError
+from mpi.errors import UnknownAuthorityError, UnknownIdentifierError
 from mpi.model import Authority, Identifier, master_id_of
 from mpi.ports import UnitOfWork
-from mpi.queries import person_view, resolve_person
+from mpi.queries import cross_reference
 
 __all__ = ["pix_parameters", "conditional_identifier", "replaced_by"]
 
@@ -68,16 +68,15 @@ def pix_parameters(uow: UnitOfWork, registry: AuthorityRegistry, request: Reques
     400 (source domain unknown), 403 (target domain unknown), 404 (identifier unknown)."""
     source = _source_identifier(registry, request)
     domains = _target_domains(registry, request)
-    person = resolve_person(uow, registry, source)
-    if person is None or person.id is None:
-        raise FhirError(404, "not-found", f"no patient has the identifier {source.value} in "
-                        f"{source.authority}", expression="sourceIdentifier")
-    view = person_view(uow, registry, person)
     wanted = None if domains is None else {a.code for a in domains}
+    try:
+        found = cross_reference(uow, registry, source, wanted)
+    except UnknownIdentifierError as exc:
+        raise FhirError(404, "not-found", exc.message, expression="sourceIdentifier") from None
+    person = found.person
+    assert person.id is not None
     parameters: list[dict[str, Any]] = []
-    for identifier in view.identifiers:
-        if identifier == source or (wanted is not None and identifier.authority not in wanted):
-            continue
+    for identifier in found.identifiers:
         authority = registry.by_code(identifier.authority)
         parameters.append({"name": "targetIdentifier", "valueIdentifier": {
             "system": system_of(authority), "value": identifier.value}})

@@ -19,10 +19,10 @@ from adapters.hl7v2.replies import (
     segment,
 )
 from mpi.authorities import AuthorityRegistry
-from mpi.errors import InvalidValueError, UnknownAuthorityError
+from mpi.errors import InvalidValueError, UnknownAuthorityError, UnknownIdentifierError
 from mpi.model import Authority, Identifier
 from mpi.ports import PersonQuery, UnitOfWork
-from mpi.queries import PersonView, person_view, resolve_person, search_persons
+from mpi.queries import PersonView, cross_reference, search_persons
 
 __all__ = ["answer_pix_query", "answer_pdq_query", "MAX_PDQ_PAGE"]
 
@@ -110,18 +110,14 @@ def answer_pix_query(
                 Problem("AE", 101, "QPD-3 holds no identifier", "QPD^1^3^1^1")
             )
         queried = Identifier(authority.code, value)
-        person = resolve_person(uow, registry, queried)
-        if person is None:
+        wanted = None if domains is None else {a.code for a in domains}
+        try:
+            identifiers = cross_reference(uow, registry, queried, wanted).identifiers
+        except UnknownIdentifierError:
             raise _QueryProblem(
                 Problem("AE", UNKNOWN_KEY_IDENTIFIER, f"unknown identifier {queried}",
                         "QPD^1^3^1^1")
-            )
-        view = person_view(uow, registry, person)
-        wanted = None if domains is None else {a.code for a in domains}
-        identifiers = [
-            i for i in view.identifiers
-            if i != queried and (wanted is None or i.authority in wanted)
-        ]
+            ) from None
     except _QueryProblem as raised:
         return _response(header, "K23", now, qpd, "AE", raised.problem, []), raised.problem
     if not identifiers:
