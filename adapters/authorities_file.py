@@ -6,6 +6,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+from adapters.errors import AdapterError
 from mpi.authorities import AuthorityRegistry
 from mpi.model import Authority, AuthorityKind, Consumer
 
@@ -14,7 +15,7 @@ __all__ = ["DEFAULT_AUTHORITIES_FILE", "load_authorities", "AuthoritiesFileError
 DEFAULT_AUTHORITIES_FILE = Path(__file__).resolve().parents[1] / "fixtures" / "authorities.toml"
 
 
-class AuthoritiesFileError(ValueError):
+class AuthoritiesFileError(AdapterError, ValueError):
     """The authorities file is missing, not TOML, or inconsistent."""
 
 

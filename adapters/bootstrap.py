@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 from fastapi import FastAPI, routing
 
+from adapters.errors import AdapterError
 from adapters.api.review import router as review_router
 from adapters.authorities_file import load_authorities
 from adapters.container import Container, SystemClock
@@ -39,7 +40,7 @@ __all__ = ["bootstrap", "http_app", "declared_jobs", "DatabaseNotReadyError"]
 
 
 
-class DatabaseNotReadyError(RuntimeError):
+class DatabaseNotReadyError(AdapterError):
     """The database schema is behind the code: run `mpi db upgrade`."""
 
 

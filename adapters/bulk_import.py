@@ -26,8 +26,10 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from adapters.errors import AdapterError
 from mpi.authorities import AuthorityRegistry
-from mpi.errors import ConcurrencyError, MPIError
+from mpi.errors import MPIError
+from mpi.retry import retry_on_conflict
 from mpi.identity import Actor, IdentityService, RecordData, RegisterRecord
 from mpi.model import AuthorityKind, Identifier
 from mpi.normalize import is_valid_nir, normalize_sex
@@ -67,7 +69,7 @@ SEX_VALUES = {"M", "F", "U", "O", "A", "N"}  # HL7 table 0001
 INS_NIR_OID = "1.2.250.1.213.1.4.8"  # the INS column holds NIRs: their domain's OID
 
 
-class UnusableFileError(Exception):
+class UnusableFileError(AdapterError):
     """The file cannot be imported at all (unreadable, no identifier column, bad mapping,
     or a state file that belongs to another file)."""
 
@@ -492,13 +494,13 @@ def _apply(batch: list[_Row], identity: IdentityService, uow_factory: Callable[[
         else:
             good.append(row)
     try:
-        _retrying(lambda: _register_all(good, identity, uow_factory, actor))
+        retry_on_conflict(lambda: _register_all(good, identity, uow_factory, actor))
         report.imported += len(good)
     except MPIError:
         for row in good:
             assert row.data is not None
             try:
-                _retrying(lambda: _register_all([row], identity, uow_factory, actor))
+                retry_on_conflict(lambda: _register_all([row], identity, uow_factory, actor))
                 report.imported += 1
             except MPIError as exc:
                 rejects.add(row.line, str(row.data.identifier), exc.message)
@@ -513,14 +515,3 @@ def _register_all(rows: Sequence[_Row], identity: IdentityService,
             assert row.data is not None
             identity.register(uow, RegisterRecord(row.data), actor)
         uow.commit()
-
-
-def _retrying(work: Callable[[], None], attempts: int = 5) -> None:
-    """Run ``work``, again when a concurrent writer (the live feed) made it conflict."""
-    for attempt in range(attempts):
-        try:
-            work()
-            return
-        except ConcurrencyError:
-            if attempt == attempts - 1:
-                raise

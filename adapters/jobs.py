@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
+from adapters.errors import AdapterError
 from adapters.hl7v2.notifier import PixNotifier
 from adapters.sql.uow import SqlUnitOfWorkFactory
 from mpi.handlers import EventDispatcher
@@ -32,7 +33,7 @@ __all__ = ["Job", "JobState", "JobBoard", "UnknownJobError", "outbox_job",
 log = logging.getLogger("mpi.jobs")
 
 
-class UnknownJobError(LookupError):
+class UnknownJobError(AdapterError, LookupError):
     """No job of that name is declared."""
 
 

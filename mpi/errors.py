@@ -8,6 +8,7 @@ them once, at the boundary::
     ├── InvalidInputError              the content of a request is wrong
     │   ├── MissingFieldError          a required value is absent
     │   ├── InvalidValueError          a value has the wrong form (e.g. an INS with a bad key)
+    │   │   └── UnknownCodeError       a coded value is not in its code table (a sex code)
     │   ├── UnknownAuthorityError      an identifier names a domain we do not know
     │   └── InvalidObjectError         a DICOM object lacks what the archive needs (UIDs,
     │                                  PatientID)
@@ -27,6 +28,7 @@ __all__ = [
     "InvalidInputError",
     "MissingFieldError",
     "InvalidValueError",
+    "UnknownCodeError",
     "UnknownAuthorityError",
     "InvalidObjectError",
     "UnknownIdentifierError",
@@ -61,6 +63,10 @@ class MissingFieldError(InvalidInputError):
 
 class InvalidValueError(InvalidInputError):
     """A value has the wrong form."""
+
+
+class UnknownCodeError(InvalidValueError):
+    """A coded value is not one of its code table's (e.g. a sex code outside table 0001)."""
 
 
 class UnknownAuthorityError(InvalidInputError):

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Path, Query, Request
+from fastapi import APIRouter, Path, Query, Request
 from pydantic import BaseModel, Field
 
 from adapters.http.deps import ContainerDep, StaffUser, audit
+from adapters.http.errors import http_error
 from mpi.audit import AuditAction
-from mpi.errors import IdentityConflictError, InvalidInputError, UnknownIdentifierError
+from mpi.errors import MPIError, UnknownIdentifierError
 from mpi.identity import Actor
 from mpi.model import ReviewDecision, ReviewStatus, ReviewTask, SourceRecord
 from mpi.queries import PersonView
+from mpi.retry import retry_on_conflict
 from mpi.review import decide_review, show_review
 
 __all__ = ["router"]
@@ -92,7 +94,7 @@ def show_task(task_id: TaskId, request: Request, container: ContainerDep,
         try:
             view = show_review(uow, container.identity, task_id)
         except UnknownIdentifierError as exc:
-            raise HTTPException(status_code=404, detail=exc.message) from None
+            raise http_error(exc) from None
     persons = {p.person.id for p in (view.record_person, view.candidate) if p is not None}
     audit(request, channel="api", action=AuditAction.READ, actor=f"user:{user}",
           persons={p for p in persons if p is not None}, detail={"review_task": task_id})
@@ -109,15 +111,18 @@ def show_task(task_id: TaskId, request: Request, container: ContainerDep,
 def decide_task(task_id: TaskId, body: DecisionIn, request: Request, container: ContainerDep,
                 user: StaffUser) -> dict[str, Any]:
     actor = Actor(f"user:{user}", None)
-    try:
+
+    def decide() -> ReviewTask:
         with container.uow_factory() as uow:
-            task = decide_review(uow, container.identity, task_id, body.decision, actor,
-                                 body.reason)
+            decided = decide_review(uow, container.identity, task_id, body.decision, actor,
+                                    body.reason)
             uow.commit()
-    except UnknownIdentifierError as exc:
-        raise HTTPException(status_code=404, detail=exc.message) from None
-    except (InvalidInputError, IdentityConflictError) as exc:
-        raise HTTPException(status_code=409, detail=exc.message) from None
+            return decided
+
+    try:
+        task = retry_on_conflict(decide)
+    except MPIError as exc:
+        raise http_error(exc) from None
     audit(request, channel="api", action=AuditAction.UPDATE, actor=f"user:{user}",
           persons={p for p in (task.person_id,) if p is not None},
           detail={"review_task": task_id, "decision": body.decision.value})

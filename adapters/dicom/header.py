@@ -21,6 +21,7 @@ from pydicom.errors import InvalidDicomError
 from pydicom.filewriter import write_file_meta_info
 from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRBigEndian, ImplicitVRLittleEndian
 
+from adapters.errors import AdapterError
 from mpi.archive import InstanceHeader, PatientAsReceived
 from mpi.errors import InvalidObjectError
 
@@ -38,7 +39,7 @@ _UNDEFINED = 0xFFFFFFFF
 _ITEM, _ITEM_END, _SEQUENCE_END = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD
 
 
-class UnreadableObjectError(InvalidObjectError):
+class UnreadableObjectError(AdapterError):
     """Not a DICOM object, or a truncated or malformed one."""
 
 

@@ -1,17 +1,9 @@
 """The DIMSE service (pynetdicom): C-ECHO, C-STORE, C-FIND, C-GET and C-MOVE as AE `VNA`.
 
 Calling AE titles are mapped to establishments by the authorities file. An object from an
-undeclared calling AE title is refused (0x0124), like every query or retrieve from one.
-C-STORE failures, each answered while the association goes on:
-
-| status | cause |
-|---|---|
-| 0x0124 | calling AE title not declared in the authorities file |
-| 0xA700 | the object could not be written (storage or database failure) |
-| 0xA900 | SOP Instance, Study or Series Instance UID missing or malformed, no PatientID |
-| 0xC000 | not DICOM, truncated or malformed |
-| 0xC001 | IssuerOfPatientID names an undeclared or non-establishment domain |
-| 0xC002 | the study is stored for another patient as received |
+undeclared calling AE title is refused (0x0124), like every query or retrieve from one. A
+refused object gets the status of ``adapters/dicom/status.py``'s table, and the association
+goes on.
 """
 
 from __future__ import annotations
@@ -54,17 +46,13 @@ from pydicom.uid import (
     RLELossless,
 )
 
-from adapters.dicom.header import UnreadableObjectError, dicom_date, part10_bytes
+from adapters.dicom.header import dicom_date, part10_bytes
 from adapters.dicom.service import DicomArchive, match_dataset
+from adapters.dicom.status import INVALID_OBJECT, NOT_AUTHORIZED, OUT_OF_RESOURCES, store_failure
+from adapters.errors import AdapterError
 from mpi.archive import LEVELS, ArchiveQuery, Sender
 from mpi.audit import AuditAction
-from mpi.errors import (
-    ForbiddenError,
-    InvalidObjectError,
-    MPIError,
-    StudyOwnershipError,
-    UnknownAuthorityError,
-)
+from mpi.errors import MPIError, UnknownAuthorityError
 
 __all__ = ["DicomServer", "Destination", "load_destinations", "query_of", "TRANSFER_SYNTAXES"]
 
@@ -80,7 +68,6 @@ TRANSFER_SYNTAXES = [
     ExplicitVRLittleEndian, ImplicitVRLittleEndian, DeflatedExplicitVRLittleEndian,
     ExplicitVRBigEndian, JPEGLSNearLossless, JPEG2000, JPEGBaseline8Bit, JPEGExtended12Bit,
 ]
-NOT_AUTHORIZED = 0x0124
 _QUERY_MODELS = {
     PatientRootQueryRetrieveInformationModelFind: "PATIENT",
     PatientRootQueryRetrieveInformationModelGet: "PATIENT",
@@ -225,19 +212,11 @@ class DicomServer:
                             calling)
         try:
             self.archive.store(data, Sender(calling, authority.code))
-        except UnreadableObjectError as exc:
-            return _status(0xC000, exc.message)
-        except InvalidObjectError as exc:
-            return _status(0xA900, exc.message)
-        except (UnknownAuthorityError, ForbiddenError) as exc:
-            return _status(0xC001, exc.message)
-        except StudyOwnershipError as exc:
-            return _status(0xC002, exc.message)
-        except MPIError as exc:
-            return _status(0xC003, exc.message)
+        except (AdapterError, MPIError, OSError) as exc:
+            return _status(store_failure(exc), str(exc))
         except Exception:  # storage or database failure: the sender may try again
             log.exception("C-STORE from %s failed", calling)
-            return _status(0xA700, "the object could not be stored")
+            return _status(OUT_OF_RESOURCES, "the object could not be stored")
         return 0x0000
 
     # -- queries and retrieves -----------------------------------------------------------
@@ -260,7 +239,7 @@ class DicomServer:
             return
         level = self._level(event)
         if level is None:
-            yield 0xA900, None
+            yield INVALID_OBJECT, None
             return
         identifier = event.identifier
         persons: set[int] = set()
@@ -319,7 +298,7 @@ class DicomServer:
             return
         if self._level(event) is None:
             yield 0
-            yield 0xA900, None
+            yield INVALID_OBJECT, None
             return
         found = self._retrieve(event, asker)
         yield len(found)

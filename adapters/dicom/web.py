@@ -14,25 +14,22 @@ from typing import Any
 
 from pydicom.dataset import Dataset
 
-from adapters.dicom.header import UnreadableObjectError, dicom_date, parse_object
+from adapters.errors import AdapterError
+from adapters.dicom.header import dicom_date, parse_object
 from adapters.dicom.service import DicomArchive, match_dataset
+from adapters.dicom.status import CANNOT_UNDERSTAND, store_failure
 from mpi.archive import ArchiveMatch, ArchiveQuery, PatientCoercion, Sender, StoredInstance
 from mpi.audit import AuditAction
-from mpi.errors import ForbiddenError, InvalidObjectError, MPIError, UnknownAuthorityError
+from mpi.errors import InvalidObjectError, MPIError
 from mpi.model import Authority, AuthorityKind
 
 __all__ = ["DicomWeb", "Retrieval", "StowResult", "split_multipart", "MultipartError"]
 
-# FailureReason (0008,1197) values of STOW-RS.
+# FailureReason (0008,1197) of a part that is not a DICOM object.
 _PROCESSING_FAILURE = 0x0110
-_CANNOT_UNDERSTAND = 0xC000
-_SOP_CLASS_MISMATCH = 0xA900
-_REFUSED_DOMAIN = 0xC001
-_CONFLICT = 0xC002
-_OUT_OF_RESOURCES = 0xA700
 
 
-class MultipartError(ValueError):
+class MultipartError(AdapterError, ValueError):
     """A body that is not the multipart/related it claims to be."""
 
 
@@ -212,7 +209,7 @@ class DicomWeb:
         for headers, content in parts:
             reason, uids = None, ("", "")
             if headers.get("content-type", "").split(";")[0].strip().lower() != "application/dicom":
-                reason = _CANNOT_UNDERSTAND
+                reason = CANNOT_UNDERSTAND
             else:
                 try:
                     parsed = parse_object(content)
@@ -226,16 +223,8 @@ class DicomWeb:
                     item.RetrieveURL = (f"{self.base_path}/studies/{result.study_instance_uid}")
                     referenced.append(item)
                     continue
-                except UnreadableObjectError:
-                    reason = _CANNOT_UNDERSTAND
-                except InvalidObjectError:
-                    reason = _SOP_CLASS_MISMATCH
-                except (UnknownAuthorityError, ForbiddenError):
-                    reason = _REFUSED_DOMAIN
-                except MPIError:
-                    reason = _CONFLICT
-                except OSError:
-                    reason = _OUT_OF_RESOURCES
+                except (AdapterError, MPIError, OSError) as exc:
+                    reason = store_failure(exc)
             item = Dataset()
             item.ReferencedSOPClassUID = uids[0]
             item.ReferencedSOPInstanceUID = uids[1]

@@ -1,5 +1,5 @@
-"""What the resource modules share: where the FHIR base is, parameter checks, the Patient of
-a person, and the retries of a write."""
+"""What the resource modules share: where the FHIR base is, parameter checks, and the Patient
+of a person."""
 
 from __future__ import annotations
 
@@ -15,10 +15,9 @@ from mpi.model import Person, PersonStatus
 from mpi.ports import UnitOfWork
 from mpi.queries import current_person, person_view
 
-__all__ = ["FHIR_BASE", "base_url", "only_parameters", "patient_of", "with_retries"]
+__all__ = ["FHIR_BASE", "base_url", "only_parameters", "patient_of"]
 
 FHIR_BASE = "/fhir"
-WRITE_ATTEMPTS = 3
 # Parameters every interaction accepts (content negotiation checks their values).
 COMMON_PARAMETERS = frozenset({"_format"})
 
@@ -46,15 +45,3 @@ def patient_of(uow: UnitOfWork, registry: AuthorityRegistry, person: Person) -> 
     if person.status is PersonStatus.MERGED and person.merged_into is not None:
         survivor = current_person(uow, person.merged_into)
     return patient_json(person_view(uow, registry, person), registry, survivor)
-
-
-def with_retries(work: Callable[[], T]) -> T:
-    """Run a write again when a concurrent transaction got in the way (its whole unit of work
-    is rolled back each time)."""
-    for attempt in range(WRITE_ATTEMPTS):
-        try:
-            return work()
-        except ConcurrencyError:
-            if attempt == WRITE_ATTEMPTS - 1:
-                raise
-    raise AssertionError("unreachable")

@@ -44,25 +44,28 @@ _ISSUE_CODES = {
 }
 
 
+# From core errors to FHIR answers, walked in order: the first class the error is an
+# instance of decides (HTTP status, issue type of http://hl7.org/fhir/issue-type).
+_CORE_ERRORS: tuple[tuple[type[MPIError], int, str], ...] = (
+    (UnknownAuthorityError, 400, "code-invalid"),
+    (InvalidInputError, 400, "invalid"),
+    (UnknownIdentifierError, 404, "not-found"),
+    (ForbiddenError, 403, "forbidden"),
+    (DuplicateIdentifierError, 409, "duplicate"),
+    (IdentityConflictError, 409, "business-rule"),
+    (ConcurrencyError, 409, "conflict"),
+    (MPIError, 422, "processing"),
+)
+
+
 def from_core_error(exc: MPIError, expression: str | None = None) -> FhirError:
     """The FHIR answer to an error of the core."""
-    where = expression or exc.location
-    if isinstance(exc, UnknownAuthorityError):
-        return FhirError(400, "code-invalid", exc.message, expression=where)
-    if isinstance(exc, InvalidInputError):
-        return FhirError(400, "invalid", exc.message, expression=where)
-    if isinstance(exc, UnknownIdentifierError):
-        return FhirError(404, "not-found", exc.message, expression=where)
-    if isinstance(exc, ForbiddenError):
-        return FhirError(403, "forbidden", exc.message, expression=where)
-    if isinstance(exc, DuplicateIdentifierError):
-        return FhirError(409, "duplicate", exc.message, expression=where)
-    if isinstance(exc, IdentityConflictError):
-        return FhirError(409, "business-rule", exc.message, expression=where)
+    status, code = next((status, code) for kind, status, code in _CORE_ERRORS
+                        if isinstance(exc, kind))
+    message = exc.message
     if isinstance(exc, ConcurrencyError):
-        return FhirError(409, "conflict", f"{exc.message}; send the request again",
-                         expression=where)
-    return FhirError(422, "processing", exc.message, expression=where)
+        message += "; send the request again"
+    return FhirError(status, code, message, expression=expression or exc.location)
 
 
 def error_response(error: FhirError) -> FhirResponse:

@@ -14,7 +14,7 @@ from fastapi.responses import Response
 
 from adapters.http.deps import ContainerDep
 from adapters.fhir.caller import WriterDep, expect_access, trace_access
-from adapters.fhir.common import base_url, only_parameters, patient_of, with_retries
+from adapters.fhir.common import base_url, only_parameters, patient_of
 from adapters.fhir.errors import from_core_error
 from adapters.fhir.mapping import parse_patient, record_data_from_patient
 from adapters.fhir.match import match_bundle, parse_match_request
@@ -28,6 +28,7 @@ from mpi.errors import MPIError
 from mpi.identity import DeleteRecord, MergeRecords, RecordData, RegisterRecord
 from mpi.model import master_id_of
 from mpi.queries import current_person
+from mpi.retry import retry_on_conflict
 
 __all__ = ["router", "CAPABILITY"]
 
@@ -120,7 +121,7 @@ def update(request: Request, container: ContainerDep, actor: WriterDep,
             return resource, person.id, survivor is None and record.version == 1
 
     try:
-        resource, person_id, created = with_retries(write)
+        resource, person_id, created = retry_on_conflict(write)
     except MPIError as exc:
         raise from_core_error(exc) from None
     trace_access(request, [person_id], detail={"identifier": str(identifier),
@@ -144,7 +145,7 @@ def delete(request: Request, container: ContainerDep, actor: WriterDep) -> Respo
             return person_id
 
     try:
-        person_id = with_retries(write)
+        person_id = retry_on_conflict(write)
     except MPIError as exc:
         raise from_core_error(exc) from None
     trace_access(request, [person_id], detail={"identifier": str(identifier)})

@@ -3,6 +3,8 @@ OperationOutcome."""
 
 from __future__ import annotations
 
+from adapters.errors import AdapterError
+
 import json
 from typing import Any
 
@@ -23,14 +25,14 @@ class FhirResponse(Response):
         return json.dumps(content, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
-class FhirError(Exception):
+class FhirError(AdapterError):
     """A FHIR request that fails: HTTP ``status``, issue ``code``
     (http://hl7.org/fhir/issue-type), a readable ``diagnostics`` and, when known, the
     ``expression`` naming the faulty element or parameter."""
 
     def __init__(self, status: int, code: str, diagnostics: str, *,
                  expression: str | None = None, headers: dict[str, str] | None = None) -> None:
-        super().__init__(diagnostics)
+        super().__init__(diagnostics, location=expression)
         self.status = status
         self.code = code
         self.diagnostics = diagnostics

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from adapters.errors import AdapterError
 from adapters.hl7v2.er7 import Message, Segment
 from adapters.hl7v2.pid import identifier_from_cx, parse_hl7_datetime, record_data_from_pid
 from mpi.authorities import AuthorityRegistry
@@ -36,7 +37,7 @@ ENCOUNTER_EVENTS = frozenset(
 SUPPORTED_EVENTS = REGISTER_EVENTS | ENCOUNTER_EVENTS | {"A40", "A47", "A24", "A37"}
 
 
-class UnsupportedEventError(InvalidInputError):
+class UnsupportedEventError(AdapterError):
     """The ADT trigger event is not one we handle."""
 
 

@@ -39,13 +39,13 @@ from mpi.errors import ConcurrencyError, MPIError
 from mpi.identity import Actor, IdentityService
 from mpi.model import JournalEntry, JournalStatus
 from mpi.ports import Clock, UnitOfWork
+from mpi.retry import retry_on_conflict
 
 __all__ = ["Hl7Application", "Reply"]
 
 log = logging.getLogger(__name__)
 
 CHANNEL = "mllp"
-ATTEMPTS = 5  # a deadlock or a lost race is retried whole
 
 
 @dataclass(frozen=True)
@@ -114,44 +114,43 @@ class Hl7Application:
             raise ValueError(f"journal entry {entry_id} was applied already")
         message = parse(entry.raw)
         header = ReplyHeader.of(message)
-        for attempt in range(ATTEMPTS):
-            try:
-                with self.uow_factory() as uow:
-                    _, problem = self._dispatch(uow, message, header)
-                    if problem is not None:
-                        raise _Rejected(problem)
-                    stored = uow.journal.get(entry_id)
-                    assert stored is not None
-                    stored.status = JournalStatus.REPLAYED
-                    stored.replays += 1
-                    stored.error_code = None
-                    stored.error_text = None
-                    uow.journal.save(stored)
-                    uow.commit()
-                    return stored
-            except ConcurrencyError:
-                if attempt == ATTEMPTS - 1:
-                    raise
-            except (_Rejected, MPIError) as exc:
-                problem = exc.problem if isinstance(exc, _Rejected) else problem_from_error(exc)
-                with self.uow_factory() as uow:
-                    stored = uow.journal.get(entry_id)
-                    assert stored is not None
-                    stored.replays += 1
-                    stored.error_code = problem.error_code
-                    stored.error_text = f"replay: {problem.text}"
-                    uow.journal.save(stored)
-                    uow.commit()
-                    return stored
-        raise AssertionError("unreachable")
+
+        def apply_again() -> JournalEntry:
+            with self.uow_factory() as uow:
+                _, problem = self._dispatch(uow, message, header)
+                if problem is not None:
+                    raise _Rejected(problem)
+                stored = uow.journal.get(entry_id)
+                assert stored is not None
+                stored.status = JournalStatus.REPLAYED
+                stored.replays += 1
+                stored.error_code = None
+                stored.error_text = None
+                uow.journal.save(stored)
+                uow.commit()
+                return stored
+
+        try:
+            return retry_on_conflict(apply_again)
+        except (_Rejected, MPIError) as exc:
+            problem = exc.problem if isinstance(exc, _Rejected) else problem_from_error(exc)
+        with self.uow_factory() as uow:
+            stored = uow.journal.get(entry_id)
+            assert stored is not None
+            stored.replays += 1
+            stored.error_code = problem.error_code
+            stored.error_text = f"replay: {problem.text}"
+            uow.journal.save(stored)
+            uow.commit()
+            return stored
 
     # -- internals -------------------------------------------------------------------------
 
     def _process(self, message: Message, header: ReplyHeader, text: str, codec: str,
                  sender: str, control_id: str) -> Reply:
         message_type = message.msh.raw(9)
-        problem: Problem | None = None
-        for attempt in range(ATTEMPTS):
+
+        def apply_once() -> Reply:
             try:
                 with self.uow_factory() as uow:
                     reply_text, problem = self._dispatch(uow, message, header)
@@ -166,23 +165,25 @@ class Hl7Application:
                     uow.commit()
                     return Reply(reply_text, codec, entry.status)
             except ConcurrencyError:
+                # A retransmission collides with its original's journal entry: answer as
+                # the original was answered. Anything else is a race, tried again whole.
                 earlier = self._earlier_reply(sender, control_id, codec)
                 if earlier is not None:
                     return earlier
-                if attempt == ATTEMPTS - 1:
-                    problem = Problem("AE", 206, "the record was busy; send the message again")
-            except _Rejected as rejected:
-                problem = rejected.problem
-                break
-            except MPIError as exc:
-                problem = problem_from_error(exc)
-                break
-            except Exception:
-                log.exception("message %s from %s could not be applied", control_id, sender)
-                problem = Problem("AE", APPLICATION_INTERNAL_ERROR,
-                                  "internal error; the message is kept for replay")
-                break
-        assert problem is not None
+                raise
+
+        try:
+            return retry_on_conflict(apply_once)
+        except ConcurrencyError:
+            problem = Problem("AE", 206, "the record was busy; send the message again")
+        except _Rejected as rejected:
+            problem = rejected.problem
+        except MPIError as exc:
+            problem = problem_from_error(exc)
+        except Exception:
+            log.exception("message %s from %s could not be applied", control_id, sender)
+            problem = Problem("AE", APPLICATION_INTERNAL_ERROR,
+                              "internal error; the message is kept for replay")
         reply_text = ack(header, self.clock.now(), problem)
         status = JournalStatus.REJECTED if problem.ack_code == "AR" else JournalStatus.ERROR
         return self._journal_failure(

@@ -7,6 +7,8 @@ read from the raw bytes before the whole message is decoded with the matching co
 
 from __future__ import annotations
 
+from adapters.errors import AdapterError
+
 import re
 
 __all__ = [
@@ -30,7 +32,7 @@ _CODECS_BY_HL7_CHARSET = {
 }
 
 
-class UnsupportedCharsetError(ValueError):
+class UnsupportedCharsetError(AdapterError, ValueError):
     """MSH-18 names a character set this system cannot decode."""
 
     def __init__(self, charset: str) -> None:
@@ -38,7 +40,7 @@ class UnsupportedCharsetError(ValueError):
         self.charset = charset
 
 
-class MessageDecodingError(ValueError):
+class MessageDecodingError(AdapterError, ValueError):
     """The message bytes are not valid text in the declared character set."""
 
 

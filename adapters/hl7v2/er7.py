@@ -11,6 +11,8 @@ from 1, and for MSH, field 1 is the field separator itself.
 
 from __future__ import annotations
 
+from adapters.errors import AdapterError
+
 from dataclasses import dataclass
 
 __all__ = [
@@ -27,7 +29,7 @@ __all__ = [
 NULL = '""'  # HL7 explicit null: "delete this value"
 
 
-class ParseError(ValueError):
+class ParseError(AdapterError, ValueError):
     """The text is not an HL7 v2 message (no MSH, bad encoding characters)."""
 
 

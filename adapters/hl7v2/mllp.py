@@ -7,6 +7,8 @@ and parsing them as HL7 is the caller's business.
 
 from __future__ import annotations
 
+from adapters.errors import AdapterError
+
 import asyncio
 import socket
 import logging
@@ -209,7 +211,7 @@ HandlerErrorReply = Callable[[Frame, BaseException], bytes]
 """Builds the reply payload for a frame whose handler raised."""
 
 
-class MLLPError(Exception):
+class MLLPError(AdapterError):
     """An MLLP exchange failed: connection refused or lost, timeout, or no reply."""
 
 

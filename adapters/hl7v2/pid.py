@@ -11,7 +11,7 @@ from typing import Any
 
 from adapters.hl7v2.er7 import NULL, Segment
 from mpi.authorities import AuthorityRegistry
-from mpi.errors import InvalidValueError, MissingFieldError, UnknownAuthorityError
+from mpi.errors import InvalidValueError, MissingFieldError, UnknownAuthorityError, UnknownCodeError
 from mpi.identity import RecordData
 from mpi.model import AuthorityKind, Identifier
 
@@ -166,7 +166,7 @@ def _demographics(pid: Segment, base: str) -> dict[str, Any]:
         patch["sex"] = None
     elif sex:
         if sex.upper() not in SEX_CODES:
-            raise InvalidValueError(f"sex {sex!r} is not in table 0001",
+            raise UnknownCodeError(f"sex {sex!r} is not in table 0001",
                                     location=f"{base}^{PID_SEX}")
         patch["sex"] = sex.upper()
     _address(pid, patch)

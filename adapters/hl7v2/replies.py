@@ -18,9 +18,10 @@ from mpi.errors import (
     ForbiddenError,
     IdentityConflictError,
     InvalidValueError,
-    MissingFieldError,
     MPIError,
+    MissingFieldError,
     UnknownAuthorityError,
+    UnknownCodeError,
     UnknownIdentifierError,
 )
 from mpi.model import Identifier
@@ -79,21 +80,25 @@ class Problem:
     location: str | None = None
 
 
+# From core errors to table 0357, walked in order: the first class the error is an instance
+# of decides. Authorization refusals and identity conflicts have no code of their own in
+# table 0357: they get 207 with an explicit text (ERR-8).
+_ERROR_CODES: tuple[tuple[type[MPIError], int], ...] = (
+    (MissingFieldError, REQUIRED_FIELD_MISSING),
+    (UnknownAuthorityError, UNKNOWN_KEY_IDENTIFIER),
+    (UnknownIdentifierError, UNKNOWN_KEY_IDENTIFIER),
+    (DuplicateIdentifierError, DUPLICATE_KEY_IDENTIFIER),
+    (UnknownCodeError, TABLE_VALUE_NOT_FOUND),
+    (InvalidValueError, DATA_TYPE_ERROR),
+    (ForbiddenError, APPLICATION_INTERNAL_ERROR),
+    (IdentityConflictError, APPLICATION_INTERNAL_ERROR),
+    (MPIError, APPLICATION_INTERNAL_ERROR),
+)
+
+
 def problem_from_error(error: MPIError) -> Problem:
-    """Translate a core error into its acknowledgement. Authorization refusals and identity
-    conflicts have no code of their own in table 0357: they get 207 with an explicit text."""
-    if isinstance(error, MissingFieldError):
-        code = REQUIRED_FIELD_MISSING
-    elif isinstance(error, UnknownAuthorityError | UnknownIdentifierError):
-        code = UNKNOWN_KEY_IDENTIFIER
-    elif isinstance(error, DuplicateIdentifierError):
-        code = DUPLICATE_KEY_IDENTIFIER
-    elif isinstance(error, InvalidValueError):
-        code = TABLE_VALUE_NOT_FOUND if "table" in error.message else DATA_TYPE_ERROR
-    elif isinstance(error, ForbiddenError | IdentityConflictError):
-        code = APPLICATION_INTERNAL_ERROR
-    else:
-        code = APPLICATION_INTERNAL_ERROR
+    """Translate a core error into its acknowledgement (AE, with the code of its class)."""
+    code = next(code for kind, code in _ERROR_CODES if isinstance(error, kind))
     return Problem("AE", code, error.message, error.location)
 
 

@@ -1,0 +1,39 @@
+"""The one table from core errors to the JSON API's answers (``/api``; FHIR has its own in
+``adapters/fhir/errors.py``)."""
+
+from __future__ import annotations
+
+from fastapi import HTTPException
+
+from mpi.errors import (
+    ConcurrencyError,
+    DuplicateIdentifierError,
+    ForbiddenError,
+    IdentityConflictError,
+    InvalidInputError,
+    MPIError,
+    UnknownAuthorityError,
+    UnknownIdentifierError,
+)
+
+__all__ = ["http_error"]
+
+# Walked in order: the first class the error is an instance of decides. A request that is
+# well formed but that the current state refuses (a task decided already, an identity rule)
+# is a conflict.
+_CORE_ERRORS: tuple[tuple[type[MPIError], int], ...] = (
+    (UnknownAuthorityError, 400),
+    (UnknownIdentifierError, 404),
+    (ForbiddenError, 403),
+    (DuplicateIdentifierError, 409),
+    (IdentityConflictError, 409),
+    (ConcurrencyError, 409),
+    (InvalidInputError, 409),
+    (MPIError, 422),
+)
+
+
+def http_error(exc: MPIError) -> HTTPException:
+    """The HTTP answer to an error of the core, its message as the detail."""
+    status = next(status for kind, status in _CORE_ERRORS if isinstance(exc, kind))
+    return HTTPException(status_code=status, detail=exc.message)
