@@ -1,4 +1,6 @@
-"""Reading the authorities file (TOML): identifier domains, who speaks for them, consumers."""
+"""Reading the authorities file (TOML): identifier domains, who speaks for them, the ITI-10
+consumers and the C-MOVE destinations. The one reader of that file: everything it declares
+reaches the service through the :class:`AuthorityRegistry` it returns."""
 
 from __future__ import annotations
 
@@ -8,11 +10,11 @@ from typing import Any
 
 from adapters.errors import AdapterError
 from mpi.authorities import AuthorityRegistry
-from mpi.model import Authority, AuthorityKind, Consumer
+from mpi.model import Authority, AuthorityKind, Consumer, MoveDestination
 
 __all__ = ["DEFAULT_AUTHORITIES_FILE", "load_authorities", "AuthoritiesFileError"]
 
-DEFAULT_AUTHORITIES_FILE = Path(__file__).resolve().parents[1] / "fixtures" / "authorities.toml"
+DEFAULT_AUTHORITIES_FILE = Path(__file__).resolve().parent / "defaults" / "authorities.toml"
 
 
 class AuthoritiesFileError(AdapterError, ValueError):
@@ -26,7 +28,8 @@ def load_authorities(path: Path | str) -> AuthorityRegistry:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
         authorities = [_authority(item) for item in data.get("authority", [])]
         consumers = [_consumer(item) for item in data.get("consumer", [])]
-        return AuthorityRegistry(authorities, consumers)
+        destinations = [_destination(item) for item in data.get("dicom_destination", [])]
+        return AuthorityRegistry(authorities, consumers, destinations)
     except OSError as exc:
         raise AuthoritiesFileError(f"cannot read {path}: {exc}") from exc
     except (tomllib.TOMLDecodeError, KeyError, ValueError, TypeError) as exc:
@@ -54,3 +57,8 @@ def _consumer(item: dict[str, Any]) -> Consumer:
         receiving_application=str(item.get("receiving_application", "")),
         receiving_facility=str(item.get("receiving_facility", "")),
     )
+
+
+def _destination(item: dict[str, Any]) -> MoveDestination:
+    return MoveDestination(ae_title=str(item["ae_title"]), host=str(item["host"]),
+                           port=int(item["port"]))

@@ -33,7 +33,7 @@ _common = [
     click.option("--data-dir", type=click.Path(path_type=Path), help="Data folder [MPI_DATA_DIR, ./var]"),
     click.option("--database-url", help="SQLAlchemy URL [MPI_DATABASE_URL, SQLite in the data folder]"),
     click.option("--authorities", type=click.Path(path_type=Path, exists=True, dir_okay=False),
-                 help="Authorities file [MPI_AUTHORITIES, fixtures/authorities.toml]"),
+                 help="Authorities file [MPI_AUTHORITIES, the four Nancy establishments]"),
 ]
 
 

@@ -15,7 +15,7 @@ import uvicorn
 
 from adapters.bootstrap import bootstrap, http_app
 from adapters.container import Container
-from adapters.dicom.scp import DicomServer, load_destinations
+from adapters.dicom.scp import DicomServer
 from adapters.hl7v2.listener import in_process_handler, mllp_server
 from adapters.hl7v2.mllp import MLLPServer
 from adapters.hl7v2.workers import WorkerGroup, serve_handed_connections
@@ -92,7 +92,7 @@ async def run_services(container: Container, stop: asyncio.Event,
         http_task.result()
         raise RuntimeError("the HTTP server did not start")
     http_port = http.servers[0].sockets[0].getsockname()[1]
-    dicom = DicomServer(container.dicom, load_destinations(settings.authorities))
+    dicom = DicomServer(container.dicom)
     try:
         dicom_port = dicom.start(settings.host, settings.dicom_port)
     except OSError:

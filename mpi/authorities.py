@@ -6,7 +6,7 @@ import re
 from typing import Iterable
 
 from mpi.errors import UnknownAuthorityError
-from mpi.model import Authority, AuthorityKind, Consumer
+from mpi.model import Authority, AuthorityKind, Consumer, MoveDestination
 
 __all__ = ["AuthorityRegistry"]
 
@@ -20,9 +20,16 @@ class AuthorityRegistry:
     OID or namespace; no master domain; a facility claimed by two establishments).
     """
 
-    def __init__(self, authorities: Iterable[Authority], consumers: Iterable[Consumer] = ()):
+    def __init__(self, authorities: Iterable[Authority], consumers: Iterable[Consumer] = (),
+                 destinations: Iterable[MoveDestination] = ()) -> None:
         self._all = tuple(authorities)
         self.consumers = tuple(consumers)
+        self.destinations: dict[str, MoveDestination] = {}
+        for destination in destinations:
+            title = destination.ae_title.strip().upper()
+            if title in self.destinations:
+                raise ValueError(f"C-MOVE destination {title!r} is declared twice")
+            self.destinations[title] = destination
         self._by_code: dict[str, Authority] = {}
         self._by_oid: dict[str, Authority] = {}
         self._by_namespace: dict[str, Authority] = {}
@@ -51,6 +58,10 @@ class AuthorityRegistry:
     @property
     def all(self) -> tuple[Authority, ...]:
         return self._all
+
+    def destination(self, ae_title: str) -> MoveDestination | None:
+        """The C-MOVE destination of that AE title (case and spaces ignored), if declared."""
+        return self.destinations.get(ae_title.strip().upper())
 
     def by_code(self, code: str) -> Authority:
         """Raises UnknownAuthorityError for a code that is not declared."""

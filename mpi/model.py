@@ -15,6 +15,7 @@ __all__ = [
     "AuthorityKind",
     "Authority",
     "Consumer",
+    "MoveDestination",
     "Identifier",
     "Demographics",
     "DEMOGRAPHIC_FIELDS",
@@ -68,6 +69,15 @@ class Consumer:
     domains: tuple[str, ...]
     receiving_application: str = ""
     receiving_facility: str = ""
+
+
+@dataclass(frozen=True)
+class MoveDestination:
+    """A DICOM node the archive may send objects to (C-MOVE), by AE title."""
+
+    ae_title: str
+    host: str
+    port: int
 
 
 @dataclass(frozen=True, order=True)

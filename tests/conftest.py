@@ -140,7 +140,7 @@ def engine(database_url: str) -> Iterator[Engine]:
 
 @pytest.fixture
 def uow_factory(engine: Engine) -> SqlUnitOfWorkFactory:
-    """Units of work on a database holding the authorities of ``fixtures/authorities.toml``."""
+    """Units of work on a database holding the authorities of the default authorities file."""
     with engine.begin() as connection:
         sync_authorities(connection, load_authorities(DEFAULT_AUTHORITIES_FILE).all)
     return SqlUnitOfWorkFactory(engine)

@@ -9,7 +9,7 @@ from collections.abc import Iterable, Sequence
 
 from mpi.normalize import nir_key
 
-# code: (CX-4.1 namespace, CX-4.2 OID), as in fixtures/authorities.toml
+# code: (CX-4.1 namespace, CX-4.2 OID), as in adapters/defaults/authorities.toml
 DOMAINS = {
     "CHRU": ("CHRU", "1.2.250.1.999.54.1"),
     "ICL": ("ICL", "1.2.250.1.999.54.2"),

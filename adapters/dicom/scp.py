@@ -54,7 +54,7 @@ from mpi.archive import LEVELS, ArchiveQuery, Sender
 from mpi.audit import AuditAction
 from mpi.errors import MPIError, UnknownAuthorityError
 
-__all__ = ["DicomServer", "Destination", "load_destinations", "query_of", "TRANSFER_SYNTAXES"]
+__all__ = ["DicomServer", "query_of", "TRANSFER_SYNTAXES"]
 
 log = logging.getLogger("mpi.dicom")
 
@@ -76,29 +76,6 @@ _QUERY_MODELS = {
     StudyRootQueryRetrieveInformationModelGet: "STUDY",
     StudyRootQueryRetrieveInformationModelMove: "STUDY",
 }
-
-
-@dataclass(frozen=True)
-class Destination:
-    """A C-MOVE destination declared in the authorities file (``[[dicom_destination]]``)."""
-
-    ae_title: str
-    host: str
-    port: int
-
-
-def load_destinations(path: Path) -> dict[str, Destination]:
-    """The C-MOVE destinations of an authorities file, by AE title (upper case). Raises
-    ValueError for an entry without ae_title, host or port."""
-    data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-    found = {}
-    for item in data.get("dicom_destination", []):
-        try:
-            node = Destination(str(item["ae_title"]), str(item["host"]), int(item["port"]))
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ValueError(f"{path}: bad [[dicom_destination]] entry {item}: {exc}") from exc
-        found[node.ae_title.strip().upper()] = node
-    return found
 
 
 def _status(code: int, comment: str) -> Dataset:
@@ -164,9 +141,8 @@ def _answer(requested: Dataset, full: Dataset) -> Dataset:
 class DicomServer:
     """The DIMSE listener around a :class:`DicomArchive`."""
 
-    def __init__(self, archive: DicomArchive, destinations: dict[str, Destination]) -> None:
+    def __init__(self, archive: DicomArchive) -> None:
         self.archive = archive
-        self.destinations = destinations
         self._server: ThreadedAssociationServer | None = None
         self.ae = self._application_entity()
 
@@ -306,7 +282,7 @@ class DicomServer:
 
     def on_move(self, event: Any) -> Iterator[Any]:
         calling, asker = self._asker(event)
-        destination = self.destinations.get(str(event.move_destination).strip().upper())
+        destination = self.archive.registry.destination(str(event.move_destination))
         if asker is None or destination is None or self._level(event) is None:
             yield None, None  # refused: unknown destination (0xA801)
             return

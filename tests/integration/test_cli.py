@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import inspect
 
+from adapters.authorities_file import DEFAULT_AUTHORITIES_FILE
 from adapters.bootstrap import bootstrap
 from adapters.container import Container
 from adapters.sql.engine import create_engine_for, default_sqlite_url
@@ -101,7 +102,7 @@ def test_authorities_lists_the_nine_domains_with_their_oids(tmp_path: Path) -> N
 
 
 def test_authorities_lists_the_consumers_of_the_file_given(tmp_path: Path) -> None:
-    source = (Path(__file__).resolve().parents[2] / "fixtures" / "authorities.toml")
+    source = DEFAULT_AUTHORITIES_FILE
     path = tmp_path / "authorities.toml"
     path.write_text(
         source.read_text(encoding="utf-8")

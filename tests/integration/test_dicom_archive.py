@@ -16,6 +16,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+
+from adapters.authorities_file import DEFAULT_AUTHORITIES_FILE
 from pydicom.dataset import Dataset
 
 from adapters.dicom.coerce import coerced_chunks
@@ -474,7 +476,7 @@ def test_c_move_sends_coerced_objects_to_a_declared_destination(
         database_url: str, tmp_path: Path) -> None:
     port = _free_port()
     authorities = tmp_path / "authorities.toml"
-    authorities.write_text((FIXTURES / "authorities.toml").read_text(encoding="utf-8") + (
+    authorities.write_text(DEFAULT_AUTHORITIES_FILE.read_text(encoding="utf-8") + (
         f'\n[[dicom_destination]]\nae_title = "VIEWER"\nhost = "127.0.0.1"\nport = {port}\n'),
         encoding="utf-8")
     service = start_service(database_url, tmp_path / "data", authorities=authorities)

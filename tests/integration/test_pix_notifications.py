@@ -11,6 +11,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+
+from adapters.authorities_file import DEFAULT_AUTHORITIES_FILE
 from sqlalchemy import func, select
 
 from adapters.hl7v2.mllp import Frame, MLLPServer, PeerInfo
@@ -70,7 +72,7 @@ def free_port() -> int:
 
 def authorities_with(tmp_path: Path, consumers: list[dict[str, object]]) -> Path:
     """The fixture authorities file followed by ``[[consumer]]`` tables."""
-    text = (FIXTURES / "authorities.toml").read_text(encoding="utf-8")
+    text = DEFAULT_AUTHORITIES_FILE.read_text(encoding="utf-8")
     for consumer in consumers:
         domains = ", ".join(f'"{d}"' for d in consumer["domains"])  # type: ignore[attr-defined]
         text += (
