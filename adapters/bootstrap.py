@@ -9,7 +9,6 @@ from collections.abc import Sequence
 
 from fastapi import FastAPI, routing
 
-from adapters.errors import AdapterError
 from adapters.api.review import router as review_router
 from adapters.authorities_file import load_authorities
 from adapters.container import Container, SystemClock
@@ -17,6 +16,7 @@ from adapters.dicom.blobstore import FilesystemBlobStore
 from adapters.dicom.service import DicomArchive
 from adapters.dicom.web import DicomWeb
 from adapters.dicomweb import router as dicomweb_router
+from adapters.errors import AdapterError
 from adapters.fhir import mount as mount_fhir
 from adapters.hl7v2.application import Hl7Application
 from adapters.hl7v2.notifier import PixNotifier

@@ -29,11 +29,11 @@ from typing import Any, BinaryIO
 from adapters.errors import AdapterError
 from mpi.authorities import AuthorityRegistry
 from mpi.errors import MPIError
-from mpi.retry import retry_on_conflict
 from mpi.identity import Actor, IdentityService, RecordData, RegisterRecord
 from mpi.model import AuthorityKind, Identifier
 from mpi.normalize import is_valid_nir, normalize_sex
 from mpi.ports import UnitOfWork
+from mpi.retry import retry_on_conflict
 
 __all__ = [
     "TARGETS",

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
+import getpass
 import logging
+import socket
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import click
 
 from adapters.authorities_file import AuthoritiesFileError, load_authorities
+from adapters.container import Container
 from adapters.settings import Settings
+from mpi.audit import AuditAction, AuditEvent
 from mpi.model import JournalStatus
 
 __all__ = ["main"]
@@ -20,13 +26,24 @@ def _settings(**overrides: Any) -> Settings:
     return Settings(**{k: v for k, v in overrides.items() if v is not None})
 
 
-def _container(settings: Settings, migrate: bool | None = None):  # type: ignore[no-untyped-def]
+def _container(settings: Settings, migrate: bool | None = None) -> Container:
+    """The service's parts for one command; use it as a context manager."""
     from adapters.bootstrap import DatabaseNotReadyError, bootstrap
 
     try:
         return bootstrap(settings, migrate=migrate)
     except (AuthoritiesFileError, DatabaseNotReadyError) as exc:
         raise click.ClickException(str(exc)) from exc
+
+
+def _audit_cli(container: Container, action: AuditAction, subject: str,
+               persons: Iterable[int | None]) -> None:
+    """Trace a read of patient data made from the command line (actor: the OS user)."""
+    container.audit.record(AuditEvent(
+        occurred_at=container.clock.now(), channel="cli", action=action,
+        actor=f"os:{getpass.getuser()}", subject=subject, outcome="success",
+        source=socket.gethostname(), persons=tuple(sorted({p for p in persons if p is not None})),
+    ))
 
 
 _common = [
@@ -61,7 +78,7 @@ def serve(**options: Any) -> None:
     settings = _settings(**options)
     logging.basicConfig(level=settings.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    run(_container(settings))
+    run(_container(settings))  # serve closes the container when it stops
 
 
 @main.command()
@@ -91,11 +108,10 @@ def db() -> None:
 @common_options
 def upgrade(**options: Any) -> None:
     """Migrate the database to the current schema."""
-    container = _container(_settings(**options), migrate=True)
     from adapters.sql.migrate import current_revision
 
-    click.echo(f"database at revision {current_revision(container.engine)}")
-    container.close()
+    with _container(_settings(**options), migrate=True) as container:
+        click.echo(f"database at revision {current_revision(container.engine)}")
 
 
 @main.group(invoke_without_command=True)
@@ -108,16 +124,15 @@ def journal(ctx: click.Context, show_all: bool, limit: int, **options: Any) -> N
     ctx.obj = options
     if ctx.invoked_subcommand is not None:
         return
-    container = _container(_settings(**options))
     statuses = None if show_all else [JournalStatus.ERROR, JournalStatus.REJECTED]
-    with container.uow_factory(read_only=True) as uow:
-        entries = uow.journal.list(statuses, limit)
+    with _container(_settings(**options)) as container:
+        with container.uow_factory(read_only=True) as uow:
+            entries = uow.journal.list(statuses, limit)
     for e in entries:
         code = f"{e.ack_code or ''} {e.error_code or ''}".strip()
         click.echo(f"{e.id:>8} {e.received_at:%Y-%m-%d %H:%M:%S} {e.status.value:<9} {code:<7} "
                    f"{e.sender or '-':<8} {e.control_id or '-':<22} {e.message_type or '-':<18} "
                    f"{e.error_text or ''}")
-    container.close()
 
 
 @journal.command("show")
@@ -125,12 +140,14 @@ def journal(ctx: click.Context, show_all: bool, limit: int, **options: Any) -> N
 @click.pass_context
 def journal_show(ctx: click.Context, entry_id: int) -> None:
     """Print one journaled message and the reply it got."""
-    container = _container(_settings(**ctx.obj))
-    with container.uow_factory(read_only=True) as uow:
-        entry = uow.journal.get(entry_id)
-    container.close()
-    if entry is None:
-        raise click.ClickException(f"no journal entry {entry_id}")
+    with _container(_settings(**ctx.obj)) as container:
+        with container.uow_factory(read_only=True) as uow:
+            entry = uow.journal.get(entry_id)
+        if entry is None:
+            raise click.ClickException(f"no journal entry {entry_id}")
+        # The raw message carries the patient's identity: the read is traced (its persons
+        # are the ones the message named, found by the journal entry, not resolved here).
+        _audit_cli(container, AuditAction.READ, f"journal show {entry_id}", ())
     click.echo(f"entry {entry.id}: {entry.status.value}, {entry.ack_code} {entry.error_code or ''}"
                f" {entry.error_text or ''}")
     click.echo(entry.raw.replace("\r", "\n"))
@@ -143,15 +160,13 @@ def journal_show(ctx: click.Context, entry_id: int) -> None:
 @click.pass_context
 def journal_replay(ctx: click.Context, entry_id: int) -> None:
     """Apply a failed message again, after the cause was fixed."""
-    container = _container(_settings(**ctx.obj))
-    try:
-        entry = container.hl7.replay(entry_id)
-    except KeyError:
-        raise click.ClickException(f"no journal entry {entry_id}") from None
-    except ValueError as exc:
-        raise click.ClickException(str(exc)) from None
-    finally:
-        container.close()
+    with _container(_settings(**ctx.obj)) as container:
+        try:
+            entry = container.hl7.replay(entry_id)
+        except KeyError:
+            raise click.ClickException(f"no journal entry {entry_id}") from None
+        except ValueError as exc:
+            raise click.ClickException(str(exc)) from None
     if entry.status is JournalStatus.REPLAYED:
         click.echo(f"entry {entry_id} applied")
     else:
@@ -173,10 +188,11 @@ def review_list(show_all: bool, limit: int, **options: Any) -> None:
     from mpi.matching.vetoes import VETOES
     from mpi.model import ReviewStatus
 
-    container = _container(_settings(**options))
-    with container.uow_factory(read_only=True) as uow:
-        tasks, total = uow.reviews.list(None if show_all else ReviewStatus.OPEN, 0, limit)
-    container.close()
+    with _container(_settings(**options)) as container:
+        with container.uow_factory(read_only=True) as uow:
+            tasks, total = uow.reviews.list(None if show_all else ReviewStatus.OPEN, 0, limit)
+        _audit_cli(container, AuditAction.SEARCH, "review list",
+                   (t.person_id for t in tasks))
     click.echo(f"{total} task(s)")
     for t in tasks:
         # Why the task was not linked automatically: the vetoes flagged in its evidence.
@@ -195,16 +211,14 @@ def review_show(task_id: int, **options: Any) -> None:
     from mpi.matching.vetoes import VETOES
     from mpi.review import show_review
 
-    container = _container(_settings(**options))
-    try:
-        with container.uow_factory(read_only=True) as uow:
-            view = show_review(uow, container.identity, task_id)
-    except UnknownIdentifierError as exc:
-        raise click.ClickException(exc.message) from None
-        _audit_cli(container, "review show", {p.person.id for p in
-                                              (view.record_person, view.candidate) if p})
-    finally:
-        container.close()
+    with _container(_settings(**options)) as container:
+        try:
+            with container.uow_factory(read_only=True) as uow:
+                view = show_review(uow, container.identity, task_id)
+        except UnknownIdentifierError as exc:
+            raise click.ClickException(exc.message) from None
+        _audit_cli(container, AuditAction.READ, f"review show {task_id}",
+                   (p.person.id for p in (view.record_person, view.candidate) if p))
     task = view.task
     click.echo(f"task {task.id} ({task.status.value}), probability {task.score:.6f}")
     other = view.candidate_record
@@ -237,35 +251,26 @@ def review_decide(task_id: int, decision: str, user: str, reason: str, **options
     """Decide a task; the decision is audited (who, when, why) and sticky."""
     from mpi.errors import MPIError
     from mpi.identity import Actor
-    from mpi.model import ReviewDecision
+    from mpi.model import ReviewDecision, ReviewTask
+    from mpi.retry import retry_on_conflict
     from mpi.review import decide_review
 
-    container = _container(_settings(**options))
-    try:
-        with container.uow_factory() as uow:
-            task = decide_review(uow, container.identity, task_id, ReviewDecision(decision),
-                                 Actor(f"user:{user}", None), reason)
-            uow.commit()
-    except MPIError as exc:
-        raise click.ClickException(exc.message) from None
-    finally:
-        container.close()
+    actor = Actor(f"user:{user}", None)
+    with _container(_settings(**options)) as container:
+
+        def decide() -> ReviewTask:
+            with container.uow_factory() as uow:
+                decided = decide_review(uow, container.identity, task_id,
+                                        ReviewDecision(decision), actor, reason)
+                uow.commit()
+                return decided
+
+        try:
+            task = retry_on_conflict(decide)
+        except MPIError as exc:
+            raise click.ClickException(exc.message) from None
     click.echo(f"task {task.id}: {task.decision.value if task.decision else ''} "
                f"by {task.decided_by}")
-
-
-def _audit_cli(container: Any, subject: str, persons: Any) -> None:
-    """Trace a read of patient data made from the command line (actor: the OS user)."""
-    import getpass
-    import socket
-
-    from mpi.audit import AuditAction, AuditEvent
-
-    container.audit.record(AuditEvent(
-        occurred_at=container.clock.now(), channel="cli", action=AuditAction.READ,
-        actor=f"os:{getpass.getuser()}", subject=subject, outcome="success",
-        source=socket.gethostname(), persons=tuple(p for p in persons if p is not None),
-    ))
 
 
 @main.command("audit")
@@ -275,11 +280,12 @@ def _audit_cli(container: Any, subject: str, persons: Any) -> None:
 @common_options
 def audit_trail(person_id: int | None, actor: str | None, limit: int, **options: Any) -> None:
     """The access trail, newest first: who read or changed which person's data, when, how."""
-    container = _container(_settings(**options))
-    try:
+    with _container(_settings(**options)) as container:
         events = container.audit.search(person_id=person_id, actor=actor, limit=limit)
-    finally:
-        container.close()
+        # Reading the trail is itself an access to patient data: it says who saw whom.
+        _audit_cli(container, AuditAction.SEARCH,
+                   f"audit --person {person_id or '-'} --actor {actor or '-'}",
+                   (p for e in events for p in e.persons))
     for e in events:
         persons = ",".join(str(p) for p in e.persons) or "-"
         click.echo(f"{e.occurred_at:%Y-%m-%dT%H:%M:%S}Z {e.channel:<8} {e.action.value:<8} "
@@ -318,7 +324,11 @@ def import_records(file: Path, authority: str | None, file_format: str | None,
     import getpass
 
     from adapters.bulk_import import (
-        DEFAULT_DATE_FORMATS, UnusableFileError, ImportOptions, import_file, load_mapping,
+        DEFAULT_DATE_FORMATS,
+        ImportOptions,
+        UnusableFileError,
+        import_file,
+        load_mapping,
     )
     from mpi.errors import UnknownAuthorityError
 
@@ -334,10 +344,10 @@ def import_records(file: Path, authority: str | None, file_format: str | None,
         batch_size=batch_size, restart=restart,
         actor=f"import:{user or getpass.getuser()}",
     )
-    container = _container(_settings(**options))
-    try:
-        with click.progressbar(length=file.stat().st_size, label=f"importing {file.name}",
-                               file=sys.stderr, show_eta=True) as bar:
+    with _container(_settings(**options)) as container, click.progressbar(
+            length=file.stat().st_size, label=f"importing {file.name}", file=sys.stderr,
+            show_eta=True) as bar:
+        try:
             position = [0]
 
             def progress(read: int, total: int, report: Any) -> None:
@@ -347,10 +357,8 @@ def import_records(file: Path, authority: str | None, file_format: str | None,
             report = import_file(file, registry=container.registry, identity=container.identity,
                                  uow_factory=container.uow_factory, options=import_options,
                                  progress=progress)
-    except (UnusableFileError, UnknownAuthorityError) as exc:
-        raise click.ClickException(str(exc)) from None
-    finally:
-        container.close()
+        except (UnusableFileError, UnknownAuthorityError) as exc:
+            raise click.ClickException(str(exc)) from None
     if report.skipped:
         click.echo(f"{report.skipped} rows were done by an earlier run")
     click.echo(f"{report.rows} rows in {report.seconds:.1f} s ({report.rate:.0f} rows/s): "
@@ -371,26 +379,18 @@ def train(sample: int, activate: bool, **options: Any) -> None:
     degenerate estimate is refused."""
     from datetime import datetime, timezone
 
-    from mpi.matching.profile import profile_of
-    from mpi.matching.training import model_in_force, train_model
+    from mpi.matching.training import retrain
 
-    container = _container(_settings(**options))
-    try:
-        with container.uow_factory() as uow:
-            records = uow.records.sample(sample)
-            base = model_in_force(uow)
-            version = f"trained-{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}"
-            try:
-                model = train_model([profile_of(r) for r in records], base=base,
-                                    version=version)
-            except ValueError as exc:
-                raise click.ClickException(f"cannot train: {exc}") from None
-            uow.models.add(version, model.to_json(), activate)
-            uow.commit()
-    finally:
-        container.close()
-    click.echo(f"model {version} from {len(records)} records, match share among candidate "
-               f"pairs {model.prior:.4f}{' (in force)' if activate else ''}")
+    with _container(_settings(**options)) as container, container.uow_factory() as uow:
+        try:
+            trained = retrain(uow, sample=sample, now=datetime.now(timezone.utc),
+                              activate=activate)
+        except ValueError as exc:
+            raise click.ClickException(f"cannot train: {exc}") from None
+        uow.commit()
+    model = trained.model
+    click.echo(f"model {model.version} from {trained.records} records, match share among "
+               f"candidate pairs {model.prior:.4f}{' (in force)' if activate else ''}")
     _print_model(model)
 
 
@@ -400,11 +400,10 @@ def model(**options: Any) -> None:
     """The matching model in force (m, u and weight per field and level) and its versions."""
     from mpi.matching.training import model_in_force
 
-    container = _container(_settings(**options))
-    with container.uow_factory(read_only=True) as uow:
+    with _container(_settings(**options)) as container, \
+            container.uow_factory(read_only=True) as uow:
         current = model_in_force(uow)
         versions = uow.models.versions()
-    container.close()
     click.echo(f"in force: {current.version}")
     _print_model(current)
     for version, created, active in versions:
@@ -462,44 +461,19 @@ def archive() -> None:
 def archive_import(folder: Path, authority: str | None, jobs: int, **options: Any) -> None:
     """Import every DICOM file under FOLDER (recursively). Resumable: files already stored
     byte for byte are skipped. A file that is refused is reported and the import goes on."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    from mpi.archive import Sender
+    from adapters.dicom.transfer import dicom_files, import_folder
     from mpi.errors import MPIError
 
-    container = _container(_settings(**options))
-    try:
-        if authority is not None:
-            try:
-                container.registry.by_code(authority)
-            except MPIError as exc:
-                raise click.ClickException(exc.message) from None
-        sender = Sender(f"import:{folder.resolve().name}"[:64], authority)
-        files = sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
-        counts = {"stored": 0, "replaced": 0, "skipped": 0, "refused": 0}
-        refused: list[str] = []
-
-        def one(path: Path) -> str:
-            data = path.read_bytes()
-            if container.dicom.already_stored(data):
-                return "skipped"
-            try:
-                return container.dicom.store(data, sender).outcome.value
-            except MPIError as exc:
-                refused.append(f"{path}: {exc.message}")
-                return "refused"
-
-        with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool, click.progressbar(
-                length=len(files), label="importing", file=sys.stderr) as bar:
-            for outcome in pool.map(one, files):
-                counts["skipped" if outcome == "duplicate" else outcome] += 1
-                bar.update(1)
-    finally:
-        container.close()
-    for line in refused:
+    with _container(_settings(**options)) as container, click.progressbar(
+            length=len(dicom_files(folder)), label="importing", file=sys.stderr) as bar:
+        try:
+            summary = import_folder(container.dicom, folder, authority, jobs, bar.update)
+        except MPIError as exc:
+            raise click.ClickException(exc.message) from None
+    for line in summary.refused:
         click.echo(f"refused {line}", err=True)
-    click.echo(", ".join(f"{n} {k}" for k, n in counts.items()))
-    if counts["refused"]:
+    click.echo(", ".join(f"{n} {k}" for k, n in summary.counts().items()))
+    if summary.refused:
         sys.exit(1)
 
 
@@ -511,41 +485,52 @@ def archive_import(folder: Path, authority: str | None, jobs: int, **options: An
 def archive_export(person_id: int, domain: str | None, folder: Path, **options: Any) -> None:
     """Write coerced copies of every study of a person to FOLDER/study/series/sop.dcm (for
     media or transfer). Traced in the access trail."""
-    import getpass
-    import socket
-
-    from mpi.archive import ArchiveQuery
-    from mpi.audit import AuditAction
+    from adapters.dicom.transfer import export_person
     from mpi.errors import MPIError
-    from mpi.model import master_id_of
 
-    container = _container(_settings(**options))
-    written = 0
-    try:
+    with _container(_settings(**options)) as container:
         try:
             asker = container.dicom.asker(domain)
         except MPIError as exc:
             raise click.ClickException(exc.message) from None
-        found = container.dicom.instances(
-            ArchiveQuery("PATIENT", patient_id=master_id_of(person_id),
-                  issuer=container.registry.master.namespace), asker)
-        try:
-            for instance, plan in found:
-                target = (folder / str(instance.study_instance_uid)
-                          / str(instance.series_instance_uid) / f"{instance.sop_instance_uid}.dcm")
-                target.parent.mkdir(parents=True, exist_ok=True)
-                with open(target, "wb") as handle:
-                    for chunk in container.dicom.coerced_file(instance, plan):
-                        handle.write(chunk)
-                written += 1
-        finally:
-            container.dicom.trace(
-                channel="cli", action=AuditAction.EXPORT, actor=f"os:{getpass.getuser()}",
-                subject=f"archive export --person {person_id} {folder}",
-                persons={plan.person_id for _, plan in found}, authority=asker.code,
-                source=socket.gethostname(), detail={"instances": written})
-    finally:
-        container.close()
+        written = export_person(container.dicom, person_id, asker, folder,
+                                actor=f"os:{getpass.getuser()}", source=socket.gethostname())
     if not written:
         raise click.ClickException(f"no stored object for person {person_id}")
     click.echo(f"{written} object(s) written to {folder}")
+
+
+@main.group(invoke_without_command=True)
+@common_options
+@click.pass_context
+def jobs(ctx: click.Context, **options: Any) -> None:
+    """The background jobs `mpi serve` runs: what each does and what waits for it (use
+    `mpi jobs run NAME` to run one pass by hand)."""
+    ctx.obj = options
+    if ctx.invoked_subcommand is not None:
+        return
+    with _container(_settings(**options)) as container:
+        snapshot = container.jobs.snapshot()
+    click.echo(f"{'NAME':<24}{'EVERY':>8}{'BACKLOG':>9}  WHAT")
+    for job in snapshot:
+        backlog = "-" if job["backlog"] is None else str(job["backlog"])
+        click.echo(f"{job['name']:<24}{job['interval']:>7g}s{backlog:>9}  {job['description']}")
+
+
+@jobs.command("run")
+@click.argument("name")
+@click.pass_context
+def jobs_run(ctx: click.Context, name: str) -> None:
+    """Run one pass of a job now, and say what waits for it afterwards."""
+    from adapters.jobs import UnknownJobError
+
+    with _container(_settings(**ctx.obj)) as container:
+        try:
+            more = asyncio.run(container.jobs.run_once(name))
+        except UnknownJobError as exc:
+            raise click.ClickException(exc.message) from None
+        except Exception as exc:  # the pass's own failure, reported to the operator
+            raise click.ClickException(f"{name} failed: {exc}") from None
+        backlog = container.jobs.backlog(name)
+    click.echo(f"{name}: one pass done; backlog {'-' if backlog is None else backlog}"
+               f"{' (more is waiting)' if more else ''}")

@@ -115,11 +115,13 @@ class JobBoard:
             except Exception:
                 log.exception("job %s failed; it runs again in %.1f s", name, interval)
                 more = False
-            if not more:
-                try:
-                    await asyncio.wait_for(stop.wait(), interval)
-                except asyncio.TimeoutError:
-                    pass
+            if more:
+                await asyncio.sleep(0)  # let the other loops and servers run between passes
+                continue
+            try:
+                await asyncio.wait_for(stop.wait(), interval)
+            except asyncio.TimeoutError:
+                pass
 
     def backlog(self, name: str) -> int | None:
         """What waits for a job now (None when it cannot tell or the count failed)."""

@@ -33,8 +33,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from adapters.hl7v2.er7 import parse  # noqa: E402
 from scratch import database_url  # noqa: E402
+
+from adapters.hl7v2.er7 import parse  # noqa: E402
 from adapters.hl7v2.mllp import FrameDecoder, frame  # noqa: E402
 from mpi.normalize import nir_key  # noqa: E402
 

@@ -35,8 +35,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from adapters.bootstrap import bootstrap  # noqa: E402
 from scratch import database_url  # noqa: E402
+
+from adapters.bootstrap import bootstrap  # noqa: E402
 from adapters.dicom.service import Query  # noqa: E402
 from adapters.settings import Settings  # noqa: E402
 from mpi.archive import Sender  # noqa: E402

@@ -37,6 +37,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from adt_feed import Server, percentile  # noqa: E402
 from scratch import database_url  # noqa: E402
+
 from adapters.authorities_file import DEFAULT_AUTHORITIES_FILE, load_authorities  # noqa: E402
 from adapters.sql.engine import create_engine_for  # noqa: E402
 from adapters.sql.migrate import upgrade  # noqa: E402

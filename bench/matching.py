@@ -41,9 +41,9 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from jellyfish import jaro_winkler_similarity, levenshtein_distance  # noqa: E402
+from scratch import database_url  # noqa: E402
 
 from fixtures.population import source_record  # noqa: E402
-from scratch import database_url  # noqa: E402
 from mpi.matching.training import (  # noqa: E402
     estimate_m_by_rule,
     level_frequencies,

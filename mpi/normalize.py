@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from functools import lru_cache
 from collections.abc import Iterable
 from datetime import date, datetime
+from functools import lru_cache
 
 __all__ = [
     "birth_date_relation",

@@ -19,11 +19,11 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.pool import NullPool
 
+from adapters.authorities_file import DEFAULT_AUTHORITIES_FILE, load_authorities
 from adapters.sql.engine import create_engine_for, default_sqlite_url
 from adapters.sql.migrate import upgrade
 from adapters.sql.tables import metadata, sync_authorities
 from adapters.sql.uow import SqlUnitOfWorkFactory
-from adapters.authorities_file import DEFAULT_AUTHORITIES_FILE, load_authorities
 
 DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 

@@ -9,6 +9,7 @@ from typing import Any, Iterable
 
 from mpi.errors import ConcurrencyError
 from mpi.events import Event, StoredEvent
+from mpi.matching.profile import blocking_keys, profile_of
 from mpi.model import (
     Identifier,
     JournalEntry,
@@ -21,7 +22,6 @@ from mpi.model import (
     SourceRecord,
     person_id_of_master_id,
 )
-from mpi.matching.profile import blocking_keys, profile_of
 from mpi.normalize import search_key
 from mpi.ports import PendingNotification, PersonQuery
 

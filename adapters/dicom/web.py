@@ -14,10 +14,10 @@ from typing import Any
 
 from pydicom.dataset import Dataset
 
-from adapters.errors import AdapterError
 from adapters.dicom.header import dicom_date, parse_object
 from adapters.dicom.service import DicomArchive, match_dataset
 from adapters.dicom.status import CANNOT_UNDERSTAND, store_failure
+from adapters.errors import AdapterError
 from mpi.archive import ArchiveMatch, ArchiveQuery, PatientCoercion, Sender, StoredInstance
 from mpi.audit import AuditAction
 from mpi.errors import InvalidObjectError, MPIError

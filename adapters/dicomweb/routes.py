@@ -14,7 +14,6 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
-
 from starlette.concurrency import run_in_threadpool
 
 from adapters.container import Container

@@ -3,14 +3,13 @@ of a person."""
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable, TypeVar
+from typing import Any, Iterable, TypeVar
 
 from fastapi import Request
 
 from adapters.fhir.mapping import patient_json
 from adapters.fhir.wire import FhirError
 from mpi.authorities import AuthorityRegistry
-from mpi.errors import ConcurrencyError
 from mpi.model import Person, PersonStatus
 from mpi.ports import UnitOfWork
 from mpi.queries import current_person, person_view

@@ -16,12 +16,12 @@ from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Request
 
-from adapters.http.deps import ContainerDep
 from adapters.fhir.caller import expect_access, trace_access
 from adapters.fhir.common import base_url, only_parameters
 from adapters.fhir.mapping import parse_token_identifier
 from adapters.fhir.registry import ResourceCapability, SearchParameter
 from adapters.fhir.wire import FhirError, FhirResponse
+from adapters.http.deps import ContainerDep
 from mpi.archive import StudyFilter, StudySummary, find_studies, studies_of_person
 from mpi.audit import AuditAction
 from mpi.errors import UnknownAuthorityError

@@ -18,8 +18,8 @@ from mpi.authorities import AuthorityRegistry
 from mpi.errors import UnknownAuthorityError
 from mpi.identity import RecordData
 from mpi.model import (
-    QUALIFIED_RELIABILITY_CODES,
     DEMOGRAPHIC_FIELDS,
+    QUALIFIED_RELIABILITY_CODES,
     Authority,
     AuthorityKind,
     Demographics,

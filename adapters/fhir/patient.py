@@ -12,7 +12,6 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
-from adapters.http.deps import ContainerDep
 from adapters.fhir.caller import WriterDep, expect_access, trace_access
 from adapters.fhir.common import base_url, only_parameters, patient_of
 from adapters.fhir.errors import from_core_error
@@ -23,6 +22,7 @@ from adapters.fhir.pdqm import SEARCH_PARAMETERS, parse_search, read_person, sea
 from adapters.fhir.pixm import conditional_identifier, pix_parameters, replaced_by
 from adapters.fhir.registry import Operation, ResourceCapability
 from adapters.fhir.wire import FhirError, FhirResponse
+from adapters.http.deps import ContainerDep
 from mpi.audit import AuditAction
 from mpi.errors import MPIError
 from mpi.identity import DeleteRecord, MergeRecords, RecordData, RegisterRecord

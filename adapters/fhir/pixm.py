@@ -16,10 +16,10 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import Request
+from fhir.resources.R4B.patient import Patient
 
 from adapters.fhir.mapping import authority_of_system, parse_token_identifier, system_of
 from adapters.fhir.wire import FhirError
-from fhir.resources.R4B.patient import Patient
 from mpi.authorities import AuthorityRegistry
 from mpi.errors import UnknownAuthorityError, UnknownIdentifierError
 from mpi.model import Authority, Identifier, master_id_of

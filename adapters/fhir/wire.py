@@ -3,12 +3,12 @@ OperationOutcome."""
 
 from __future__ import annotations
 
-from adapters.errors import AdapterError
-
 import json
 from typing import Any
 
 from fastapi.responses import Response
+
+from adapters.errors import AdapterError
 
 __all__ = ["FHIR_JSON", "FHIR_VERSION", "FhirResponse", "FhirError", "operation_outcome"]
 

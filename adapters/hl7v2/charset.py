@@ -7,9 +7,9 @@ read from the raw bytes before the whole message is decoded with the matching co
 
 from __future__ import annotations
 
-from adapters.errors import AdapterError
-
 import re
+
+from adapters.errors import AdapterError
 
 __all__ = [
     "MessageDecodingError",

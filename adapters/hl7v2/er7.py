@@ -11,9 +11,9 @@ from 1, and for MSH, field 1 is the field separator itself.
 
 from __future__ import annotations
 
-from adapters.errors import AdapterError
-
 from dataclasses import dataclass
+
+from adapters.errors import AdapterError
 
 __all__ = [
     "Separators",

@@ -7,16 +7,16 @@ and parsing them as HL7 is the caller's business.
 
 from __future__ import annotations
 
-from adapters.errors import AdapterError
-
 import asyncio
-import socket
 import logging
+import socket
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Self
+
+from adapters.errors import AdapterError
 
 __all__ = [
     "CARRIAGE_RETURN",

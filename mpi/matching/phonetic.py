@@ -55,9 +55,8 @@ instead because it compares the same way without the loss of precision of a floa
 
 from __future__ import annotations
 
-from functools import lru_cache
-
 import re
+from functools import lru_cache
 from itertools import groupby
 
 from mpi.normalize import family_name_key, fold

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import random
 from collections import Counter, defaultdict
-from dataclasses import replace
+from dataclasses import dataclass, replace
+from datetime import datetime
 from itertools import combinations
 from typing import Iterable, Mapping, Sequence
 
 from mpi.matching.comparisons import FIELD_LEVELS, FIELDS, MISSING, compare
 from mpi.matching.model import DEFAULT_MODEL, MatchModel
-from mpi.matching.profile import MatchProfile, blocking_keys
+from mpi.matching.profile import MatchProfile, blocking_keys, profile_of
 from mpi.ports import UnitOfWork
 
 __all__ = [
@@ -32,6 +33,8 @@ __all__ = [
     "name_frequencies",
     "train_model",
     "check_plausible",
+    "TrainedModel",
+    "retrain",
 ]
 
 Pattern = tuple[str, ...]  # one level per field, in FIELDS order
@@ -257,3 +260,23 @@ def check_plausible(model: MatchModel) -> None:
         if model.level_weight(name, "far") >= 0:
             raise ValueError(f"disagreement on {name} does not count against a match in this "
                              "model")
+
+
+@dataclass(frozen=True)
+class TrainedModel:
+    model: MatchModel
+    records: int  # how many records it learned from
+    activated: bool
+
+
+def retrain(uow: UnitOfWork, *, sample: int, now: datetime, activate: bool) -> TrainedModel:
+    """Re-estimate the model from up to ``sample`` records of the live index, starting from
+    the model in force, and store it as a new version (put in force when ``activate``); the
+    caller commits. Raises ValueError when the estimate is refused (too little data, or a
+    degenerate model: see :func:`check_plausible`)."""
+    records = uow.records.sample(sample)
+    version = f"trained-{now:%Y%m%dT%H%M%SZ}"
+    model = train_model([profile_of(r) for r in records], base=model_in_force(uow),
+                        version=version)
+    uow.models.add(version, model.to_json(), activate)
+    return TrainedModel(model, len(records), activate)

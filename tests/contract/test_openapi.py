@@ -11,8 +11,8 @@ import yaml
 from fastapi.openapi.utils import get_openapi
 
 from adapters.bootstrap import http_app as create_app
-from adapters.jobs import JobBoard
 from adapters.fhir import RESOURCES
+from adapters.jobs import JobBoard
 
 ROOT = Path(__file__).resolve().parents[2]
 METHODS = {"get", "put", "post", "delete", "patch"}

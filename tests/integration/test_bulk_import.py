@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from adapters.bootstrap import bootstrap
+from adapters.bulk_import import ImportOptions, UnusableFileError, import_file
 from adapters.container import Container
-from adapters.bulk_import import UnusableFileError, ImportOptions, import_file
 from fixtures.population import generate_population, write_csv
 from mpi.model import Identifier
 from mpi.queries import resolve_person, resolve_record

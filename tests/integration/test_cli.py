@@ -274,6 +274,15 @@ def test_serve_answers_health_and_mllp_and_stops_cleanly_on_sigterm(tmp_path: Pa
         with Peer(mllp_port) as peer:
             reply = segments(peer.send(registration("CHRU", "100001", control=control)))
         assert reply["MSA"][0][1:3] == ["AA", control]
+        # The background jobs run: the registration's events leave the outbox.
+        deadline = time.monotonic() + 10
+        while True:
+            jobs = {job["name"]: job for job in get_health(http_port)[1]["jobs"]}  # type: ignore[union-attr]
+            if jobs["outbox"]["runs"] and jobs["outbox"]["backlog"] == 0:
+                break
+            assert time.monotonic() < deadline, jobs
+            time.sleep(0.1)
+        assert jobs["outbox"]["last_error"] is None
 
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=10) == 0, (tmp_path / "serve.log").read_text()

@@ -16,10 +16,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-
-from adapters.authorities_file import DEFAULT_AUTHORITIES_FILE
 from pydicom.dataset import Dataset
 
+from adapters.authorities_file import DEFAULT_AUTHORITIES_FILE
 from adapters.dicom.coerce import coerced_chunks
 from mpi.archive import StoreOutcome, studies_of_person
 from mpi.identity import Actor, MergeRecords, RecordData, RegisterRecord
@@ -37,7 +36,7 @@ from tests.dicom_objects import (
     relabel,
     run,
 )
-from tests.service import FIXTURES, RunningService, start_service
+from tests.service import RunningService, start_service
 
 NIR_BODY = "2800154395123"
 NIR = f"{NIR_BODY}{nir_key(NIR_BODY):02d}"

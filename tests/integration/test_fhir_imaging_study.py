@@ -11,6 +11,7 @@ from fhir.resources.R4B.imagingstudy import ImagingStudy
 
 from mpi.identity import Actor, MergeRecords, RecordData
 from mpi.model import Identifier, master_id_of
+from tests.dicom_objects import UNCOMPRESSED_CT, relabel
 from tests.integration.test_dicom_archive import (  # noqa: F401 (fixtures)
     CHRU_STUDY,
     MRUN_STUDY,
@@ -21,7 +22,6 @@ from tests.integration.test_dicom_archive import (  # noqa: F401 (fixtures)
     two_sites,
     write,
 )
-from tests.dicom_objects import UNCOMPRESSED_CT, relabel
 from tests.service import RunningService
 
 CHRU_OID, MRUN_OID = "1.2.250.1.999.54.1", "1.2.250.1.999.54.3"

@@ -11,17 +11,16 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-
-from adapters.authorities_file import DEFAULT_AUTHORITIES_FILE
 from sqlalchemy import func, select
 
+from adapters.authorities_file import DEFAULT_AUTHORITIES_FILE
 from adapters.hl7v2.mllp import Frame, MLLPServer, PeerInfo
 from adapters.sql.tables import notifications
 from mpi.model import Identifier, master_id_of
 from mpi.queries import resolve_person
 from tests.feeds import Peer, segments
 from tests.hl7_messages import MASTER_OID, ident, identifiers_of, ins_number, registration
-from tests.service import FIXTURES, RunningService, start_service
+from tests.service import RunningService, start_service
 
 HOST = "127.0.0.1"
 HELENE_INS = ins_number(7, sex=2)

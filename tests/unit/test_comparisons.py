@@ -23,8 +23,8 @@ from mpi.matching.comparisons import (
     NAME_SIMILARITY,
     Comparison,
     Level,
-    comparison_of,
     compare,
+    comparison_of,
     otherwise,
 )
 from mpi.matching.phonetic import phonetic_key

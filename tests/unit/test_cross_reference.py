@@ -7,7 +7,14 @@ import pytest
 
 from adapters.authorities_file import DEFAULT_AUTHORITIES_FILE, load_authorities
 from mpi.errors import UnknownIdentifierError
-from mpi.identity import Actor, IdentityService, LinkRecords, MergeRecords, RecordData, RegisterRecord
+from mpi.identity import (
+    Actor,
+    IdentityService,
+    LinkRecords,
+    MergeRecords,
+    RecordData,
+    RegisterRecord,
+)
 from mpi.model import Identifier
 from mpi.queries import cross_reference
 from tests.fakes import FixedClock, fake_uow_factory

@@ -7,10 +7,9 @@ buffered and written at commit in one statement.
 
 from __future__ import annotations
 
-from typing import Any
-
 import functools
 from collections.abc import Mapping
+from typing import Any
 
 from sqlalchemy import Table, bindparam, func, insert, literal, select, true, union_all, update
 from sqlalchemy.engine import RowMapping
@@ -18,6 +17,7 @@ from sqlalchemy.engine import RowMapping
 from adapters.sql.engine import SqlConnection
 from adapters.sql.tables import links, persons, source_record_versions, source_records, utc_now
 from mpi.errors import ConcurrencyError
+from mpi.matching.profile import blocking_keys, profile_of
 from mpi.model import (
     DEMOGRAPHIC_FIELDS,
     Demographics,
@@ -26,7 +26,6 @@ from mpi.model import (
     RecordStatus,
     SourceRecord,
 )
-from mpi.matching.profile import blocking_keys, profile_of
 from mpi.normalize import search_key
 
 __all__ = ["SqlRecordRepository"]
