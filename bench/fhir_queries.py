@@ -3,7 +3,7 @@
 
 Prints, for SQLite and PostgreSQL: requests/s and latency percentiles per query, measured in
 the same run beside the floor (`GET /health`, no database work), and the server's peak memory.
-The population (fixtures/population.py, French demographics) is loaded straight into the
+The population (adapters/evaluation/population.py, French demographics) is loaded straight into the
 tables, each true person as one person of the index: loading is not what is measured.
 
     python bench/fhir_queries.py [--persons 100000] [--clients 8] [--requests 2000]
@@ -39,11 +39,11 @@ from adt_feed import Server, percentile  # noqa: E402
 from scratch import database_url  # noqa: E402
 
 from adapters.authorities_file import DEFAULT_AUTHORITIES_FILE, load_authorities  # noqa: E402
+from adapters.evaluation.population import SourceRow, generate_population, source_record  # noqa: E402
 from adapters.sql.engine import create_engine_for  # noqa: E402
 from adapters.sql.migrate import upgrade  # noqa: E402
 from adapters.sql.repositories.records import _record_values  # noqa: E402
 from adapters.sql.tables import links, persons, source_records, sync_authorities  # noqa: E402
-from fixtures.population import SourceRow, generate_population, source_record  # noqa: E402
 
 REGISTRY = load_authorities(DEFAULT_AUTHORITIES_FILE)
 GENDER = {"M": "male", "F": "female"}

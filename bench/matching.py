@@ -5,7 +5,7 @@
    Fellegi-Sunter estimation and scoring, unsupervised (u from random pairs, m by EM per
    blocking rule, term frequencies for names), beside Splink 5 on DuckDB with a comparable
    configuration (same blocking rules, same threshold: match probability >= 0.5).
-2. The shipped synthetic population (fixtures/population.py) replayed through the real feed
+2. The shipped synthetic population (adapters/evaluation/population.py) replayed through the real feed
    path: false merges, precision and recall of automatic links, recall counting the review
    queue, review queue size (`mpi evaluate`).
 3. PostgreSQL at scale: `mpi import` records/s on a generated extract; then, with an index of
@@ -43,7 +43,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 from jellyfish import jaro_winkler_similarity, levenshtein_distance  # noqa: E402
 from scratch import database_url  # noqa: E402
 
-from fixtures.population import source_record  # noqa: E402
+from adapters.evaluation.population import source_record  # noqa: E402
 from mpi.matching.training import (  # noqa: E402
     estimate_m_by_rule,
     level_frequencies,
@@ -374,8 +374,8 @@ def _percentiles(samples: list[float]) -> str:
 def scale(records: int, import_records: int) -> None:
     from adapters.bootstrap import bootstrap
     from adapters.bulk_import import ImportOptions, import_file
+    from adapters.evaluation.population import generate_population, write_csv
     from adapters.settings import Settings
-    from fixtures.population import generate_population, write_csv
 
     persons = max(1, int(records / 1.5))  # the generator makes about 1.5 records a person
     print(f"scale (PostgreSQL): import of {import_records} records, then matching latency with "

@@ -11,7 +11,7 @@ import pytest
 from adapters.bootstrap import bootstrap
 from adapters.bulk_import import ImportOptions, UnusableFileError, import_file
 from adapters.container import Container
-from fixtures.population import generate_population, write_csv
+from adapters.evaluation.population import generate_population, write_csv
 from mpi.model import Identifier
 from mpi.queries import resolve_person, resolve_record
 from tests.integration.test_cli import environment, mpi

@@ -199,7 +199,7 @@ def test_the_declared_levels_are_those_of_the_old_if_chain(pair: tuple[MatchProf
 def test_the_declared_levels_are_those_of_the_old_if_chain_on_the_synthetic_population() -> None:
     """Every candidate pair blocking finds in a synthetic population, and random pairs; every
     weighted level is reached, so the agreement is not that of trivial pairs."""
-    from fixtures.population import generate_population, source_record
+    from adapters.evaluation.population import generate_population, source_record
     from mpi.matching.profile import profile_of
     from mpi.matching.training import pairs_by_rule
 

@@ -1,4 +1,5 @@
-"""The seeded synthetic population used to evaluate record linkage (fixtures/population.py)."""
+"""The seeded synthetic population used to evaluate record linkage
+(adapters/evaluation/population.py), and its ADT^A28 through the one ER7 writer."""
 
 from __future__ import annotations
 
@@ -11,9 +12,16 @@ from pathlib import Path
 import pytest
 
 from adapters.authorities_file import DEFAULT_AUTHORITIES_FILE, load_authorities
-from adapters.hl7v2.er7 import parse
-from adapters.hl7v2.pid import record_data_from_pid
-from fixtures.population import (
+from adapters.evaluation.population import (
+    SourceRow,
+    generate_population,
+    main,
+    pairs_of_same_person,
+    read_csv,
+    write_csv,
+)
+from adapters.evaluation.replay import pid_segment
+from adapters.evaluation.tables import (
     AUTHORITIES,
     CITY_POSTCODES,
     ERROR_KINDS,
@@ -22,14 +30,9 @@ from fixtures.population import (
     PERSON_KINDS,
     RECORD_TAGS,
     REFERENCE_DATE,
-    SourceRow,
-    generate_population,
-    main,
-    pairs_of_same_person,
-    read_csv,
-    to_pid_fields,
-    write_csv,
 )
+from adapters.hl7v2.er7 import parse
+from adapters.hl7v2.pid import record_data_from_pid
 from mpi.model import Identifier
 from mpi.normalize import is_valid_nir as project_is_valid_nir
 
@@ -416,6 +419,13 @@ def test_a_file_of_another_shape_is_refused(tmp_path: Path) -> None:
     path.write_text("a,b\n1,2\n", encoding="utf-8")
     with pytest.raises(ValueError):
         read_csv(path)
+
+
+def to_pid_fields(row: SourceRow) -> dict[str, str]:
+    """The non-empty fields of the row's PID, by field number."""
+    registry = load_authorities(DEFAULT_AUTHORITIES_FILE)
+    return {str(number): text for number, text in enumerate(pid_segment(row, registry).split("|"))
+            if number >= 2 and text}
 
 
 def test_pid_fields_escape_the_hl7_separators() -> None:

@@ -39,7 +39,7 @@ def test_em_per_blocking_rule_learns_a_usable_model_from_the_synthetic_populatio
     """EM over every candidate pair at once collapses (blocked pairs agree on the blocking
     fields whatever they are); one EM per blocking rule, on the fields it leaves free, does
     not."""
-    from fixtures.population import generate_population, source_record
+    from adapters.evaluation.population import generate_population, source_record
     from mpi.matching.profile import profile_of
     from mpi.matching.training import train_model
 

@@ -1,6 +1,6 @@
 """`mpi evaluate`: the accuracy of the index on the shipped synthetic population.
 
-The population (fixtures/population.py, with its ground truth) is replayed as ADT^A28
+The population (:mod:`adapters.evaluation.population`, with its ground truth) is replayed as ADT^A28
 messages through the real feed path (the HL7 application: journal, parsing, use cases,
 matching) into a fresh database; then pairwise precision, recall and F1 of the links, the false
 merges (with the worst examples) and the review queue are measured against the truth.
@@ -18,25 +18,63 @@ from typing import Callable, Iterable
 
 from adapters.bootstrap import bootstrap
 from adapters.container import Container
+from adapters.evaluation.population import SourceRow, generate_population
+from adapters.evaluation.tables import INS_AUTHORITY
+from adapters.hl7v2.er7 import Separators, escape
+from adapters.hl7v2.replies import cx, segment
 from adapters.settings import Settings
-from fixtures.population import SourceRow, generate_population, to_pid_fields
+from mpi.authorities import AuthorityRegistry
 from mpi.model import Identifier, ReviewStatus
 from mpi.queries import resolve_person
 
-__all__ = ["EvaluationReport", "evaluate", "a28_message"]
+__all__ = ["EvaluationReport", "evaluate", "a28_message", "pid_segment"]
+
+SEPARATORS = Separators()
 
 
-def a28_message(row: SourceRow, number: int) -> bytes:
+def pid_segment(row: SourceRow, registry: AuthorityRegistry) -> str:
+    """The PID of an ADT^A28 for ``row`` (IHE PAM France 2.11), written by the one ER7
+    writer: PID-3 IPP (+ INS when qualified), PID-5 birth name (L) and used name (D), PID-7
+    birth date, PID-8 sex, PID-11 home address, PID-13 phone, PID-23 birthplace, PID-32
+    reliability codes."""
+    s = SEPARATORS
+    c = s.component
+    identifiers = [cx(Identifier(row.authority, row.local_id), registry, s)]
+    if row.qualified and row.ins:
+        identifiers.append(cx(Identifier(INS_AUTHORITY, row.ins), registry, s))
+    first = escape(row.given_names[0], s) if row.given_names else ""
+    all_given = " ".join(escape(g, s) for g in row.given_names)
+    names = [c.join([escape(row.birth_family_name or "", s), first, all_given, "", "", "",
+                     "L"])]
+    if row.used_family_name:
+        names.append(c.join([escape(row.used_family_name, s), first, "", "", "", "", "D"]))
+    address = ""
+    if row.street or row.city or row.postcode:
+        address = c.join([escape(row.street or "", s), "", escape(row.city or "", s), "",
+                          escape(row.postcode or "", s), "FRA", "H"])
     fields = [""] * 33
     fields[0], fields[1] = "PID", "1"
-    for position, text in to_pid_fields(row).items():
-        fields[int(position)] = text
+    fields[3] = s.repetition.join(identifiers)
+    fields[5] = s.repetition.join(names)
+    fields[7] = row.birth_date.strftime("%Y%m%d") if row.birth_date else ""
+    fields[8] = escape(row.sex or "", s)
+    fields[11] = address
+    fields[13] = c.join([escape(row.phone, s), "PRN", "PH"]) if row.phone else ""
+    fields[23] = escape(row.birthplace or "", s)
+    fields[32] = s.repetition.join(escape(code, s) for code in row.reliability)
+    return segment(s, *fields)
+
+
+def a28_message(row: SourceRow, number: int, registry: AuthorityRegistry) -> bytes:
+    """ADT^A28 of ``row``, as the establishment's HIS would send it."""
+    s = SEPARATORS
     segments = [
-        f"MSH|^~\\&|HIS|{row.authority}|MPI|GCS|20261129080000||ADT^A28^ADT_A05|"
-        f"EVAL{number:09d}|P|2.5^FRA^2.11|||||FRA|UNICODE UTF-8|FRE",
-        "EVN||20261129080000",
-        "|".join(fields).rstrip("|"),
-        "PV1|1|N",
+        segment(s, "MSH", s.encoding_characters, "HIS", row.authority, "MPI", "GCS",
+                "20261129080000", "", "ADT^A28^ADT_A05", f"EVAL{number:09d}", "P",
+                "2.5^FRA^2.11", "", "", "", "", "FRA", "UNICODE UTF-8", "FRE"),
+        segment(s, "EVN", "", "20261129080000"),
+        pid_segment(row, registry),
+        segment(s, "PV1", "1", "N"),
     ]
     return ("\r".join(segments) + "\r").encode("utf-8")
 
@@ -131,7 +169,7 @@ def _run(container: Container, rows: list[SourceRow], persons: int,
     started = time.perf_counter()
     rejected = 0
     for number, row in enumerate(rows):
-        reply = container.hl7.handle(a28_message(row, number))
+        reply = container.hl7.handle(a28_message(row, number, container.registry))
         if "MSA|AA|" not in reply.text:
             rejected += 1
         if progress is not None and number % 1000 == 0:
