@@ -10,7 +10,8 @@ of levels (:data:`FIELD_LEVELS`) is read off these declarations rather than kept
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import Callable
 
 from jellyfish import jaro_winkler_similarity
@@ -66,6 +67,8 @@ class Comparison:
     field: str
     levels: tuple[Level, ...]
     description: str
+    _tests: tuple[tuple[str, Predicate], ...] = field(init=False, repr=False, compare=False)
+    _else: str = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         """Raises ValueError unless the levels start with "missing", end with an else level
@@ -76,6 +79,10 @@ class Comparison:
                              "level, with at least one level between them")
         if len(set(names)) != len(names):
             raise ValueError(f"{self.field}: two levels have one name")
+        # Read once per pair and field on the hot path: kept ready as plain tuples.
+        object.__setattr__(self, "_tests",
+                           tuple((level.name, level.holds) for level in self.levels[:-1]))
+        object.__setattr__(self, "_else", self.levels[-1].name)
 
     @property
     def weighted_levels(self) -> tuple[str, ...]:
@@ -91,10 +98,10 @@ class Comparison:
 
     def level_of(self, a: MatchProfile, b: MatchProfile) -> str:
         """The name of the first level whose predicate holds for the pair."""
-        for level in self.levels[:-1]:
-            if level.holds(a, b):
-                return level.name
-        return self.levels[-1].name  # the else level, which holds for every pair
+        for name, holds in self._tests:
+            if holds(a, b):
+                return name
+        return self._else  # the else level, which holds for every pair
 
 
 # -- predicates shared by several fields ---------------------------------------------------------
@@ -118,7 +125,7 @@ def _family_names(profile: MatchProfile) -> list[str]:
 
 
 def _no_family_name(a: MatchProfile, b: MatchProfile) -> bool:
-    return not _family_names(a) or not _family_names(b)
+    return not (a.birth_name or a.used_name) or not (b.birth_name or b.used_name)
 
 
 def _same_birth_name(a: MatchProfile, b: MatchProfile) -> bool:
@@ -175,8 +182,17 @@ def _given_names_close(a: MatchProfile, b: MatchProfile) -> bool:
 # -- birth date ----------------------------------------------------------------------------------
 
 
+def _no_birth_date(a: MatchProfile, b: MatchProfile) -> bool:
+    return a.birth_date is None or b.birth_date is None
+
+
+def _same_birth_date(a: MatchProfile, b: MatchProfile) -> bool:
+    return a.birth_date == b.birth_date
+
+
 def _birth_dates_relate(*relations: str) -> Predicate:
-    """The predicate: the birth dates relate in one of these ways (``birth_date_relation``)."""
+    """The predicate: the birth dates relate in one of these ways (``birth_date_relation``).
+    Asked only of two different known dates (the levels before it are the cheap ones)."""
     return lambda a, b: birth_date_relation(a.birth_date, b.birth_date) in relations
 
 
@@ -187,20 +203,11 @@ def _same_department_of_birth(a: MatchProfile, b: MatchProfile) -> bool:
     return department_of_insee(a.birthplace) == department_of_insee(b.birthplace)
 
 
-def _birthplace(p: MatchProfile) -> str | None:
-    return p.birthplace
-
-
-def _sex(p: MatchProfile) -> str | None:
-    return p.sex
-
-
-def _postcode(p: MatchProfile) -> str | None:
-    return p.postcode
-
-
-def _phone(p: MatchProfile) -> str | None:
-    return p.phone
+# Attribute getters written in C: every candidate pair of every match goes through them.
+_birthplace: _Trait = attrgetter("birthplace")
+_sex: _Trait = attrgetter("sex")
+_postcode: _Trait = attrgetter("postcode")
+_phone: _Trait = attrgetter("phone")
 
 
 # -- the declarations ----------------------------------------------------------------------------
@@ -223,8 +230,8 @@ COMPARISONS: tuple[Comparison, ...] = (
         Level(FAR, otherwise, "other first given names"),
     ), "the first given name, and the others when both records have some"),
     Comparison("birth_date", (
-        Level(MISSING, _birth_dates_relate("missing"), "no birth date on one side"),
-        Level(EXACT, _birth_dates_relate("exact"), "same birth date"),
+        Level(MISSING, _no_birth_date, "no birth date on one side"),
+        Level(EXACT, _same_birth_date, "same birth date"),
         Level(CLOSE, _birth_dates_relate("unknown_day", "swapped", "one_typo"),
               "day unknown (01/01 or the 1st), day and month swapped, one typing error"),
         Level(FAR, otherwise, "other birth dates"),
@@ -264,6 +271,20 @@ def comparison_of(field: str) -> Comparison:
     return _BY_FIELD[field]
 
 
+# What compare() walks: every candidate pair of every match goes through it, so the loop over
+# the declarations is written out here rather than through one method call per field.
+_PLAN = tuple((c.field, c._tests, c._else) for c in COMPARISONS)
+
+
 def compare(a: MatchProfile, b: MatchProfile) -> dict[str, str]:
-    """The level of each field for a pair of profiles, in :data:`FIELDS` order."""
-    return {comparison.field: comparison.level_of(a, b) for comparison in COMPARISONS}
+    """The level of each field for a pair of profiles, in :data:`FIELDS` order (the first
+    declared level whose predicate holds, as :meth:`Comparison.level_of`)."""
+    levels: dict[str, str] = {}
+    for name, tests, fallback in _PLAN:
+        for level, holds in tests:
+            if holds(a, b):
+                levels[name] = level
+                break
+        else:
+            levels[name] = fallback
+    return levels
