@@ -15,6 +15,7 @@ same data again is an update without differences.
 from __future__ import annotations
 
 import csv
+import functools
 import hashlib
 import io
 import itertools
@@ -176,7 +177,7 @@ def _rows(handle: io.TextIOBase, kind: str, delimiter: str | None
             yield reader.line_num, {"__error__": f"{len(values)} columns, the header has "
                                                  f"{len(header)}"}
             continue
-        yield reader.line_num, dict(zip(header, values))
+        yield reader.line_num, dict(zip(header, values, strict=True))
 
 
 def load_mapping(path: Path) -> dict[str, str]:
@@ -500,7 +501,8 @@ def _apply(batch: list[_Row], identity: IdentityService, uow_factory: Callable[[
         for row in good:
             assert row.data is not None
             try:
-                retry_on_conflict(lambda: _register_all([row], identity, uow_factory, actor))
+                retry_on_conflict(functools.partial(_register_all, [row], identity, uow_factory,
+                                                    actor))
                 report.imported += 1
             except MPIError as exc:
                 rejects.add(row.line, str(row.data.identifier), exc.message)

@@ -7,9 +7,10 @@ import getpass
 import logging
 import socket
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from datetime import UTC
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 
@@ -20,6 +21,8 @@ from mpi.audit import AuditAction, AuditEvent
 from mpi.model import JournalStatus
 
 __all__ = ["main"]
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 def _settings(**overrides: Any) -> Settings:
@@ -54,7 +57,7 @@ _common = [
 ]
 
 
-def common_options(function):  # type: ignore[no-untyped-def]
+def common_options(function: F) -> F:
     for option in reversed(_common):
         function = option(function)
     return function
@@ -377,13 +380,13 @@ def train(sample: int, activate: bool, **options: Any) -> None:
     """Re-estimate the matching model (u from random pairs, m by EM) from the live database and
     store it as a new version; with --activate, put it in force (restart `mpi serve`). A
     degenerate estimate is refused."""
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from mpi.matching.training import retrain
 
     with _container(_settings(**options)) as container, container.uow_factory() as uow:
         try:
-            trained = retrain(uow, sample=sample, now=datetime.now(timezone.utc),
+            trained = retrain(uow, sample=sample, now=datetime.now(UTC),
                               activate=activate)
         except ValueError as exc:
             raise click.ClickException(f"cannot train: {exc}") from None

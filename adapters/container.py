@@ -10,7 +10,7 @@ A container is a context manager: leaving it gives the database connections back
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from types import TracebackType
 from typing import Self
 
@@ -37,7 +37,7 @@ class SystemClock:
     """Implements :class:`mpi.ports.Clock` with the system's clock, in UTC."""
 
     def now(self) -> datetime:
-        return datetime.now(timezone.utc)
+        return datetime.now(UTC)
 
 
 @dataclass

@@ -18,7 +18,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from adapters.errors import AdapterError
@@ -88,18 +88,18 @@ class JobBoard:
         """One pass of a job, recorded in its state. Raises UnknownJobError, and whatever the
         pass raised (after recording it)."""
         job, state = self.job(name), self.states[name]
-        state.last_started = datetime.now(timezone.utc)
+        state.last_started = datetime.now(UTC)
         started = time.perf_counter()
         try:
             more = await job.run_once()
         except Exception as exc:
             state.failures += 1
             state.last_error = f"{type(exc).__name__}: {exc}"
-            state.last_error_at = datetime.now(timezone.utc)
+            state.last_error_at = datetime.now(UTC)
             raise
         finally:
             state.runs += 1
-            state.last_finished = datetime.now(timezone.utc)
+            state.last_finished = datetime.now(UTC)
             state.last_seconds = time.perf_counter() - started
         return more
 
@@ -120,7 +120,7 @@ class JobBoard:
                 continue
             try:
                 await asyncio.wait_for(stop.wait(), interval)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
 
     def backlog(self, name: str) -> int | None:

@@ -7,9 +7,9 @@ import asyncio
 import contextlib
 import logging
 import signal
+from collections.abc import Callable, Iterator
 from multiprocessing.connection import Connection
 from multiprocessing.synchronize import Event as ProcessEvent
-from typing import Callable, Iterator
 
 import uvicorn
 

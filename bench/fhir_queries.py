@@ -24,7 +24,7 @@ import statistics
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +54,7 @@ def load(url: str, rows: list[SourceRow]) -> None:
     """Persons, records and links straight into the tables, in large batches."""
     engine = create_engine_for(url)
     upgrade(engine)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     person_of: dict[str, int] = {}
     person_rows, record_rows, link_rows = [], [], []
     for number, row in enumerate(rows, start=1):

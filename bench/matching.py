@@ -32,9 +32,10 @@ import sys
 import tempfile
 import time
 from collections import Counter, defaultdict
+from collections.abc import Sequence
 from itertools import combinations
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -210,7 +211,7 @@ def ours(records: list[dict[str, str]], link_sides: list[int] | None,
     predicted: set[tuple[str, str]] = set()
     for (a, b), pattern in patterns.items():
         bits = prior_bits
-        for name, level in zip(FEBRL_FIELDS, pattern):
+        for name, level in zip(FEBRL_FIELDS, pattern, strict=True):
             if level == MISSING:
                 continue
             u_level = u[name][level]
@@ -226,7 +227,7 @@ def _start_m(levels: Sequence[str]) -> dict[str, float]:
     """A neutral starting point for EM: most matches agree, few disagree."""
     shares = [0.9 * (0.1 ** i) for i in range(len(levels))]
     total = sum(shares)
-    return {level: share / total for level, share in zip(levels, shares)}
+    return {level: share / total for level, share in zip(levels, shares, strict=True)}
 
 
 def splink(frames: list[Any], link: bool) -> tuple[set[tuple[str, str]], float]:
@@ -270,8 +271,8 @@ def splink(frames: list[Any], link: bool) -> tuple[set[tuple[str, str]], float]:
     for fields in (("date_of_birth",), ("given_name", "surname")):
         linker.training.estimate_parameters_using_expectation_maximisation(block_on(*fields))
     predictions = linker.inference.predict(threshold_match_probability=0.5).as_pandas_dataframe()
-    pairs = {tuple(sorted((str(l), str(r)))) for l, r in
-             zip(predictions["unique_id_l"], predictions["unique_id_r"])}
+    pairs = {tuple(sorted((str(left), str(right)))) for left, right in
+             zip(predictions["unique_id_l"], predictions["unique_id_r"], strict=True)}
     return pairs, time.perf_counter() - started
 
 

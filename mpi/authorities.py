@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Iterable
+from collections.abc import Iterable, Iterator
 
 from mpi.errors import UnknownAuthorityError
 from mpi.model import Authority, AuthorityKind, Consumer, MoveDestination
@@ -52,7 +52,7 @@ class AuthorityRegistry:
                 if domain not in self._by_code:
                     raise ValueError(f"consumer {consumer.name} asks for unknown domain {domain}")
 
-    def __iter__(self) -> Iterable[Authority]:  # type: ignore[override]
+    def __iter__(self) -> Iterator[Authority]:
         return iter(self._all)
 
     @property

@@ -12,9 +12,10 @@ inbound message is journaled in the same transaction as the change it caused. Th
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Iterable, Mapping, Protocol
+from typing import Any, Protocol
 
 from mpi.authorities import AuthorityRegistry
 from mpi.errors import (
@@ -40,6 +41,7 @@ from mpi.events import (
 )
 from mpi.model import (
     QUALIFIED_RELIABILITY_CODES,
+    Authority,
     AuthorityKind,
     Identifier,
     Link,
@@ -322,7 +324,7 @@ class IdentitySession:
                 location=location,
             )
 
-    def _authority_of(self, identifier: Identifier, location: str):  # type: ignore[no-untyped-def]
+    def _authority_of(self, identifier: Identifier, location: str) -> Authority:
         try:
             return self.registry.by_code(identifier.authority)
         except InvalidInputError as exc:

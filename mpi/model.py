@@ -6,10 +6,11 @@ Plain data classes; persistence and wire formats live in the adapters.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from enum import StrEnum
-from typing import Any, Mapping
+from typing import Any
 
 __all__ = [
     "AuthorityKind",

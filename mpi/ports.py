@@ -10,9 +10,11 @@ one): the identity core knows nothing of studies, so nothing here imports the ar
 
 from __future__ import annotations
 
+import builtins
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Iterable, Mapping, Protocol, Self
+from typing import Protocol, Self
 
 from mpi.audit import AuditEvent
 from mpi.events import Event, StoredEvent
@@ -197,11 +199,12 @@ class ReviewRepository(Protocol):
 
     def save(self, task: ReviewTask) -> None: ...
 
-    def list(self, status: ReviewStatus | None, offset: int, limit: int) -> tuple[list[ReviewTask], int]:
+    def list(self, status: ReviewStatus | None, offset: int,
+             limit: int) -> tuple[builtins.list[ReviewTask], int]:
         """Tasks (oldest first), optionally of one status: (one page, total count)."""
         ...
 
-    def open_for_record(self, record_id: int) -> list[ReviewTask]: ...
+    def open_for_record(self, record_id: int) -> builtins.list[ReviewTask]: ...
 
 
 class ModelRepository(Protocol):
@@ -287,7 +290,7 @@ class JournalRepository(Protocol):
 
     def list(
         self, statuses: Iterable[JournalStatus] | None = None, limit: int = 100
-    ) -> list[JournalEntry]:
+    ) -> builtins.list[JournalEntry]:
         """The most recent entries first, optionally only those in ``statuses``."""
         ...
 
@@ -295,15 +298,33 @@ class JournalRepository(Protocol):
 class UnitOfWork(Protocol):
     """One transaction over every repository."""
 
-    records: RecordRepository
-    persons: PersonRepository
-    links: LinkRepository
-    separations: SeparationRepository
-    reviews: ReviewRepository
-    models: ModelRepository
-    outbox: OutboxRepository
-    notifications: NotificationRepository
-    journal: JournalRepository
+    # Read-only properties, so that an implementation may declare its own repository types.
+    @property
+    def records(self) -> RecordRepository: ...
+
+    @property
+    def persons(self) -> PersonRepository: ...
+
+    @property
+    def links(self) -> LinkRepository: ...
+
+    @property
+    def separations(self) -> SeparationRepository: ...
+
+    @property
+    def reviews(self) -> ReviewRepository: ...
+
+    @property
+    def models(self) -> ModelRepository: ...
+
+    @property
+    def outbox(self) -> OutboxRepository: ...
+
+    @property
+    def notifications(self) -> NotificationRepository: ...
+
+    @property
+    def journal(self) -> JournalRepository: ...
 
     def __enter__(self) -> Self: ...
 

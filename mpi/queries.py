@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from mpi.authorities import AuthorityRegistry
 from mpi.errors import UnknownIdentifierError
@@ -92,9 +92,8 @@ def resolve_person(
         person_id = person_id_of_master_id(identifier.value)
         return None if person_id is None else current_person(uow, person_id)
     if registry.by_code(identifier.authority).is_national:
-        records = uow.records.with_qualified_ins(identifier)
-        for record in records:
-            link = uow.links.for_record(record.id)  # type: ignore[arg-type]
+        for holder in uow.records.with_qualified_ins(identifier):
+            link = uow.links.for_record(holder.id) if holder.id is not None else None
             if link is not None:
                 return current_person(uow, link.person_id)
         return None
@@ -107,7 +106,7 @@ def resolve_person(
 
 def _ordered_records(records: list[SourceRecord]) -> list[SourceRecord]:
     """Active records, the qualified identity first, then the most recently updated."""
-    oldest = datetime.min.replace(tzinfo=timezone.utc)
+    oldest = datetime.min.replace(tzinfo=UTC)
     active = [r for r in records if r.is_active]
     return sorted(
         active,

@@ -7,7 +7,8 @@ may simply be run again from the start: it reads the new state and decides anew.
 
 from __future__ import annotations
 
-from typing import Callable, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 
 from mpi.errors import ConcurrencyError
 

@@ -83,15 +83,15 @@ def decide_review(uow: UnitOfWork, service: IdentityService, task_id: int,
     elif decision is ReviewDecision.KEEP_APART:
         others = [r.id for r in session.active_records(candidate.id) if r.id is not None]
         for other in others:
-            uow.separations.add(record.id, other, "review: keep apart", actor.name)  # type: ignore[arg-type]
+            uow.separations.add(_id(record), other, "review: keep apart", actor.name)
     elif decision is ReviewDecision.UNLINK:
         session.touch(record_person)
         remaining = [r for r in session.active_records(record_person) if r.id != record.id]
         if remaining:
             target = session.new_person()
             session.move_family(record, target, LinkMethod.MANUAL, "review: unlink")
-            for other in remaining:
-                uow.separations.add(record.id, other.id, "review: unlink", actor.name)  # type: ignore[arg-type]
+            for kept in remaining:
+                uow.separations.add(_id(record), _id(kept), "review: unlink", actor.name)
     task.status = ReviewStatus.DECIDED
     task.decision = decision
     task.decided_by = actor.name
@@ -113,3 +113,9 @@ def _require_compatible(session: IdentitySession, record: SourceRecord, person_i
     ids = [r.id for r in session.uow.records.linked_to(person_id) if r.id is not None]
     if record.id is not None and session.uow.separations.exists_between([record.id], ids):
         raise IdentityConflictError("the record was declared different from this person")
+
+
+def _id(record: SourceRecord) -> int:
+    if record.id is None:
+        raise RuntimeError("record used before it was stored")
+    return record.id

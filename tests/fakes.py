@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-from datetime import datetime, timedelta, timezone
-from typing import Any, Iterable
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from mpi.errors import ConcurrencyError
 from mpi.events import Event, StoredEvent
@@ -28,7 +29,7 @@ from mpi.ports import PendingNotification, PersonQuery
 
 class FixedClock:
     def __init__(self, start: datetime | None = None) -> None:
-        self.current = start or datetime(2026, 11, 2, 8, 0, tzinfo=timezone.utc)
+        self.current = start or datetime(2026, 11, 2, 8, 0, tzinfo=UTC)
 
     def now(self) -> datetime:
         self.current += timedelta(seconds=1)
@@ -311,7 +312,7 @@ class FakeModels:
         self.store.models[version] = (document, activate)
 
     def versions(self):  # type: ignore[no-untyped-def]
-        return [(v, datetime(2026, 1, 1, tzinfo=timezone.utc), a)
+        return [(v, datetime(2026, 1, 1, tzinfo=UTC), a)
                 for v, (_, a) in reversed(list(self.store.models.items()))]
 
 
@@ -449,7 +450,7 @@ class FakeUnitOfWork:
             self.store.events.append(event)
             self.store.outbox.append({
                 "id": self.store.next_id(), "event": event,
-                "occurred_at": datetime(2026, 11, 2, 8, 0, tzinfo=timezone.utc),
+                "occurred_at": datetime(2026, 11, 2, 8, 0, tzinfo=UTC),
                 "processed_at": None, "attempts": 0, "due_at": None, "last_error": None,
             })
         self._pending_events.clear()

@@ -18,8 +18,14 @@ from io import BytesIO
 from pydicom import dcmread
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.errors import InvalidDicomError
+from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_file_meta_info
-from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRBigEndian, ImplicitVRLittleEndian
+from pydicom.uid import (
+    UID,
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRBigEndian,
+    ImplicitVRLittleEndian,
+)
 
 from adapters.errors import AdapterError
 from mpi.archive import InstanceHeader, PatientAsReceived
@@ -54,14 +60,14 @@ def part10_bytes(dataset_bytes: bytes, sop_class_uid: str, sop_instance_uid: str
                  transfer_syntax_uid: str, source_ae: str | None = None) -> bytes:
     """A Part-10 file around a dataset received over the network, kept byte for byte."""
     meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = sop_class_uid
-    meta.MediaStorageSOPInstanceUID = sop_instance_uid
-    meta.TransferSyntaxUID = transfer_syntax_uid
-    meta.ImplementationClassUID = IMPLEMENTATION_UID
+    meta.MediaStorageSOPClassUID = UID(sop_class_uid)
+    meta.MediaStorageSOPInstanceUID = UID(sop_instance_uid)
+    meta.TransferSyntaxUID = UID(transfer_syntax_uid)
+    meta.ImplementationClassUID = UID(IMPLEMENTATION_UID)
     meta.ImplementationVersionName = IMPLEMENTATION_VERSION
     if source_ae:
         meta.SourceApplicationEntityTitle = source_ae[:16]
-    out = BytesIO()
+    out = DicomBytesIO()
     out.write(b"\x00" * 128 + b"DICM")
     write_file_meta_info(out, meta, enforce_standard=True)
     out.write(dataset_bytes)

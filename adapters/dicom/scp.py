@@ -151,6 +151,7 @@ class DicomServer:
         ae.acse_timeout = 30
         ae.maximum_associations = 32
         for context in AllStoragePresentationContexts:
+            assert context.abstract_syntax is not None
             ae.add_supported_context(context.abstract_syntax, TRANSFER_SYNTAXES,
                                      scu_role=True, scp_role=True)
         for model in [Verification, *_QUERY_MODELS]:
@@ -159,11 +160,13 @@ class DicomServer:
 
     def start(self, host: str, port: int) -> int:
         """Listen in background threads; returns the bound port."""
-        handlers = [(evt.EVT_CONN_OPEN, _no_delay),
+        handlers: list[Any] = [(evt.EVT_CONN_OPEN, _no_delay),
                     (evt.EVT_C_STORE, self.on_store), (evt.EVT_C_FIND, self.on_find),
                     (evt.EVT_C_GET, self.on_get), (evt.EVT_C_MOVE, self.on_move)]
-        self._server = self.ae.start_server((host, port), block=False, evt_handlers=handlers)
-        bound = int(self._server.server_address[1])
+        server = self.ae.start_server((host, port), block=False, evt_handlers=handlers)
+        assert server is not None  # a non-blocking start returns its server
+        self._server = server
+        bound = int(server.server_address[1])
         self.archive.bound_port = bound
         return bound
 

@@ -8,8 +8,8 @@ the container) and the ``mpi archive`` commands.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Iterator
-from typing import Any, Callable
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
 from pydicom.dataset import Dataset
 

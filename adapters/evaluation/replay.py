@@ -11,10 +11,10 @@ from __future__ import annotations
 import tempfile
 import time
 from collections import defaultdict
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from itertools import combinations
 from pathlib import Path
-from typing import Callable, Iterable
 
 from adapters.bootstrap import bootstrap
 from adapters.container import Container

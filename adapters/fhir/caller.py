@@ -12,7 +12,8 @@ replaces that one function.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Iterable
+from collections.abc import Iterable
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 

@@ -3,7 +3,8 @@ of a person."""
 
 from __future__ import annotations
 
-from typing import Any, Iterable, TypeVar
+from collections.abc import Iterable
+from typing import Any, TypeVar
 
 from fastapi import Request
 

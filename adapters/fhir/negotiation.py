@@ -93,8 +93,8 @@ async def read_json_body(request: Request) -> dict[str, Any]:
         raise _fail(400, "structure", f"the body is not valid JSON: {exc}") from None
     if not isinstance(data, dict):
         raise _fail(400, "structure", "the body must be a JSON object (a FHIR resource)")
-    _without_nul(data, data.get("resourceType") if isinstance(data.get("resourceType"), str)
-                 else "body")
+    kind = data.get("resourceType")
+    _without_nul(data, kind if isinstance(kind, str) else "body")
     return data
 
 

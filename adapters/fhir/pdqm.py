@@ -26,7 +26,7 @@ from mpi.authorities import AuthorityRegistry
 from mpi.errors import UnknownAuthorityError
 from mpi.model import Identifier, PersonStatus, master_id_of, person_id_of_master_id
 from mpi.ports import PersonQuery, UnitOfWork
-from mpi.queries import search_persons
+from mpi.queries import PersonView, search_persons
 
 __all__ = ["SEARCH_PARAMETERS", "PatientSearch", "parse_search", "search_bundle", "read_person"]
 
@@ -184,6 +184,7 @@ def _identifier(registry: AuthorityRegistry, token: str, values: dict[str, Any])
 def search_bundle(uow: UnitOfWork, registry: AuthorityRegistry, search: PatientSearch,
                   request: Request) -> tuple[dict[str, Any], list[int]]:
     """The searchset Bundle of one page, and the persons it discloses."""
+    views: list[PersonView]
     if search.finds_nothing:
         views, total = [], 0
     else:

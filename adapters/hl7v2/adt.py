@@ -87,7 +87,7 @@ def apply_adt(
         mrgs = _required(message, "MRG")
         if len(pids) != len(mrgs):
             raise InvalidInputError("each PID needs its MRG", location="MRG")
-        for index, (pid, mrg) in enumerate(zip(pids, mrgs), start=1):
+        for index, (pid, mrg) in enumerate(zip(pids, mrgs, strict=True), start=1):
             data = record_data_from_pid(pid, registry, own, index=index)
             prior, _ = identifier_from_cx(
                 mrg, MRG_PRIOR_IDENTIFIERS, 1, registry, f"MRG^{index}^1^1"

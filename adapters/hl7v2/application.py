@@ -9,8 +9,8 @@ changes nothing.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from adapters.hl7v2.adt import SUPPORTED_EVENTS, UnsupportedEventError, apply_adt
 from adapters.hl7v2.charset import (

@@ -8,7 +8,7 @@ thread so that the event loop keeps serving the other connections.
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from adapters.hl7v2.application import Hl7Application
 from adapters.hl7v2.charset import encode_reply
@@ -40,7 +40,7 @@ def fallback_reply(frame: Frame, exc: BaseException) -> bytes:
         header = ReplyHeader()
     problem = Problem("AE", APPLICATION_INTERNAL_ERROR,
                       "the message could not be journaled; send it again")
-    return ack(header, datetime.now(timezone.utc), problem).encode("latin-1", errors="replace")
+    return ack(header, datetime.now(UTC), problem).encode("latin-1", errors="replace")
 
 
 def mllp_server(handler: Handler, *, host: str, port: int, max_message_bytes: int,

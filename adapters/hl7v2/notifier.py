@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Awaitable, Callable
 
 from adapters.hl7v2.er7 import Separators, escape, parse
 from adapters.hl7v2.mllp import MLLPClient, MLLPError
@@ -96,7 +96,7 @@ class PixNotifier:
                 ack_code = _ack_code(reply)
                 if ack_code not in ("AA", "CA"):
                     raise MLLPError(f"the consumer answered {ack_code or 'no acknowledgement'}")
-            except (MLLPError, OSError, asyncio.TimeoutError) as exc:
+            except (TimeoutError, MLLPError, OSError) as exc:
                 await asyncio.to_thread(self._mark_failed, pending, str(exc))
                 # The consumer is probably down: the rest waits for the next round. Order does
                 # not matter: every A31 carries the person's identifiers as they are now.

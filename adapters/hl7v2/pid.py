@@ -6,7 +6,7 @@ Null semantics: an empty field or component leaves the value unchanged; ``""`` d
 from __future__ import annotations
 
 import re
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from typing import Any
 
 from adapters.hl7v2.er7 import NULL, Segment
@@ -68,7 +68,7 @@ def parse_hl7_datetime(text: str) -> datetime | None:
             hour=int(digits.group(2) or 0),
             minute=int(digits.group(3) or 0),
             second=int(digits.group(4) or 0),
-            tzinfo=timezone.utc,
+            tzinfo=UTC,
         )
     except ValueError:
         return None

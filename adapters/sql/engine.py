@@ -174,6 +174,7 @@ class SqlConnection:
         from psycopg.types.json import Json
 
         raw = self.connection.connection.driver_connection
+        assert raw is not None  # an open connection has its psycopg connection
         try:
             with raw.pipeline():
                 with raw.cursor() as cursor:

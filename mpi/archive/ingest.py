@@ -4,8 +4,8 @@ record. Originals stay byte for byte as received."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
-from typing import Callable
 
 from mpi.archive.model import (
     ArchivedPatient,
@@ -24,7 +24,7 @@ from mpi.archive.ports import ArchiveUnitOfWork, BlobStore
 from mpi.authorities import AuthorityRegistry
 from mpi.errors import InvalidObjectError, StudyOwnershipError, UnknownAuthorityError
 from mpi.identity import Actor, IdentityService, RecordData, RegisterRecord
-from mpi.model import Authority, AuthorityKind, Identifier
+from mpi.model import Authority, AuthorityKind, Identifier, SourceRecord
 
 __all__ = ["ArchiveService"]
 
@@ -193,7 +193,7 @@ def _remember(patient: ArchivedPatient, received: PatientAsReceived, header: Ins
     patient.last_received_at = now
 
 
-def _id(entity: ArchivedPatient | StoredStudy | StoredSeries) -> int:
+def _id(entity: ArchivedPatient | StoredStudy | StoredSeries | SourceRecord) -> int:
     if entity.id is None:
         raise RuntimeError("entity used before it was stored")
     return entity.id

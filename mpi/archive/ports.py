@@ -3,8 +3,9 @@ that holds both beside the identity repositories (implemented in ``adapters/``).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
-from typing import BinaryIO, Iterable, Protocol
+from typing import BinaryIO, Protocol
 
 from mpi.archive.model import (
     ArchivedPatient,
@@ -97,4 +98,5 @@ class ArchiveUnitOfWork(UnitOfWork, Protocol):
     """One transaction over the identity repositories and the archive's index: storing an
     object may register its patient as a provisional record in the same transaction."""
 
-    archive: ArchiveRepository
+    @property
+    def archive(self) -> ArchiveRepository: ...

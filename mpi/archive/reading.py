@@ -14,9 +14,9 @@ wire format.
 from __future__ import annotations
 
 import fnmatch
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Iterable
 
 from mpi.archive.model import (
     PatientCoercion,

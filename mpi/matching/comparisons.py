@@ -10,9 +10,10 @@ of levels (:data:`FIELD_LEVELS`) is read off these declarations rather than kept
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass
 from operator import attrgetter
-from typing import Callable
 
 from jellyfish import jaro_winkler_similarity
 
@@ -67,8 +68,9 @@ class Comparison:
     field: str
     levels: tuple[Level, ...]
     description: str
-    _tests: tuple[tuple[str, Predicate], ...] = field(init=False, repr=False, compare=False)
-    _else: str = field(init=False, repr=False, compare=False)
+    _tests: tuple[tuple[str, Predicate], ...] = dataclasses.field(init=False, repr=False,
+                                                                  compare=False)
+    _else: str = dataclasses.field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         """Raises ValueError unless the levels start with "missing", end with an else level

@@ -8,8 +8,9 @@ force (see `mpi train`); the defaults below ship with the code.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, Mapping
+from typing import Any
 
 from mpi.matching.comparisons import EXACT, FIELD_LEVELS, FIELDS, MISSING
 from mpi.matching.profile import MatchProfile

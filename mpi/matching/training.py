@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import random
 from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from itertools import combinations
-from typing import Iterable, Mapping, Sequence
 
 from mpi.matching.comparisons import FIELD_LEVELS, FIELDS, MISSING, compare
 from mpi.matching.model import DEFAULT_MODEL, MatchModel
@@ -56,7 +56,7 @@ def _pattern(a: MatchProfile, b: MatchProfile) -> Pattern:
     return tuple(levels[name] for name in FIELDS)
 
 
-def _distribution(counts: Mapping[str, Counter[str]],
+def _distribution(counts: Mapping[str, Mapping[str, float]],
                   field_levels: Mapping[str, Sequence[str]] = FIELD_LEVELS
                   ) -> dict[str, dict[str, float]]:
     table = {}
@@ -85,7 +85,7 @@ def level_frequencies(patterns: Iterable[Pattern], fields: Sequence[str],
     values left out: u when the patterns are those of random pairs."""
     counts: dict[str, Counter[str]] = defaultdict(Counter)
     for pattern in patterns:
-        for name, level in zip(fields, pattern):
+        for name, level in zip(fields, pattern, strict=True):
             if level != MISSING:
                 counts[name][level] += 1
     return _distribution(counts, levels)
@@ -135,7 +135,8 @@ def expectation_maximization(
     positions = [(i, name) for i, name in enumerate(fields) if name in active]
     current = {name: dict(m[name]) for _, name in positions}
     for _ in range(iterations):
-        expected: dict[str, Counter[str]] = defaultdict(Counter)
+        # Expected counts are fractional: a pair counts for its posterior probability.
+        expected: dict[str, defaultdict[str, float]] = defaultdict(lambda: defaultdict(float))
         matches = 0.0
         total = 0
         for pattern, count in patterns.items():
@@ -167,7 +168,7 @@ def estimate_m_by_rule(
     rules that estimated it, weighted by their expected number of matches. A field every rule
     blocks on keeps its ``start`` value."""
     estimates: dict[str, list[tuple[float, dict[str, float]]]] = defaultdict(list)
-    for rule, (blocked, patterns) in rules.items():
+    for blocked, patterns in rules.values():
         if not patterns:
             continue
         active = frozenset(fields) - blocked
@@ -197,7 +198,7 @@ def match_share(patterns: Counter[Pattern], fields: Sequence[str],
     ratios = []
     for pattern, count in patterns.items():
         ratio = 1.0
-        for name, level in zip(fields, pattern):
+        for name, level in zip(fields, pattern, strict=True):
             if level != MISSING:
                 ratio *= m[name][level] / u[name][level]
         ratios.append((ratio, count))

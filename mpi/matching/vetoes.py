@@ -15,8 +15,8 @@ Each veto's name is the key of its flag in the evidence of decisions, review tas
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Callable, Mapping
 
 from jellyfish import jaro_winkler_similarity
 

@@ -37,7 +37,7 @@ def studies(service: RunningService, **params: str) -> dict:
 
 
 def test_a_person_s_studies_from_every_site_answer_by_her_id_or_any_of_her_identifiers(
-    two_sites: RunningService,  # noqa: F811
+    two_sites: RunningService,
 ) -> None:
     person = person_of(two_sites, "CHRU", "100234")
     by_reference = studies(two_sites, patient=f"Patient/{master_id_of(person)}")
@@ -77,7 +77,7 @@ def test_a_person_s_studies_from_every_site_answer_by_her_id_or_any_of_her_ident
 
 
 def test_after_a_merge_the_retired_patient_s_studies_answer_under_the_survivor(
-    service: RunningService, tmp_path: Path,  # noqa: F811
+    service: RunningService, tmp_path: Path,
 ) -> None:
     register(service, "CHRU", "200001", ins=False, family="KLEIN")
     register(service, "CHRU", "200002", ins=False, family="KLEINE")
@@ -105,7 +105,7 @@ def test_after_a_merge_the_retired_patient_s_studies_answer_under_the_survivor(
 
 
 def test_bad_imaging_study_requests_get_an_operation_outcome(
-    service: RunningService,  # noqa: F811
+    service: RunningService,
 ) -> None:
     base = f"{service.http_base}/fhir/ImagingStudy"
     cases = [

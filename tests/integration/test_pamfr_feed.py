@@ -35,7 +35,7 @@ def test_feed_has_enough_messages_from_every_establishment() -> None:
 def test_replaying_the_feed_gives_the_expected_acks_and_index(service) -> None:  # type: ignore[no-untyped-def]
     messages = load_feed(FEED)
     with Peer(service.mllp_port) as peer:
-        for message, expected in zip(messages, EXPECTED["ack"]):
+        for message, expected in zip(messages, EXPECTED["ack"], strict=True):
             reply = segments(peer.send(message))
             msa = reply["MSA"][0]
             got = (msa[1], msa[2])

@@ -63,7 +63,7 @@ def test_identical_traits_at_two_establishments_link_automatically(env) -> None:
     env.register("CHRU", "1", **TRAITS)
     env.register("ICL", "2", **TRAITS)
     assert env.person("CHRU", "1") == env.person("ICL", "2")
-    link = next(l for l in env.store.links.values() if l.method is LinkMethod.AUTO)
+    link = next(k for k in env.store.links.values() if k.method is LinkMethod.AUTO)
     assert link.evidence["fields"]["birth_date"]["level"] == "exact"
 
 

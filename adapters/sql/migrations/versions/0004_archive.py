@@ -7,6 +7,8 @@ Create Date: 2026-11-29
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -19,7 +21,7 @@ ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 INSTANT = sa.DateTime(timezone=True)
 
 
-def _instance_columns() -> list[sa.Column]:  # type: ignore[type-arg]
+def _instance_columns() -> list[sa.Column[Any]]:
     return [
         sa.Column("sop_class_uid", sa.Text(), nullable=False),
         sa.Column("transfer_syntax_uid", sa.Text(), nullable=False),
