@@ -13,10 +13,20 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import io
 import json
 from datetime import UTC, datetime, timedelta, timezone
-from typing import Any, Iterable, Mapping, TypeVar
+from typing import Any, BinaryIO, Iterable, Mapping, TypeVar
 
+from mpi.archive.model import (
+    ArchivedPatient,
+    SeriesSummary,
+    StoredInstance,
+    StoredSeries,
+    StoredStudy,
+    StudyFilter,
+    StudySummary,
+)
 from mpi.errors import ConcurrencyError
 from mpi.events import Event, StoredEvent
 from mpi.model import (
@@ -90,6 +100,12 @@ class _Store:
         self.reviews: dict[int, ReviewTask] = {}
         # version -> (document, created at, in force)
         self.models: dict[str, tuple[dict[str, object], datetime, bool]] = {}
+        self.archive_patients: dict[int, ArchivedPatient] = {}
+        self.archive_studies: dict[int, StoredStudy] = {}
+        self.archive_series: dict[int, StoredSeries] = {}
+        self.archive_instances: dict[int, StoredInstance] = {}
+        # earlier versions of instances, with when each was replaced
+        self.archive_history: list[tuple[StoredInstance, datetime]] = []
         self.sequence = 0
 
     def next_id(self) -> int:
@@ -615,6 +631,216 @@ class FakeJournal:
                 for e in sorted(entries, key=lambda e: e.id or 0, reverse=True)[:limit]]
 
 
+class FakeArchiveRepository:
+    """The archive's index. As in SQL, an instance is stored without the study, series and
+    record it is read with: those come from its series at read time."""
+
+    def __init__(self, store: _Store) -> None:
+        self.store = store
+
+    # -- patients as received ------------------------------------------------------------
+
+    def patient(self, identifier: Identifier) -> ArchivedPatient | None:
+        return next((copy.deepcopy(p) for p in self.store.archive_patients.values()
+                     if (p.authority, p.patient_id) == (identifier.authority, identifier.value)),
+                    None)
+
+    def add_patient(self, patient: ArchivedPatient) -> None:
+        """Raises ConcurrencyError when the patient is stored already."""
+        if self.patient(Identifier(patient.authority, patient.patient_id)) is not None:
+            raise ConcurrencyError(f"{patient.authority}|{patient.patient_id} is stored already")
+        patient.id = self.store.next_id()
+        self.store.archive_patients[patient.id] = _stored(patient)
+
+    def save_patient(self, patient: ArchivedPatient) -> None:
+        if patient.id in self.store.archive_patients:
+            self.store.archive_patients[patient.id] = _stored(patient)
+
+    # -- studies and series --------------------------------------------------------------
+
+    def study(self, study_uid: str) -> StoredStudy | None:
+        return next((copy.deepcopy(s) for s in self.store.archive_studies.values()
+                     if s.study_instance_uid == study_uid), None)
+
+    def add_study(self, study: StoredStudy) -> None:
+        """Raises ConcurrencyError when the study is stored already."""
+        if self.study(study.study_instance_uid) is not None:
+            raise ConcurrencyError(f"study {study.study_instance_uid} is stored already")
+        study.id = self.store.next_id()
+        self.store.archive_studies[study.id] = _stored(study)
+
+    def save_study(self, study: StoredStudy) -> None:
+        if study.id in self.store.archive_studies:
+            self.store.archive_studies[study.id] = _stored(study)
+
+    def series(self, series_uid: str) -> StoredSeries | None:
+        return next((copy.deepcopy(s) for s in self.store.archive_series.values()
+                     if s.series_instance_uid == series_uid), None)
+
+    def add_series(self, series: StoredSeries) -> None:
+        """Raises ConcurrencyError when the series is stored already."""
+        if self.series(series.series_instance_uid) is not None:
+            raise ConcurrencyError(f"series {series.series_instance_uid} is stored already")
+        series.id = self.store.next_id()
+        self.store.archive_series[series.id] = _stored(series)
+
+    # -- instances -----------------------------------------------------------------------
+
+    def instance(self, sop_uid: str) -> StoredInstance | None:
+        return next((self._read(i) for i in self.store.archive_instances.values()
+                     if i.sop_instance_uid == sop_uid), None)
+
+    def _read(self, instance: StoredInstance) -> StoredInstance:
+        """The instance with the study, series and record it belongs to."""
+        series = self.store.archive_series[instance.series_id]
+        study = self.store.archive_studies[series.study_id]
+        patient = self.store.archive_patients[study.patient_id]
+        return dataclasses.replace(
+            copy.deepcopy(instance), study_instance_uid=study.study_instance_uid,
+            series_instance_uid=series.series_instance_uid, record_id=patient.record_id)
+
+    def add_instance(self, instance: StoredInstance) -> None:
+        """Raises ConcurrencyError when the instance is stored already."""
+        if self.instance(instance.sop_instance_uid) is not None:
+            raise ConcurrencyError(f"instance {instance.sop_instance_uid} is stored already")
+        instance.id = self.store.next_id()
+        self.store.archive_instances[instance.id] = _bare(instance)
+
+    def replace_instance(self, previous: StoredInstance, current: StoredInstance,
+                         when: datetime) -> None:
+        """Raises ConcurrencyError when that version of the instance is in its history
+        already (another transaction replaced it first)."""
+        if any(old.sop_instance_uid == previous.sop_instance_uid
+               and old.version == previous.version for old, _ in self.store.archive_history):
+            raise ConcurrencyError(
+                f"version {previous.version} of {previous.sop_instance_uid} was replaced already")
+        old = _bare(previous)
+        old.id = self.store.next_id()  # a history entry has an id of its own, as its SQL row
+        self.store.archive_history.append((old, _utc(when)))
+        current.id = previous.id
+        self.store.archive_instances[previous.id or 0] = _bare(current)
+
+    def instance_history(self, sop_uid: str) -> list[StoredInstance]:
+        return [copy.deepcopy(old) for old, _ in sorted(
+            (entry for entry in self.store.archive_history
+             if entry[0].sop_instance_uid == sop_uid), key=lambda entry: entry[0].version)]
+
+    def has_content(self, sha256: str) -> bool:
+        return any(i.sha256 == sha256 for i in self.store.archive_instances.values())
+
+    def instances(self, study_uid: str | None = None, series_uid: str | None = None,
+                  sop_uids: Iterable[str] = (), person_id: int | None = None,
+                  limit: int = 100_000) -> list[StoredInstance]:
+        wanted = set(sop_uids)
+        found = []
+        for instance in self.store.archive_instances.values():
+            read = self._read(instance)
+            series = self.store.archive_series[instance.series_id]
+            if study_uid is not None and read.study_instance_uid != study_uid:
+                continue
+            if series_uid is not None and read.series_instance_uid != series_uid:
+                continue
+            if wanted and read.sop_instance_uid not in wanted:
+                continue
+            if person_id is not None:
+                link = self.store.links.get(read.record_id or 0)
+                if link is None or link.person_id != person_id:
+                    continue
+            found.append((
+                (read.study_instance_uid, *_nulls_last(series.series_number),
+                 read.series_instance_uid, *_nulls_last(read.instance_number),
+                 read.sop_instance_uid),
+                read,
+            ))
+        return [read for _, read in sorted(found, key=lambda item: item[0])][:limit]
+
+    # -- queries -------------------------------------------------------------------------
+
+    def find_studies(self, criteria: StudyFilter) -> list[StudySummary]:
+        found = []
+        for study in self.store.archive_studies.values():
+            patient = self.store.archive_patients[study.patient_id]
+            link = self.store.links.get(patient.record_id)
+            person_id = link.person_id if link is not None else None
+            series = self._series_of(study.id or 0)
+            if criteria.person_ids is not None and person_id not in criteria.person_ids:
+                continue
+            if criteria.study_uids and study.study_instance_uid not in criteria.study_uids:
+                continue
+            if criteria.accession_number and study.accession_number != criteria.accession_number:
+                continue
+            # A study without a date matches no date criterion (NULL in SQL).
+            if criteria.date_from is not None and (
+                    study.study_date is None or study.study_date < criteria.date_from):
+                continue
+            if criteria.date_to is not None and (
+                    study.study_date is None or study.study_date > criteria.date_to):
+                continue
+            if criteria.modality and criteria.modality not in {s.modality for s in series}:
+                continue
+            found.append(StudySummary(
+                study_instance_uid=study.study_instance_uid, record_id=patient.record_id,
+                received_as=Identifier(patient.authority, patient.patient_id),
+                study_date=study.study_date, study_time=study.study_time,
+                accession_number=study.accession_number, study_id=study.study_id,
+                description=study.description, first_received_at=study.first_received_at,
+                last_received_at=study.last_received_at, series=tuple(series),
+                person_id=person_id,
+            ))
+        # Newest first, the latest stored first among studies of one date, undated ones last.
+        ids = {s.study_instance_uid: i for i, s in self.store.archive_studies.items()}
+        found.sort(key=lambda s: (
+            s.study_date is None, -(s.study_date.toordinal() if s.study_date else 0),
+            -ids[s.study_instance_uid]))
+        return found[:criteria.limit]
+
+    def _series_of(self, study_id: int) -> list[SeriesSummary]:
+        series = sorted(
+            (s for s in self.store.archive_series.values() if s.study_id == study_id),
+            key=lambda s: (*_nulls_last(s.series_number), s.series_instance_uid))
+        return [
+            SeriesSummary(s.series_instance_uid, s.modality, s.series_number, s.description,
+                          sum(1 for i in self.store.archive_instances.values()
+                              if i.series_id == s.id))
+            for s in series
+        ]
+
+
+def _bare(instance: StoredInstance) -> StoredInstance:
+    """An instance as stored: without what reads join to it."""
+    return dataclasses.replace(_stored(instance), study_instance_uid=None,
+                               series_instance_uid=None, record_id=None)
+
+
+def _nulls_last(number: int | None) -> tuple[bool, int]:
+    return (number is None, number or 0)
+
+
+class FakeBlobStore:
+    """Blobs in memory (implements :class:`mpi.archive.ports.BlobStore`). A put stores the
+    whole bytes in one step, so a blob is complete or absent, as the filesystem store's
+    rename makes it. Not transactional, like the filesystem: a rollback keeps the blobs."""
+
+    def __init__(self) -> None:
+        self.blobs: dict[str, bytes] = {}
+
+    def put(self, key: str, data: bytes) -> None:
+        self.blobs[key] = bytes(data)
+
+    def open(self, key: str) -> BinaryIO:
+        """Raises FileNotFoundError for an unknown key."""
+        try:
+            return io.BytesIO(self.blobs[key])
+        except KeyError:
+            raise FileNotFoundError(f"no blob {key!r}") from None
+
+    def exists(self, key: str) -> bool:
+        return key in self.blobs
+
+    def delete(self, key: str) -> None:
+        self.blobs.pop(key, None)
+
+
 class FakeUnitOfWork:
     """A unit of work over an in-memory store. Changes are made on a deep copy of the store and
     become visible to the next unit of work only on commit, as with a database; a rollback
@@ -638,6 +864,7 @@ class FakeUnitOfWork:
         self.outbox = FakeOutbox(self.store, self._pending_events)
         self.notifications = FakeNotifications(self.store)
         self.journal = FakeJournal(self.store)
+        self.archive = FakeArchiveRepository(self.store)
         self.committed = False
         return self
 

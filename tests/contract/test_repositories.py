@@ -1,4 +1,4 @@
-"""The contracts of the repository ports (``mpi.ports``), on every implementation: the in-memory
+"""The contracts of the repository ports (``mpi.ports``, ``mpi.archive.ports``), on every implementation: the in-memory
 fakes of the unit tests and SQL on SQLite and PostgreSQL.
 
 The same tests run on each, so a fake cannot drift from what the database does: where they
@@ -8,7 +8,10 @@ SKIP LOCKED, how rows are written) is tested in ``tests/integration/test_sql_rep
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, cast
@@ -16,6 +19,16 @@ from typing import Any, cast
 import pytest
 
 from adapters.sql.engine import create_engine_for
+from mpi.archive import (
+    ArchivedPatient,
+    ArchiveUnitOfWork,
+    SeriesSummary,
+    StoredInstance,
+    StoredSeries,
+    StoredStudy,
+    StudyFilter,
+    StudySummary,
+)
 from mpi.errors import ConcurrencyError
 from mpi.events import PersonCreated, PersonIdentifiersChanged, RecordRegistered
 from mpi.matching.profile import blocking_keys, profile_of
@@ -32,14 +45,14 @@ from mpi.model import (
     ReviewTask,
     master_id_of,
 )
-from mpi.ports import PersonQuery, UnitOfWork
+from mpi.ports import PersonQuery
 from tests.conftest import DATABASE_KINDS, fresh_database, sql_uow_factory
 from tests.entities import INS_A, INS_B, NOW, add_person, journal_entry, make_record
 from tests.fakes import fake_uow_factory
 
 PARIS_SUMMER = timezone(timedelta(hours=2))
 
-UowFactory = Callable[..., UnitOfWork]
+UowFactory = Callable[..., ArchiveUnitOfWork]
 
 
 @pytest.fixture(params=["fake", *DATABASE_KINDS])
@@ -886,3 +899,323 @@ def test_leaving_without_commit_rolls_everything_back(uow_factory: UowFactory) -
         # no event of the rolled-back units of work was written, and only record 4 was
         assert uow.outbox.pending_count() == 0
         assert [r.identifier.value for r in uow.records.sample(10)] == ["4"]
+
+
+# -- the archive's index -------------------------------------------------------------------
+
+CT_IMAGE = "1.2.840.10008.5.1.4.1.1.2"
+EXPLICIT_LITTLE_ENDIAN = "1.2.840.10008.1.2.1"
+
+
+def sha(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def new_instance(series: StoredSeries, sop: str, number: int | None,
+                 **changes: Any) -> StoredInstance:
+    values: dict[str, Any] = {
+        "sop_instance_uid": sop, "sop_class_uid": CT_IMAGE, "series_id": series.id,
+        "transfer_syntax_uid": EXPLICIT_LITTLE_ENDIAN,
+        "blob_key": f"{series.series_instance_uid}/{sop}.{sha(sop)[:16]}.dcm",
+        "size": 1000 + len(sop), "sha256": sha(sop), "received_at": NOW, "source": "CHRU",
+        "instance_number": number,
+    }
+    values.update(changes)
+    return StoredInstance(**values)
+
+
+def received(authority: str, patient_id: str, record_id: int) -> ArchivedPatient:
+    return ArchivedPatient(authority, patient_id, record_id, family_name="DUPONT",
+                           given_names=("HELENE",), birth_date=date(1980, 1, 2), sex="F",
+                           first_received_at=NOW, last_received_at=NOW)
+
+
+@dataclass
+class Imaging:
+    """Studies of two persons: Hélène's from the CHRU and the maternity, Jean's from the
+    ICL."""
+
+    helene: int
+    jean: int
+    records: dict[str, int]  # the record of each patient as received ("CHRU|1": id)
+    instances: dict[str, StoredInstance]  # by SOP Instance UID, as added
+
+
+@pytest.fixture
+def imaging(uow_factory: UowFactory) -> Imaging:
+    with uow_factory() as uow:
+        chru, mrun, icl = make_record("1"), make_record("7", "MRUN"), make_record("2", "ICL")
+        helene, jean = add_person(uow, chru, mrun), add_person(uow, icl)
+        patients = {}
+        for record in (chru, mrun, icl):
+            patient = received(record.identifier.authority, record.identifier.value,
+                               record.id or 0)
+            uow.archive.add_patient(patient)
+            patients[str(record.identifier)] = patient
+        instances: dict[str, StoredInstance] = {}
+
+        def study(uid: str, patient: str, study_date: date, accession: str,
+                  *series: tuple[str, str, int, tuple[tuple[str, int], ...]]) -> None:
+            stored = StoredStudy(uid, patients[patient].id or 0, study_date, "093000", accession,
+                                 "1", "Thorax", first_received_at=NOW,
+                                 last_received_at=NOW + timedelta(hours=1))
+            uow.archive.add_study(stored)
+            for series_uid, modality, number, members in series:
+                added = StoredSeries(series_uid, stored.id or 0, modality, number, modality)
+                uow.archive.add_series(added)
+                for sop, instance_number in members:
+                    instance = new_instance(added, sop, instance_number)
+                    uow.archive.add_instance(instance)
+                    instances[sop] = instance
+
+        # In s1 the series' numbers run against their UIDs, and the instances of the CT are
+        # added in reverse order: the order read back is by number.
+        study("1.2.1", "CHRU|1", date(2024, 3, 1), "A1",
+              ("1.2.1.2", "CT", 1, (("1.2.1.2.2", 2), ("1.2.1.2.1", 1))),
+              ("1.2.1.1", "SR", 2, (("1.2.1.1.1", 1),)),
+              ("1.2.1.3", "PR", 3, ()))
+        study("1.2.2", "MRUN|7", date(2023, 1, 15), "A2", ("1.2.2.1", "MR", 1, (("1.2.2.1.1", 1),)))
+        study("1.2.3", "ICL|2", date(2024, 3, 1), "A3", ("1.2.3.1", "CT", 1, (("1.2.3.1.1", 1),)))
+        study("1.2.4", "ICL|2", date(2022, 6, 1), "A4", ("1.2.4.1", "US", 1, (("1.2.4.1.1", 1),)))
+        uow.commit()
+    return Imaging(helene, jean,
+                   {name: patient.record_id for name, patient in patients.items()}, instances)
+
+
+def test_patients_as_received_are_added_read_and_saved(uow_factory: UowFactory) -> None:
+    with uow_factory() as uow:
+        record = make_record("1")
+        add_person(uow, record)
+        patient = received("CHRU", "1", record.id or 0)
+        uow.archive.add_patient(patient)
+        assert patient.id is not None
+        uow.commit()
+    with uow_factory() as uow:
+        stored = uow.archive.patient(Identifier("CHRU", "1"))
+        assert stored == patient
+        assert uow.archive.patient(Identifier("ICL", "1")) is None
+        assert stored is not None
+        stored.given_names, stored.last_study_date = ("HELENE", "MARIE"), date(2024, 3, 1)
+        stored.last_received_at = datetime(2024, 3, 2, 9, 0, tzinfo=PARIS_SUMMER)
+        uow.archive.save_patient(stored)
+        uow.commit()
+    with uow_factory(read_only=True) as uow:
+        again = uow.archive.patient(Identifier("CHRU", "1"))
+    assert again == stored
+    assert again is not None and again.last_received_at is not None
+    assert again.last_received_at.tzinfo == UTC
+
+
+def test_studies_and_series_are_added_read_and_saved(uow_factory: UowFactory) -> None:
+    with uow_factory() as uow:
+        record = make_record("1")
+        add_person(uow, record)
+        patient = received("CHRU", "1", record.id or 0)
+        uow.archive.add_patient(patient)
+        study = StoredStudy("1.2.1", patient.id or 0, date(2024, 3, 1), "093000", "A1", "7",
+                            "Thorax", first_received_at=NOW, last_received_at=NOW)
+        uow.archive.add_study(study)
+        series = StoredSeries("1.2.1.1", study.id or 0, "CT", 3, "Axial")
+        uow.archive.add_series(series)
+        assert study.id is not None and series.id is not None
+        uow.commit()
+    with uow_factory() as uow:
+        assert uow.archive.study("1.2.1") == study
+        assert uow.archive.series("1.2.1.1") == series
+        assert uow.archive.study("1.2.9") is None and uow.archive.series("1.2.1.9") is None
+        study.last_received_at, study.description = NOW + timedelta(days=1), "Thorax TDM"
+        uow.archive.save_study(study)
+        uow.commit()
+    with uow_factory(read_only=True) as uow:
+        assert uow.archive.study("1.2.1") == study
+
+
+def test_a_patient_study_series_or_instance_stored_twice_is_a_conflict(
+    uow_factory: UowFactory, imaging: Imaging
+) -> None:
+    # A unique violation in SQL: two transactions storing the same new object, the later is
+    # retried and finds the first one's. Each in its own unit of work: on PostgreSQL the
+    # error ends the transaction.
+    with uow_factory() as uow, pytest.raises(ConcurrencyError):
+        uow.archive.add_patient(received("CHRU", "1", imaging.records["CHRU|1"]))
+    with uow_factory() as uow, pytest.raises(ConcurrencyError):
+        patient = uow.archive.patient(Identifier("CHRU", "1"))
+        assert patient is not None
+        uow.archive.add_study(StoredStudy("1.2.2", patient.id or 0, first_received_at=NOW,
+                                          last_received_at=NOW))
+    with uow_factory() as uow, pytest.raises(ConcurrencyError):
+        study = uow.archive.study("1.2.1")
+        assert study is not None
+        uow.archive.add_series(StoredSeries("1.2.2.1", study.id or 0))
+    with uow_factory() as uow, pytest.raises(ConcurrencyError):
+        series = uow.archive.series("1.2.1.2")
+        assert series is not None
+        uow.archive.add_instance(new_instance(series, "1.2.3.1.1", 9, sha256=sha("other")))
+
+
+def test_an_instance_is_read_with_its_study_series_and_record(
+    uow_factory: UowFactory, imaging: Imaging
+) -> None:
+    added = imaging.instances["1.2.2.1.1"]
+    assert added.id is not None
+    with uow_factory(read_only=True) as uow:
+        read = uow.archive.instance("1.2.2.1.1")
+        assert read == dataclasses.replace(added, study_instance_uid="1.2.2",
+                                           series_instance_uid="1.2.2.1",
+                                           record_id=imaging.records["MRUN|7"])
+        assert uow.archive.instance("1.9.9.9") is None
+        assert uow.archive.instances(series_uid="1.2.2.1") == [read]
+
+
+def test_has_content_knows_the_content_of_current_instances(
+    uow_factory: UowFactory, imaging: Imaging
+) -> None:
+    with uow_factory(read_only=True) as uow:
+        assert uow.archive.has_content(sha("1.2.1.2.1"))
+        assert not uow.archive.has_content(sha("never stored"))
+
+
+def content(instance: StoredInstance) -> tuple[object, ...]:
+    """What a version of an instance holds, without where it is read from."""
+    return (instance.sop_instance_uid, instance.sop_class_uid, instance.series_id,
+            instance.transfer_syntax_uid, instance.blob_key, instance.size, instance.sha256,
+            instance.received_at, instance.source, instance.instance_number, instance.version)
+
+
+def test_a_replaced_instance_keeps_its_earlier_versions_in_its_history(
+    uow_factory: UowFactory, imaging: Imaging
+) -> None:
+    sop = "1.2.1.2.1"
+    versions = [imaging.instances[sop]]
+    for version in (2, 3):
+        with uow_factory() as uow:
+            previous = uow.archive.instance(sop)
+            assert previous is not None and previous.version == version - 1
+            series = uow.archive.series("1.2.1.2")
+            assert series is not None
+            current = new_instance(
+                series, sop, 1, sha256=sha(f"{sop} v{version}"), size=2000 + version,
+                blob_key=f"1.2.1.2/{sop}.v{version}.dcm", source="ICL", version=version,
+                received_at=NOW + timedelta(hours=version))
+            uow.archive.replace_instance(previous, current, NOW + timedelta(hours=version))
+            assert current.id == previous.id
+            uow.commit()
+        versions.append(current)
+    with uow_factory(read_only=True) as uow:
+        now = uow.archive.instance(sop)
+        assert now is not None
+        assert content(now) == content(versions[2]) and now.id == versions[0].id
+        history = uow.archive.instance_history(sop)
+        assert [content(old) for old in history] == [content(v) for v in versions[:2]]
+        assert uow.archive.instance_history("1.2.1.2.2") == []
+        # only the current content counts, and the instance is not counted twice
+        assert uow.archive.has_content(versions[2].sha256)
+        assert not uow.archive.has_content(versions[0].sha256)
+        assert not uow.archive.has_content(versions[1].sha256)
+        assert [i.version for i in uow.archive.instances(series_uid="1.2.1.2")] == [3, 1]
+        (study,) = uow.archive.find_studies(StudyFilter(study_uids=("1.2.1",)))
+        assert study.series[0].instance_count == 2
+
+
+S1, S2, S3, S4 = "1.2.1", "1.2.2", "1.2.3", "1.2.4"
+
+
+@pytest.mark.parametrize(
+    ("persons", "criteria", "expected"),
+    [
+        # newest first; of two studies of one date, the one stored last first
+        (None, {}, [S3, S1, S2, S4]),
+        (("helene",), {}, [S1, S2]),
+        ((), {}, []),
+        (("helene", "jean"), {}, [S3, S1, S2, S4]),
+        (None, {"study_uids": (S2, S4)}, [S2, S4]),
+        (None, {"accession_number": "A1"}, [S1]),
+        (None, {"accession_number": "A9"}, []),
+        (None, {"date_from": date(2024, 1, 1)}, [S3, S1]),
+        (None, {"date_to": date(2023, 12, 31)}, [S2, S4]),
+        (None, {"date_from": date(2023, 1, 15), "date_to": date(2023, 1, 15)}, [S2]),
+        (None, {"modality": "CT"}, [S3, S1]),
+        (None, {"modality": "PR"}, [S1]),  # a series without instances has its modality
+        (None, {"modality": "XA"}, []),
+        (("jean",), {"modality": "CT"}, [S3]),
+        (("helene",), {"study_uids": (S3,)}, []),
+        (None, {"limit": 2}, [S3, S1]),
+    ],
+)
+def test_find_studies(
+    uow_factory: UowFactory, imaging: Imaging, persons: tuple[str, ...] | None,
+    criteria: dict[str, Any], expected: list[str],
+) -> None:
+    person_ids = None if persons is None else tuple(getattr(imaging, p) for p in persons)
+    with uow_factory(read_only=True) as uow:
+        found = uow.archive.find_studies(StudyFilter(person_ids=person_ids, **criteria))
+    assert [study.study_instance_uid for study in found] == expected
+
+
+def test_a_study_summary_has_its_series_and_the_person_of_its_record(
+    uow_factory: UowFactory, imaging: Imaging
+) -> None:
+    with uow_factory(read_only=True) as uow:
+        (summary,) = uow.archive.find_studies(StudyFilter(study_uids=(S1,)))
+    assert summary == StudySummary(
+        study_instance_uid=S1, record_id=imaging.records["CHRU|1"],
+        received_as=Identifier("CHRU", "1"), study_date=date(2024, 3, 1), study_time="093000",
+        accession_number="A1", study_id="1", description="Thorax", first_received_at=NOW,
+        last_received_at=NOW + timedelta(hours=1),
+        series=(SeriesSummary("1.2.1.2", "CT", 1, "CT", 2),
+                SeriesSummary("1.2.1.1", "SR", 2, "SR", 1),
+                SeriesSummary("1.2.1.3", "PR", 3, "PR", 0)),
+        person_id=imaging.helene,
+    )
+
+
+def test_studies_follow_the_link_of_the_record_they_arrived_with(
+    uow_factory: UowFactory, imaging: Imaging
+) -> None:
+    with uow_factory() as uow:
+        link = uow.links.for_record(imaging.records["MRUN|7"])
+        assert link is not None
+        link.person_id, link.method = imaging.jean, LinkMethod.MANUAL
+        uow.links.save(link)
+        uow.commit()
+    with uow_factory(read_only=True) as uow:
+        helene = uow.archive.find_studies(StudyFilter(person_ids=(imaging.helene,)))
+        jean = uow.archive.find_studies(StudyFilter(person_ids=(imaging.jean,)))
+        assert [s.study_instance_uid for s in helene] == [S1]
+        assert [(s.study_instance_uid, s.person_id) for s in jean] == [
+            (S3, imaging.jean), (S2, imaging.jean), (S4, imaging.jean)]
+        moved = uow.archive.instances(person_id=imaging.jean)
+        assert [i.sop_instance_uid for i in moved] == ["1.2.2.1.1", "1.2.3.1.1", "1.2.4.1.1"]
+
+
+ALL_INSTANCES = ["1.2.1.2.1", "1.2.1.2.2", "1.2.1.1.1", "1.2.2.1.1", "1.2.3.1.1", "1.2.4.1.1"]
+
+
+@pytest.mark.parametrize(
+    ("selection", "expected"),
+    [
+        # by study UID, then series number, then instance number
+        ({}, ALL_INSTANCES),
+        ({"study_uid": S1}, ALL_INSTANCES[:3]),
+        ({"series_uid": "1.2.1.2"}, ["1.2.1.2.1", "1.2.1.2.2"]),
+        ({"study_uid": S1, "series_uid": "1.2.1.1"}, ["1.2.1.1.1"]),
+        ({"study_uid": S2, "series_uid": "1.2.1.1"}, []),
+        ({"sop_uids": ["1.2.4.1.1", "1.2.2.1.1"]}, ["1.2.2.1.1", "1.2.4.1.1"]),
+        ({"study_uid": S1, "sop_uids": ["1.2.1.2.2", "1.2.2.1.1"]}, ["1.2.1.2.2"]),
+        ({"person": "helene"}, ALL_INSTANCES[:4]),
+        ({"person": "jean", "study_uid": S4}, ["1.2.4.1.1"]),
+        ({"person": "jean", "study_uid": S1}, []),
+        ({"limit": 2}, ALL_INSTANCES[:2]),
+        ({"study_uid": "1.9"}, []),
+    ],
+)
+def test_instances(
+    uow_factory: UowFactory, imaging: Imaging, selection: dict[str, Any], expected: list[str]
+) -> None:
+    if "person" in selection:
+        selection = {**selection, "person_id": getattr(imaging, selection["person"])}
+        del selection["person"]
+    with uow_factory(read_only=True) as uow:
+        found = uow.archive.instances(**selection)
+    assert [i.sop_instance_uid for i in found] == expected
+    assert all(i.record_id is not None and i.series_instance_uid for i in found)
