@@ -1219,3 +1219,37 @@ def test_instances(
         found = uow.archive.instances(**selection)
     assert [i.sop_instance_uid for i in found] == expected
     assert all(i.record_id is not None and i.series_instance_uid for i in found)
+
+
+def test_undated_studies_come_last_and_unnumbered_series_and_instances_after_the_numbered(
+    uow_factory: UowFactory,
+) -> None:
+    # Objects without StudyDate, SeriesNumber or InstanceNumber are common; both databases
+    # must give them the same place (SQLite and PostgreSQL sort NULL at opposite ends).
+    with uow_factory() as uow:
+        record = make_record("1")
+        person = add_person(uow, record)
+        patient = received("CHRU", "1", record.id or 0)
+        uow.archive.add_patient(patient)
+        for uid, study_date in (("1.3.1", None), ("1.3.2", date(2020, 1, 1)),
+                                ("1.3.3", date(2021, 1, 1))):
+            uow.archive.add_study(StoredStudy(uid, patient.id or 0, study_date,
+                                              first_received_at=NOW, last_received_at=NOW))
+        study = uow.archive.study("1.3.1")
+        assert study is not None
+        unnumbered, numbered = StoredSeries("1.3.1.1", study.id or 0), StoredSeries(
+            "1.3.1.2", study.id or 0, "CT", 1)
+        uow.archive.add_series(unnumbered)
+        uow.archive.add_series(numbered)
+        for series, sop, number in ((unnumbered, "1.3.1.1.1", None),
+                                    (numbered, "1.3.1.2.1", None), (numbered, "1.3.1.2.2", 2),
+                                    (numbered, "1.3.1.2.3", 1)):
+            uow.archive.add_instance(new_instance(series, sop, number))
+        uow.commit()
+    with uow_factory(read_only=True) as uow:
+        studies = uow.archive.find_studies(StudyFilter(person_ids=(person,)))
+        assert [s.study_instance_uid for s in studies] == ["1.3.3", "1.3.2", "1.3.1"]
+        assert [s.series_instance_uid for s in studies[2].series] == ["1.3.1.2", "1.3.1.1"]
+        found = uow.archive.instances(study_uid="1.3.1")
+        assert [i.sop_instance_uid for i in found] == [
+            "1.3.1.2.3", "1.3.1.2.2", "1.3.1.2.1", "1.3.1.1.1"]
