@@ -901,6 +901,18 @@ def test_leaving_without_commit_rolls_everything_back(uow_factory: UowFactory) -
         assert [r.identifier.value for r in uow.records.sample(10)] == ["4"]
 
 
+def test_lock_takes_any_keys_and_the_unit_of_work_goes_on(uow_factory: UowFactory) -> None:
+    # What a lock serializes needs two connections: see test_sql_repositories.py.
+    with uow_factory() as uow:
+        uow.lock(["record:CHRU|1", "ins:INS-NIR|1"])
+        uow.lock(key for key in ("record:CHRU|1", "record:CHRU|2"))  # again, and a generator
+        uow.lock([])
+        add_person(uow, make_record("1"))
+        uow.commit()
+    with uow_factory(read_only=True) as uow:
+        assert uow.records.by_identifier(Identifier("CHRU", "1")) is not None
+
+
 # -- the archive's index -------------------------------------------------------------------
 
 CT_IMAGE = "1.2.840.10008.5.1.4.1.1.2"
@@ -1253,3 +1265,4 @@ def test_undated_studies_come_last_and_unnumbered_series_and_instances_after_the
         found = uow.archive.instances(study_uid="1.3.1")
         assert [i.sop_instance_uid for i in found] == [
             "1.3.1.2.3", "1.3.1.2.2", "1.3.1.2.1", "1.3.1.1.1"]
+
