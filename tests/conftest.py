@@ -119,16 +119,30 @@ def _truncate_all(url: str) -> None:
 DATABASE_KINDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
 
 
-@pytest.fixture(params=DATABASE_KINDS)
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """A freshly migrated, empty database of each kind."""
-    if request.param == "sqlite":
+def fresh_database(request: pytest.FixtureRequest, kind: str, tmp_path: Path) -> str:
+    """The URL of a freshly migrated, empty database of one kind (``sqlite`` in ``tmp_path``,
+    or ``postgresql``: this session's database, emptied). For fixtures that choose the kind
+    themselves, such as the contract suite's, which adds the in-memory fakes."""
+    if kind == "sqlite":
         template: Path = request.getfixturevalue("sqlite_template")
         shutil.copyfile(template, tmp_path / "mpi.sqlite3")
         return default_sqlite_url(tmp_path)
     url: str = request.getfixturevalue("postgres_url")
     _truncate_all(url)
     return url
+
+
+def sql_uow_factory(engine: Engine) -> SqlUnitOfWorkFactory:
+    """Units of work on a database holding the authorities of the default authorities file."""
+    with engine.begin() as connection:
+        sync_authorities(connection, load_authorities(DEFAULT_AUTHORITIES_FILE).all)
+    return SqlUnitOfWorkFactory(engine)
+
+
+@pytest.fixture(params=DATABASE_KINDS)
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A freshly migrated, empty database of each kind."""
+    return fresh_database(request, request.param, tmp_path)
 
 
 @pytest.fixture
@@ -141,9 +155,7 @@ def engine(database_url: str) -> Iterator[Engine]:
 @pytest.fixture
 def uow_factory(engine: Engine) -> SqlUnitOfWorkFactory:
     """Units of work on a database holding the authorities of the default authorities file."""
-    with engine.begin() as connection:
-        sync_authorities(connection, load_authorities(DEFAULT_AUTHORITIES_FILE).all)
-    return SqlUnitOfWorkFactory(engine)
+    return sql_uow_factory(engine)
 
 
 @pytest.fixture(params=DATABASE_KINDS)

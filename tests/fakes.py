@@ -1,13 +1,33 @@
-"""In-memory implementations of the core's ports, for unit tests of the use cases."""
+"""In-memory implementations of the core's ports, for unit tests of the use cases.
+
+The SQL adapter is the reference: ``tests/contract`` runs the same tests on these fakes and on
+SQLite and PostgreSQL. So the fakes behave as a database would where a use case could tell
+the difference: reads return copies and writes store copies (changing an object read is no
+change until it is saved), instants come back in UTC and naive ones are refused, JSON values
+come back as JSON gives them, unique keys are enforced (ConcurrencyError, as the SQL adapter
+translates a unique violation), and what a unit of work did is seen by the next one only
+after its commit.
+"""
 
 from __future__ import annotations
 
 import copy
 import dataclasses
-from collections.abc import Iterable
+import io
+import json
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, BinaryIO, TypeVar
 
+from mpi.archive.model import (
+    ArchivedPatient,
+    SeriesSummary,
+    StoredInstance,
+    StoredSeries,
+    StoredStudy,
+    StudyFilter,
+    StudySummary,
+)
 from mpi.errors import ConcurrencyError
 from mpi.events import Event, StoredEvent
 from mpi.matching.profile import blocking_keys, profile_of
@@ -26,6 +46,8 @@ from mpi.model import (
 from mpi.normalize import search_key
 from mpi.ports import PendingNotification, PersonQuery
 
+_T = TypeVar("_T")
+
 
 class FixedClock:
     def __init__(self, start: datetime | None = None) -> None:
@@ -34,6 +56,33 @@ class FixedClock:
     def now(self) -> datetime:
         self.current += timedelta(seconds=1)
         return self.current
+
+
+def _utc(value: datetime) -> datetime:
+    """An instant as the database keeps it: aware, in UTC. Raises ValueError for a naive one,
+    which the SQL adapter refuses as well."""
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"naive datetime {value!r}: instants must be timezone-aware")
+    return value.astimezone(UTC)
+
+
+def _json(value: _T) -> _T:
+    """A value as it comes back from a JSON column (tuples become lists, keys strings)."""
+    return json.loads(json.dumps(value))  # type: ignore[no-any-return]
+
+
+def _stored(entity: _T) -> _T:
+    """A copy of an entity as stored: no alias of the caller's object, instants in UTC."""
+    stored = copy.deepcopy(entity)
+    for field in dataclasses.fields(stored):  # type: ignore[arg-type]
+        value = getattr(stored, field.name)
+        if isinstance(value, datetime):
+            setattr(stored, field.name, _utc(value))
+    return stored
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
 
 
 class _Store:
@@ -50,7 +99,14 @@ class _Store:
         self.notifications: dict[int, dict[str, object]] = {}
         self.journal: dict[int, JournalEntry] = {}
         self.reviews: dict[int, ReviewTask] = {}
-        self.models: dict[str, tuple[dict[str, object], bool]] = {}
+        # version -> (document, created at, in force)
+        self.models: dict[str, tuple[dict[str, object], datetime, bool]] = {}
+        self.archive_patients: dict[int, ArchivedPatient] = {}
+        self.archive_studies: dict[int, StoredStudy] = {}
+        self.archive_series: dict[int, StoredSeries] = {}
+        self.archive_instances: dict[int, StoredInstance] = {}
+        # earlier versions of instances, with when each was replaced
+        self.archive_history: list[tuple[StoredInstance, datetime]] = []
         self.sequence = 0
 
     def next_id(self) -> int:
@@ -58,72 +114,114 @@ class _Store:
         return self.sequence
 
 
+# Where each blocking key is looked up: the two name keys in both name columns, as in SQL.
+_KEY_COLUMNS: dict[str, tuple[str, ...]] = {
+    "name_year": ("name_year", "used_name"),
+    "used_name": ("name_year", "used_name"),
+    "date_sex": ("date_sex",),
+    "given_family": ("given_family",),
+    "place_date": ("place_date",),
+}
+
+
 class FakeRecords:
     def __init__(self, store: _Store) -> None:
         self.store = store
 
     def get(self, record_id: int) -> SourceRecord | None:
-        return self.store.records.get(record_id)
+        record = self.store.records.get(record_id)
+        return None if record is None else copy.deepcopy(record)
 
     def by_identifier(self, identifier: Identifier) -> SourceRecord | None:
-        return next((r for r in self.store.records.values() if r.identifier == identifier), None)
+        return next((copy.deepcopy(r) for r in self.store.records.values()
+                     if r.identifier == identifier), None)
 
     def add(self, record: SourceRecord) -> None:
+        """Raises ValueError for a record already stored, ConcurrencyError when its identifier
+        is stored already (the unique index of the SQL adapter)."""
+        if record.id is not None:
+            raise ValueError(f"record {record.id} is already stored")
+        self._check_unique(record)
         record.id = self.store.next_id()
         record.version = 1
-        self.store.records[record.id] = record
-        self.store.history[record.id] = [self._snapshot(record)]
+        self.store.records[record.id] = _stored(record)
+        self.store.history[record.id] = [self._version(record)]
 
     def save(self, record: SourceRecord) -> None:
-        assert record.id in self.store.records
+        """Raises ValueError for a record never stored, ConcurrencyError when the stored
+        version is no longer the one that was read."""
+        if record.id is None:
+            raise ValueError("a record must be added before it is saved")
+        stored = self.store.records.get(record.id)
+        if stored is None or stored.version != record.version:
+            raise ConcurrencyError(
+                f"record {record.id} changed since version {record.version} was read")
+        self._check_unique(record)
         record.version += 1
-        self.store.history[record.id].append(self._snapshot(record))
+        self.store.records[record.id] = _stored(record)
+        self.store.history[record.id].append(self._version(record))
+
+    def _check_unique(self, record: SourceRecord) -> None:
+        if any(other.identifier == record.identifier and other.id != record.id
+               for other in self.store.records.values()):
+            raise ConcurrencyError(f"{record.identifier} is stored already")
 
     @staticmethod
-    def _snapshot(record: SourceRecord) -> dict[str, object]:
-        return {
-            "version": record.version,
-            "status": record.status.value,
+    def _version(record: SourceRecord) -> dict[str, object]:
+        """A history entry, shaped as the SQL adapter's."""
+        data = _json({
             "identifier": str(record.identifier),
+            "status": record.status.value,
+            "retired_into": record.retired_into,
+            "ins": str(record.ins) if record.ins else None,
+            "reliability": list(record.reliability),
             "demographics": record.demographics.as_dict(),
-        }
+            "last_activity": record.last_activity.isoformat() if record.last_activity else None,
+        })
+        recorded_at = _utc(record.updated_at) if record.updated_at else _now()
+        return {**data, "version": record.version, "recorded_at": recorded_at}
 
     def with_qualified_ins(self, ins: Identifier) -> list[SourceRecord]:
-        return [r for r in self.store.records.values() if r.is_active and r.qualified_ins == ins]
+        return [copy.deepcopy(r) for _, r in sorted(self.store.records.items())
+                if r.is_active and r.qualified_ins == ins]
 
     def retired_into(self, record_id: int) -> list[SourceRecord]:
-        return [r for r in self.store.records.values() if r.retired_into == record_id]
+        return [copy.deepcopy(r) for _, r in sorted(self.store.records.items())
+                if r.retired_into == record_id]
 
     def linked_to(self, person_id: int) -> list[SourceRecord]:
-        return [
-            self.store.records[link.record_id]
-            for link in self.store.links.values()
-            if link.person_id == person_id
-        ]
+        return [copy.deepcopy(self.store.records[record_id])
+                for record_id, link in sorted(self.store.links.items())
+                if link.person_id == person_id]
 
     def sample(self, limit: int) -> list[SourceRecord]:
-        return [r for r in self.store.records.values() if r.is_active][:limit]
+        return [copy.deepcopy(r) for r in self.store.records.values() if r.is_active][:limit]
 
-    def candidates(self, keys, cap, exclude=None):  # type: ignore[no-untyped-def]
-        columns = {"name_year": ("name_year", "used_name"), "used_name": ("name_year", "used_name"),
-                   "date_sex": ("date_sex",), "given_family": ("given_family",),
-                   "place_date": ("place_date",)}
+    def candidates(
+        self, keys: Mapping[str, str], cap: int, exclude: int | None = None
+    ) -> tuple[list[tuple[SourceRecord, int]], list[str]]:
+        wanted_keys = {name: value for name, value in keys.items()
+                       if name in _KEY_COLUMNS and value is not None}
+        if not wanted_keys:
+            return [], []
+        # A block holds every record with the key, whatever its status: the SQL adapter
+        # counts the index entries, and only then keeps the active records of active persons.
         per_key: dict[str, set[int]] = {}
-        for record in self.store.records.values():
-            if not record.is_active or record.id is None:
-                continue
+        for record_id, record in self.store.records.items():
             own = blocking_keys(profile_of(record))
-            for name, value in keys.items():
-                if any(own.get(column) == value for column in columns[name]):
-                    per_key.setdefault(name, set()).add(record.id)
+            for name, value in wanted_keys.items():
+                if any(own.get(column) == value for column in _KEY_COLUMNS[name]):
+                    per_key.setdefault(name, set()).add(record_id)
         oversized = sorted(name for name, ids in per_key.items() if len(ids) > cap)
         wanted = set().union(*(ids for name, ids in per_key.items() if name not in oversized))
         wanted.discard(exclude)
         found = []
         for record_id in sorted(wanted):
+            record = self.store.records[record_id]
             link = self.store.links.get(record_id)
-            if link and self.store.persons[link.person_id].status is PersonStatus.ACTIVE:
-                found.append((self.store.records[record_id], link.person_id))
+            person = self.store.persons.get(link.person_id) if link else None
+            if record.is_active and person is not None and person.status is PersonStatus.ACTIVE:
+                found.append((copy.deepcopy(record), link.person_id))  # type: ignore[union-attr]
         return found, oversized
 
     def identifiers_of(self, person_id: int) -> list[Identifier]:
@@ -136,7 +234,7 @@ class FakeRecords:
         return found
 
     def history(self, record_id: int) -> list[dict[str, object]]:
-        return list(self.store.history.get(record_id, []))
+        return copy.deepcopy(self.store.history.get(record_id, []))
 
 
 class FakePersons:
@@ -145,14 +243,24 @@ class FakePersons:
         self.master = master
 
     def get(self, person_id: int) -> Person | None:
-        return self.store.persons.get(person_id)
+        person = self.store.persons.get(person_id)
+        return None if person is None else copy.deepcopy(person)
 
     def add(self, person: Person) -> None:
+        """``created_at`` defaults to now. Raises ValueError for a person already stored."""
+        if person.id is not None:
+            raise ValueError(f"person {person.id} is already stored")
+        person.created_at = person.created_at or _now()
         person.id = self.store.next_id()
-        self.store.persons[person.id] = person
+        self.store.persons[person.id] = _stored(person)
 
     def save(self, person: Person) -> None:
-        assert person.id in self.store.persons
+        """Raises ValueError for a person never stored."""
+        stored = self.store.persons.get(person.id) if person.id is not None else None
+        if stored is None:
+            raise ValueError(f"person {person.id} is not stored")
+        # As in SQL, the status and the survivor change; the creation time does not.
+        stored.status, stored.merged_into = person.status, person.merged_into
 
     def search(self, query: PersonQuery, offset: int, limit: int) -> tuple[list[int], int]:
         if query.is_empty():
@@ -161,24 +269,28 @@ class FakePersons:
             if query.has_record_criteria():
                 return [], 0
             ordered = sorted(
-                p for p in (query.person_ids or ())
+                p for p in set(query.person_ids or ())
                 if p in self.store.persons
                 and self.store.persons[p].status is PersonStatus.MERGED
             )
             return ordered[offset : offset + limit], len(ordered)
+        criteria = _criteria(query, self.master)
+        if not criteria and query.domain is None:
+            return [], 0  # nothing searchable was left in the values (e.g. only separators)
         found = set()
-        for link in self.store.links.values():
-            record = self.store.records[link.record_id]
+        for record_id, link in self.store.links.items():
+            record = self.store.records[record_id]
             person = self.store.persons[link.person_id]
-            if record.is_active and person.status is PersonStatus.ACTIVE:
-                if _matches(record, link.person_id, query, self.master) and self._holds_domain(
-                    link.person_id, query.domain
-                ):
-                    found.add(link.person_id)
+            if (record.is_active and person.status is PersonStatus.ACTIVE
+                    and all(holds(record, link.person_id) for holds in criteria)
+                    and self._holds_domain(link.person_id, query.domain)):
+                found.add(link.person_id)
         ordered = sorted(found)
         return ordered[offset : offset + limit], len(ordered)
 
     def _holds_domain(self, person_id: int, domain: str | None) -> bool:
+        """Whether the person holds an identifier of the domain on one of its active records
+        (every active person holds one in the master domain)."""
         if domain is None or domain == self.master:
             return True
         for link in self.store.links.values():
@@ -192,48 +304,84 @@ class FakePersons:
         return False
 
 
-def _name_matches(pattern: str | None, *values: str | None) -> bool:
+def _name_criterion(pattern: str | None, *fields: str):  # type: ignore[no-untyped-def]
+    """Folded equality with a name of the record, a trailing ``*`` making it a prefix; None
+    when nothing searchable is left in the pattern (then it is ignored, as in SQL)."""
     if not pattern:
-        return True
-    prefix = pattern.endswith("*")
-    wanted = search_key(pattern.rstrip("*"))
-    keys = [search_key(v) for v in values if v]
-    return any(k.startswith(wanted) if prefix else k == wanted for k in keys)
+        return None
+    text = pattern.strip()
+    prefix = text.endswith("*")
+    wanted = search_key(text.rstrip("*"))
+    if not wanted:
+        return None
+
+    def holds(record: SourceRecord, person_id: int) -> bool:
+        keys = [search_key(value) for value in _fields(record, fields) if value]
+        return any(key.startswith(wanted) if prefix else key == wanted for key in keys if key)
+
+    return holds
 
 
-def _text_matches(pattern: str | None, value: str | None) -> bool:
-    if not pattern:
-        return True
-    if pattern.endswith("*"):
-        return (value or "").startswith(pattern.rstrip("*"))
-    return value == pattern.strip()
+def _text_criterion(pattern: str | None, field: str):  # type: ignore[no-untyped-def]
+    """Equality with the value as stored, or a prefix with a trailing ``*``."""
+    text = (pattern or "").strip()
+    if not text.rstrip("*"):
+        return None
+
+    def holds(record: SourceRecord, person_id: int) -> bool:
+        value = getattr(record.demographics, field)
+        if value is None:
+            return False
+        return value.startswith(text.rstrip("*")) if text.endswith("*") else value == text
+
+    return holds
 
 
-def _matches(record: SourceRecord, person_id: int, q: PersonQuery, master: str) -> bool:
+def _exact_criterion(value: str | None, *fields: str):  # type: ignore[no-untyped-def]
+    """A name exactly as written (case and accents included)."""
+    if not value:
+        return None
+    return lambda record, person_id: bool(search_key(value)) and value in _fields(record, fields)
+
+
+def _fields(record: SourceRecord, fields: tuple[str, ...]) -> list[str | None]:
     d = record.demographics
-    if not _name_matches(q.family, d.birth_family_name, d.used_family_name):
-        return False
-    if not _name_matches(q.given, d.given_names[0] if d.given_names else None):
-        return False
-    if q.family_exact and q.family_exact not in (d.birth_family_name, d.used_family_name):
-        return False
-    if q.given_exact and q.given_exact != (d.given_names[0] if d.given_names else None):
-        return False
-    if q.birth_date and d.birth_date != q.birth_date:
-        return False
-    if q.sex and d.sex != q.sex:
-        return False
-    if not _text_matches(q.postcode, d.postcode) or not _text_matches(q.phone, d.phone):
-        return False
-    if not _name_matches(q.city, d.city):
-        return False
-    if q.person_ids is not None and person_id not in q.person_ids:
-        return False
-    if q.identifier:
-        if q.identifier.authority == master:
-            return person_id_of_master_id(q.identifier.value) == person_id
-        return q.identifier in (record.identifier, record.qualified_ins)
-    return True
+    values = {"birth": d.birth_family_name, "used": d.used_family_name,
+              "given": d.given_names[0] if d.given_names else None, "city": d.city}
+    return [values[field] for field in fields]
+
+
+def _criteria(q: PersonQuery, master: str) -> list[Any]:
+    """The record criteria of a query, each a predicate on (record, person id); the ones
+    without anything searchable are left out, as the SQL adapter leaves them out."""
+    optional = [
+        _name_criterion(q.family, "birth", "used"),
+        _name_criterion(q.given, "given"),
+        _name_criterion(q.city, "city"),
+        _exact_criterion(q.family_exact, "birth", "used"),
+        _exact_criterion(q.given_exact, "given"),
+        _text_criterion(q.postcode, "postcode"),
+        _text_criterion(q.phone, "phone"),
+    ]
+    criteria = [criterion for criterion in optional if criterion is not None]
+    if q.birth_date is not None:
+        criteria.append(lambda r, p: r.demographics.birth_date == q.birth_date)
+    if q.sex:
+        criteria.append(lambda r, p: r.demographics.sex == q.sex)
+    if q.identifier is not None:
+        identifier = q.identifier
+
+        def holds_identifier(record: SourceRecord, person_id: int) -> bool:
+            if identifier in (record.identifier, record.qualified_ins):
+                return True
+            return (identifier.authority == master
+                    and person_id_of_master_id(identifier.value) == person_id)
+
+        criteria.append(holds_identifier)
+    if q.person_ids is not None:
+        person_ids = set(q.person_ids)
+        criteria.append(lambda r, p: p in person_ids)
+    return criteria
 
 
 class FakeLinks:
@@ -241,13 +389,20 @@ class FakeLinks:
         self.store = store
 
     def for_record(self, record_id: int) -> Link | None:
-        return self.store.links.get(record_id)
+        link = self.store.links.get(record_id)
+        return None if link is None else copy.deepcopy(link)
 
     def save(self, link: Link) -> None:
-        self.store.links[link.record_id] = link
+        """Insert or replace the link of ``link.record_id`` (``decided_at`` defaults to now)."""
+        if link.decided_at is None:
+            link.decided_at = _now()
+        stored = _stored(link)
+        stored.evidence = _json(link.evidence)
+        self.store.links[link.record_id] = stored
 
     def of_person(self, person_id: int) -> list[Link]:
-        return [link for link in self.store.links.values() if link.person_id == person_id]
+        return [copy.deepcopy(link) for _, link in sorted(self.store.links.items())
+                if link.person_id == person_id]
 
 
 class FakeSeparations:
@@ -255,6 +410,9 @@ class FakeSeparations:
         self.store = store
 
     def add(self, first: int, second: int, reason: str, decided_by: str) -> None:
+        """Raises ValueError when both are the same record."""
+        if first == second:
+            raise ValueError(f"record {first} cannot be separated from itself")
         self.store.separations.add((min(first, second), max(first, second)))
 
     def remove(self, first: int, second: int) -> None:
@@ -272,27 +430,41 @@ class FakeReviews:
         self.store = store
 
     def add(self, task: ReviewTask) -> None:
+        """An open task for the same record and person is not duplicated (``task`` takes
+        its id); ``created_at`` defaults to now."""
         for existing in self.open_for_record(task.record_id):
             if existing.person_id == task.person_id:
                 task.id = existing.id
                 return
+        task.created_at = task.created_at or _now()
         task.id = self.store.next_id()
-        self.store.reviews[task.id] = task
+        self._keep(task)
+
+    def _keep(self, task: ReviewTask) -> None:
+        stored = _stored(task)
+        stored.evidence = _json(task.evidence)
+        self.store.reviews[stored.id or 0] = stored
 
     def get(self, task_id: int) -> ReviewTask | None:
-        return self.store.reviews.get(task_id)
+        task = self.store.reviews.get(task_id)
+        return None if task is None else copy.deepcopy(task)
 
     def save(self, task: ReviewTask) -> None:
-        assert task.id in self.store.reviews
-        self.store.reviews[task.id] = task
+        """Raises ValueError for a task never stored."""
+        if task.id is None:
+            raise ValueError("a review task must be added before it is saved")
+        if task.id not in self.store.reviews:
+            raise ValueError(f"review task {task.id} is not stored")
+        self._keep(task)
 
     def list(self, status, offset, limit):  # type: ignore[no-untyped-def]
-        tasks = [t for t in sorted(self.store.reviews.values(), key=lambda t: t.id or 0)
-                 if status is None or t.status is status]
-        return tasks[offset:offset + limit], len(tasks)
+        tasks = sorted((t for t in self.store.reviews.values()
+                        if status is None or t.status is status),
+                       key=lambda t: (t.created_at, t.id))
+        return [copy.deepcopy(t) for t in tasks[offset:offset + limit]], len(tasks)
 
     def open_for_record(self, record_id: int) -> list[ReviewTask]:
-        return [t for t in self.store.reviews.values()
+        return [copy.deepcopy(t) for _, t in sorted(self.store.reviews.items())
                 if t.record_id == record_id and t.status is ReviewStatus.OPEN]
 
 
@@ -301,19 +473,26 @@ class FakeModels:
         self.store = store
 
     def active(self):  # type: ignore[no-untyped-def]
-        for version, (document, active) in self.store.models.items():
+        for version, (document, _, active) in self.store.models.items():
             if active:
-                return version, document
+                return version, copy.deepcopy(document)
         return None
 
     def add(self, version, document, activate):  # type: ignore[no-untyped-def]
+        """Raises ConcurrencyError for a version stored already (its primary key in SQL)."""
+        if version in self.store.models:
+            raise ConcurrencyError(f"model version {version} is stored already")
         if activate:
-            self.store.models = {v: (d, False) for v, (d, _) in self.store.models.items()}
-        self.store.models[version] = (document, activate)
+            self.store.models = {v: (d, created, False)
+                                 for v, (d, created, _) in self.store.models.items()}
+        self.store.models[version] = (_json(document), _now(), activate)
 
     def versions(self):  # type: ignore[no-untyped-def]
-        return [(v, datetime(2026, 1, 1, tzinfo=UTC), a)
-                for v, (_, a) in reversed(list(self.store.models.items()))]
+        # Newest first; among equal creation times, the one added last.
+        ordered = sorted(enumerate(self.store.models.items()),
+                         key=lambda item: (item[1][1][1], item[0]), reverse=True)
+        return [(version, created, active)
+                for _, (version, (_, created, active)) in ordered]
 
 
 class FakeOutbox:
@@ -328,59 +507,84 @@ class FakeOutbox:
         self.pending.append(event)
 
     def claim(self, now: datetime, limit: int) -> list[StoredEvent]:
+        now = _utc(now)
         rows = [
             StoredEvent(row["id"], row["event"], row["occurred_at"], row["attempts"])
-            for row in self.store.outbox
+            for row in sorted(self.store.outbox, key=lambda row: row["id"])
             if row["processed_at"] is None and (row["due_at"] is None or row["due_at"] <= now)
         ]
         return rows[:limit]
 
-    def _row(self, event_id: int) -> dict[str, Any]:
-        return next(row for row in self.store.outbox if row["id"] == event_id)
+    def _rows(self, event_ids: Iterable[int]) -> list[dict[str, Any]]:
+        wanted = set(event_ids)
+        return [row for row in self.store.outbox if row["id"] in wanted]
 
     def mark_processed(self, event_ids: Iterable[int], when: datetime) -> None:
-        for event_id in event_ids:
-            self._row(event_id).update(processed_at=when, last_error=None)
+        for row in self._rows(event_ids):
+            row.update(processed_at=_utc(when), last_error=None)
 
     def mark_failed(self, event_id: int, attempts: int, retry_at: datetime, error: str) -> None:
-        self._row(event_id).update(attempts=attempts, due_at=retry_at, last_error=error)
+        for row in self._rows([event_id]):
+            row.update(attempts=attempts, due_at=_utc(retry_at), last_error=error[:2000])
 
     def pending_count(self) -> int:
         return sum(1 for row in self.store.outbox if row["processed_at"] is None)
 
 
 class FakeNotifications:
+    """Notifications asked for in this unit of work wait until it reads them back or commits,
+    as in SQL: at most one pending notification per consumer and person, due at the earliest
+    time asked for; one already pending in the store is joined, not changed."""
+
     def __init__(self, store: _Store) -> None:
         self.store = store
+        self._due: dict[tuple[str, int], datetime] = {}
 
     def enqueue(self, consumer: str, person_id: int, due: datetime) -> None:
-        for row in self.store.notifications.values():
-            if row["consumer"] == consumer and row["person_id"] == person_id:
-                if row["status"] == "pending":
-                    return
-        nid = self.store.next_id()
-        self.store.notifications[nid] = {
-            "consumer": consumer, "person_id": person_id, "status": "pending",
-            "attempts": 0, "due_at": due, "last_error": None,
-        }
+        key = (consumer, person_id)
+        due = _utc(due)
+        self._due[key] = min(due, self._due.get(key, due))
+
+    def flush(self) -> None:
+        pending = {(row["consumer"], row["person_id"]) for row in self.store.notifications.values()
+                   if row["status"] == "pending"}
+        for (consumer, person_id), due in sorted(self._due.items()):
+            if (consumer, person_id) not in pending:
+                self.store.notifications[self.store.next_id()] = {
+                    "consumer": consumer, "person_id": person_id, "status": "pending",
+                    "attempts": 0, "due_at": due, "last_error": None, "sent_at": None,
+                }
+        self._due.clear()
+
+    def discard(self) -> None:
+        self._due.clear()
 
     def claim_due(self, consumer: str, now: datetime, limit: int) -> list[PendingNotification]:
-        rows = [
+        self.flush()
+        now = _utc(now)
+        due = sorted(
+            ((row["due_at"], nid, row) for nid, row in self.store.notifications.items()
+             if row["consumer"] == consumer and row["status"] == "pending"
+             and row["due_at"] <= now),  # type: ignore[operator]
+            key=lambda item: (item[0], item[1]),
+        )
+        return [
             PendingNotification(nid, consumer, int(row["person_id"]), int(row["attempts"]))  # type: ignore[call-overload]
-            for nid, row in sorted(self.store.notifications.items())
-            if row["consumer"] == consumer and row["status"] == "pending"
-            and row["due_at"] <= now  # type: ignore[operator]
+            for _, nid, row in due[:limit]
         ]
-        return rows[:limit]
 
     def mark_sent(self, notification_id: int, when: datetime) -> None:
-        self.store.notifications[notification_id]["status"] = "sent"
+        row = self.store.notifications.get(notification_id)
+        if row is not None:
+            row.update(status="sent", sent_at=_utc(when))
 
     def mark_failed(self, notification_id: int, attempts: int, retry_at: datetime, error: str) -> None:
-        row = self.store.notifications[notification_id]
-        row.update(attempts=attempts, due_at=retry_at, last_error=error)
+        row = self.store.notifications.get(notification_id)
+        if row is not None:
+            row.update(attempts=attempts, due_at=_utc(retry_at), last_error=error)
 
     def pending_count(self, consumer: str) -> int:
+        self.flush()
         return sum(
             1 for row in self.store.notifications.values()
             if row["consumer"] == consumer and row["status"] == "pending"
@@ -391,35 +595,257 @@ class FakeJournal:
     def __init__(self, store: _Store) -> None:
         self.store = store
 
-    def find(self, sender: str, control_id: str) -> JournalEntry | None:
+    def find(self, sender: str | None, control_id: str | None) -> JournalEntry | None:
+        if sender is None or control_id is None:
+            return None  # as NULL in SQL: such messages cannot be recognized again
         return next(
-            (e for e in self.store.journal.values()
+            (copy.deepcopy(e) for e in self.store.journal.values()
              if e.sender == sender and e.control_id == control_id),
             None,
         )
 
     def add(self, entry: JournalEntry) -> None:
-        if entry.sender and entry.control_id and self.find(entry.sender, entry.control_id):
-            raise ConcurrencyError("duplicate control id")
+        """Raises ValueError for an entry already stored, ConcurrencyError when the same
+        sender and control ID were journaled first (the unit of work stays usable)."""
+        if entry.id is not None:
+            raise ValueError(f"journal entry {entry.id} is already stored")
+        if self.find(entry.sender, entry.control_id) is not None:
+            raise ConcurrencyError(
+                f"message {entry.control_id} from {entry.sender} was journaled already")
         entry.id = self.store.next_id()
-        self.store.journal[entry.id] = entry
+        self.store.journal[entry.id] = _stored(entry)
 
     def save(self, entry: JournalEntry) -> None:
-        assert entry.id is not None
-        self.store.journal[entry.id] = entry
+        """Raises ValueError for an entry never stored."""
+        if entry.id is None or entry.id not in self.store.journal:
+            raise ValueError(f"journal entry {entry.id} is not stored")
+        self.store.journal[entry.id] = _stored(entry)
 
     def get(self, entry_id: int) -> JournalEntry | None:
-        return self.store.journal.get(entry_id)
+        entry = self.store.journal.get(entry_id)
+        return None if entry is None else copy.deepcopy(entry)
 
     def list(self, statuses: Iterable[JournalStatus] | None = None, limit: int = 100) -> list[JournalEntry]:
-        wanted = set(statuses) if statuses is not None else None
+        wanted = {JournalStatus(s) for s in statuses} if statuses is not None else None
         entries = [e for e in self.store.journal.values() if wanted is None or e.status in wanted]
-        return sorted(entries, key=lambda e: e.id or 0, reverse=True)[:limit]
+        return [copy.deepcopy(e)
+                for e in sorted(entries, key=lambda e: e.id or 0, reverse=True)[:limit]]
+
+
+class FakeArchiveRepository:
+    """The archive's index. As in SQL, an instance is stored without the study, series and
+    record it is read with: those come from its series at read time."""
+
+    def __init__(self, store: _Store) -> None:
+        self.store = store
+
+    # -- patients as received ------------------------------------------------------------
+
+    def patient(self, identifier: Identifier) -> ArchivedPatient | None:
+        return next((copy.deepcopy(p) for p in self.store.archive_patients.values()
+                     if (p.authority, p.patient_id) == (identifier.authority, identifier.value)),
+                    None)
+
+    def add_patient(self, patient: ArchivedPatient) -> None:
+        """Raises ConcurrencyError when the patient is stored already."""
+        if self.patient(Identifier(patient.authority, patient.patient_id)) is not None:
+            raise ConcurrencyError(f"{patient.authority}|{patient.patient_id} is stored already")
+        patient.id = self.store.next_id()
+        self.store.archive_patients[patient.id] = _stored(patient)
+
+    def save_patient(self, patient: ArchivedPatient) -> None:
+        if patient.id in self.store.archive_patients:
+            self.store.archive_patients[patient.id] = _stored(patient)
+
+    # -- studies and series --------------------------------------------------------------
+
+    def study(self, study_uid: str) -> StoredStudy | None:
+        return next((copy.deepcopy(s) for s in self.store.archive_studies.values()
+                     if s.study_instance_uid == study_uid), None)
+
+    def add_study(self, study: StoredStudy) -> None:
+        """Raises ConcurrencyError when the study is stored already."""
+        if self.study(study.study_instance_uid) is not None:
+            raise ConcurrencyError(f"study {study.study_instance_uid} is stored already")
+        study.id = self.store.next_id()
+        self.store.archive_studies[study.id] = _stored(study)
+
+    def save_study(self, study: StoredStudy) -> None:
+        if study.id in self.store.archive_studies:
+            self.store.archive_studies[study.id] = _stored(study)
+
+    def series(self, series_uid: str) -> StoredSeries | None:
+        return next((copy.deepcopy(s) for s in self.store.archive_series.values()
+                     if s.series_instance_uid == series_uid), None)
+
+    def add_series(self, series: StoredSeries) -> None:
+        """Raises ConcurrencyError when the series is stored already."""
+        if self.series(series.series_instance_uid) is not None:
+            raise ConcurrencyError(f"series {series.series_instance_uid} is stored already")
+        series.id = self.store.next_id()
+        self.store.archive_series[series.id] = _stored(series)
+
+    # -- instances -----------------------------------------------------------------------
+
+    def instance(self, sop_uid: str) -> StoredInstance | None:
+        return next((self._read(i) for i in self.store.archive_instances.values()
+                     if i.sop_instance_uid == sop_uid), None)
+
+    def _read(self, instance: StoredInstance) -> StoredInstance:
+        """The instance with the study, series and record it belongs to."""
+        series = self.store.archive_series[instance.series_id]
+        study = self.store.archive_studies[series.study_id]
+        patient = self.store.archive_patients[study.patient_id]
+        return dataclasses.replace(
+            copy.deepcopy(instance), study_instance_uid=study.study_instance_uid,
+            series_instance_uid=series.series_instance_uid, record_id=patient.record_id)
+
+    def add_instance(self, instance: StoredInstance) -> None:
+        """Raises ConcurrencyError when the instance is stored already."""
+        if self.instance(instance.sop_instance_uid) is not None:
+            raise ConcurrencyError(f"instance {instance.sop_instance_uid} is stored already")
+        instance.id = self.store.next_id()
+        self.store.archive_instances[instance.id] = _bare(instance)
+
+    def replace_instance(self, previous: StoredInstance, current: StoredInstance,
+                         when: datetime) -> None:
+        """Raises ConcurrencyError when that version of the instance is in its history
+        already (another transaction replaced it first)."""
+        if any(old.sop_instance_uid == previous.sop_instance_uid
+               and old.version == previous.version for old, _ in self.store.archive_history):
+            raise ConcurrencyError(
+                f"version {previous.version} of {previous.sop_instance_uid} was replaced already")
+        old = _bare(previous)
+        old.id = self.store.next_id()  # a history entry has an id of its own, as its SQL row
+        self.store.archive_history.append((old, _utc(when)))
+        current.id = previous.id
+        self.store.archive_instances[previous.id or 0] = _bare(current)
+
+    def instance_history(self, sop_uid: str) -> list[StoredInstance]:
+        return [copy.deepcopy(old) for old, _ in sorted(
+            (entry for entry in self.store.archive_history
+             if entry[0].sop_instance_uid == sop_uid), key=lambda entry: entry[0].version)]
+
+    def has_content(self, sha256: str) -> bool:
+        return any(i.sha256 == sha256 for i in self.store.archive_instances.values())
+
+    def instances(self, study_uid: str | None = None, series_uid: str | None = None,
+                  sop_uids: Iterable[str] = (), person_id: int | None = None,
+                  limit: int = 100_000) -> list[StoredInstance]:
+        wanted = set(sop_uids)
+        found = []
+        for instance in self.store.archive_instances.values():
+            read = self._read(instance)
+            series = self.store.archive_series[instance.series_id]
+            if study_uid is not None and read.study_instance_uid != study_uid:
+                continue
+            if series_uid is not None and read.series_instance_uid != series_uid:
+                continue
+            if wanted and read.sop_instance_uid not in wanted:
+                continue
+            if person_id is not None:
+                link = self.store.links.get(read.record_id or 0)
+                if link is None or link.person_id != person_id:
+                    continue
+            found.append((
+                (read.study_instance_uid, *_nulls_last(series.series_number),
+                 read.series_instance_uid, *_nulls_last(read.instance_number),
+                 read.sop_instance_uid),
+                read,
+            ))
+        return [read for _, read in sorted(found, key=lambda item: item[0])][:limit]
+
+    # -- queries -------------------------------------------------------------------------
+
+    def find_studies(self, criteria: StudyFilter) -> list[StudySummary]:
+        found = []
+        for study in self.store.archive_studies.values():
+            patient = self.store.archive_patients[study.patient_id]
+            link = self.store.links.get(patient.record_id)
+            person_id = link.person_id if link is not None else None
+            series = self._series_of(study.id or 0)
+            if criteria.person_ids is not None and person_id not in criteria.person_ids:
+                continue
+            if criteria.study_uids and study.study_instance_uid not in criteria.study_uids:
+                continue
+            if criteria.accession_number and study.accession_number != criteria.accession_number:
+                continue
+            # A study without a date matches no date criterion (NULL in SQL).
+            if criteria.date_from is not None and (
+                    study.study_date is None or study.study_date < criteria.date_from):
+                continue
+            if criteria.date_to is not None and (
+                    study.study_date is None or study.study_date > criteria.date_to):
+                continue
+            if criteria.modality and criteria.modality not in {s.modality for s in series}:
+                continue
+            found.append(StudySummary(
+                study_instance_uid=study.study_instance_uid, record_id=patient.record_id,
+                received_as=Identifier(patient.authority, patient.patient_id),
+                study_date=study.study_date, study_time=study.study_time,
+                accession_number=study.accession_number, study_id=study.study_id,
+                description=study.description, first_received_at=study.first_received_at,
+                last_received_at=study.last_received_at, series=tuple(series),
+                person_id=person_id,
+            ))
+        # Newest first, the latest stored first among studies of one date, undated ones last.
+        ids = {s.study_instance_uid: i for i, s in self.store.archive_studies.items()}
+        found.sort(key=lambda s: (
+            s.study_date is None, -(s.study_date.toordinal() if s.study_date else 0),
+            -ids[s.study_instance_uid]))
+        return found[:criteria.limit]
+
+    def _series_of(self, study_id: int) -> list[SeriesSummary]:
+        series = sorted(
+            (s for s in self.store.archive_series.values() if s.study_id == study_id),
+            key=lambda s: (*_nulls_last(s.series_number), s.series_instance_uid))
+        return [
+            SeriesSummary(s.series_instance_uid, s.modality, s.series_number, s.description,
+                          sum(1 for i in self.store.archive_instances.values()
+                              if i.series_id == s.id))
+            for s in series
+        ]
+
+
+def _bare(instance: StoredInstance) -> StoredInstance:
+    """An instance as stored: without what reads join to it."""
+    return dataclasses.replace(_stored(instance), study_instance_uid=None,
+                               series_instance_uid=None, record_id=None)
+
+
+def _nulls_last(number: int | None) -> tuple[bool, int]:
+    return (number is None, number or 0)
+
+
+class FakeBlobStore:
+    """Blobs in memory (implements :class:`mpi.archive.ports.BlobStore`). A put stores the
+    whole bytes in one step, so a blob is complete or absent, as the filesystem store's
+    rename makes it. Not transactional, like the filesystem: a rollback keeps the blobs."""
+
+    def __init__(self) -> None:
+        self.blobs: dict[str, bytes] = {}
+
+    def put(self, key: str, data: bytes) -> None:
+        self.blobs[key] = bytes(data)
+
+    def open(self, key: str) -> BinaryIO:
+        """Raises FileNotFoundError for an unknown key."""
+        try:
+            return io.BytesIO(self.blobs[key])
+        except KeyError:
+            raise FileNotFoundError(f"no blob {key!r}") from None
+
+    def exists(self, key: str) -> bool:
+        return key in self.blobs
+
+    def delete(self, key: str) -> None:
+        self.blobs.pop(key, None)
 
 
 class FakeUnitOfWork:
     """A unit of work over an in-memory store. Changes are made on a deep copy of the store and
-    become visible to the next unit of work only on commit, as with a database."""
+    become visible to the next unit of work only on commit, as with a database; a rollback
+    forgets them and the unit of work goes on from the committed state."""
 
     def __init__(self, store: _Store | None = None, master: str = "GCS") -> None:
         self.committed_store = store or _Store()
@@ -439,18 +865,20 @@ class FakeUnitOfWork:
         self.outbox = FakeOutbox(self.store, self._pending_events)
         self.notifications = FakeNotifications(self.store)
         self.journal = FakeJournal(self.store)
+        self.archive = FakeArchiveRepository(self.store)
         self.committed = False
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        self.rollback()
+        # What was not committed stays in the working copy, which nobody reads again.
+        self._discard_buffers()
 
     def commit(self) -> None:
+        self.notifications.flush()
         for event in self._pending_events:
             self.store.events.append(event)
             self.store.outbox.append({
-                "id": self.store.next_id(), "event": event,
-                "occurred_at": datetime(2026, 11, 2, 8, 0, tzinfo=UTC),
+                "id": self.store.next_id(), "event": event, "occurred_at": _now(),
                 "processed_at": None, "attempts": 0, "due_at": None, "last_error": None,
             })
         self._pending_events.clear()
@@ -459,7 +887,13 @@ class FakeUnitOfWork:
         self.committed = True
 
     def rollback(self) -> None:
+        self._discard_buffers()
+        # In place: the repositories keep working on the same store object.
+        self.store.__dict__.update(copy.deepcopy(self.committed_store).__dict__)
+
+    def _discard_buffers(self) -> None:
         self._pending_events.clear()
+        self.notifications.discard()
 
     def lock(self, keys: Iterable[str]) -> None:
         self.locked.extend(keys)

@@ -150,8 +150,9 @@ class SqlArchiveRepository:
         if person_id is not None:
             statement = statement.join(links, links.c.record_id == _p.record_id).where(
                 links.c.person_id == person_id)
-        statement = statement.order_by(_st.study_instance_uid, _se.series_number,
-                                       _se.series_instance_uid, _i.instance_number,
+        statement = statement.order_by(_st.study_instance_uid, _se.series_number.nulls_last(),
+                                       _se.series_instance_uid,
+                                       _i.instance_number.nulls_last(),
                                        _i.sop_instance_uid).limit(limit)
         return [_instance(row) for row in self._sql.execute(statement).mappings()]
 
@@ -177,8 +178,10 @@ class SqlArchiveRepository:
         if criteria.modality:
             statement = statement.where(_st.id.in_(
                 select(_se.study_ref).where(_se.modality == criteria.modality)))
-        statement = statement.order_by(_st.study_date.desc(), _st.id.desc()).limit(
-            criteria.limit)
+        # NULLS LAST spelled out: SQLite and PostgreSQL sort NULL at opposite ends, and an
+        # undated study is no newer than a dated one.
+        statement = statement.order_by(_st.study_date.desc().nulls_last(),
+                                       _st.id.desc()).limit(criteria.limit)
         rows = self._sql.execute(statement).mappings().all()
         series = self._series_of([row["id"] for row in rows])
         return [
@@ -205,7 +208,7 @@ class SqlArchiveRepository:
                 .where(_se.study_ref.in_(chunk))
                 .group_by(_se.id, _se.study_ref, _se.series_instance_uid, _se.modality,
                           _se.series_number, _se.description)
-                .order_by(_se.series_number, _se.series_instance_uid)
+                .order_by(_se.series_number.nulls_last(), _se.series_instance_uid)
             )
             for row in self._sql.execute(statement).mappings():
                 found.setdefault(row["study_ref"], []).append(SeriesSummary(
