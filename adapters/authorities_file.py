@@ -5,8 +5,9 @@ reaches the service through the :class:`AuthorityRegistry` it returns."""
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from adapters.errors import AdapterError
 from mpi.authorities import AuthorityRegistry
@@ -16,24 +17,56 @@ __all__ = ["DEFAULT_AUTHORITIES_FILE", "load_authorities", "AuthoritiesFileError
 
 DEFAULT_AUTHORITIES_FILE = Path(__file__).resolve().parent / "defaults" / "authorities.toml"
 
+T = TypeVar("T")
+
 
 class AuthoritiesFileError(AdapterError, ValueError):
     """The authorities file is missing, not TOML, or inconsistent."""
 
 
 def load_authorities(path: Path | str) -> AuthorityRegistry:
-    """Read and check an authorities file. Raises AuthoritiesFileError with the file's name."""
+    """Read and check an authorities file. Raises AuthoritiesFileError naming the file and,
+    for an entry that is wrong, the line where that entry starts."""
     path = Path(path)
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-        authorities = [_authority(item) for item in data.get("authority", [])]
-        consumers = [_consumer(item) for item in data.get("consumer", [])]
-        destinations = [_destination(item) for item in data.get("dicom_destination", [])]
-        return AuthorityRegistry(authorities, consumers, destinations)
+        text = path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise AuthoritiesFileError(f"cannot read {path}: {exc}") from exc
-    except (tomllib.TOMLDecodeError, KeyError, ValueError, TypeError) as exc:
+        raise AuthoritiesFileError(f"cannot read {path}: {exc.strerror}") from exc
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise AuthoritiesFileError(f"{path}: not TOML: {exc}") from exc
+    authorities = _entries(path, text, data, "authority", _authority)
+    consumers = _entries(path, text, data, "consumer", _consumer)
+    destinations = _entries(path, text, data, "dicom_destination", _destination)
+    try:
+        return AuthorityRegistry(authorities, consumers, destinations)
+    except ValueError as exc:
         raise AuthoritiesFileError(f"{path}: {exc}") from exc
+
+
+def _entries(path: Path, text: str, data: dict[str, Any], table: str,
+             read: Callable[[dict[str, Any]], T]) -> list[T]:
+    """Every ``[[table]]`` entry read by ``read``. Raises AuthoritiesFileError with the line
+    of the entry that is wrong and what is wrong with it."""
+    items = data.get(table, [])
+    if not isinstance(items, list):
+        raise AuthoritiesFileError(f"{path}: {table} must be a list of [[{table}]] tables")
+    starts = [number for number, line in enumerate(text.splitlines(), start=1)
+              if line.strip().replace(" ", "") == f"[[{table}]]"]
+    found = []
+    for index, item in enumerate(items):
+        try:
+            found.append(read(item))
+        except KeyError as exc:
+            problem = f"the key {exc.args[0]!r} is missing"
+        except (ValueError, TypeError) as exc:
+            problem = str(exc)
+        else:
+            continue
+        where = f"line {starts[index]}" if index < len(starts) else f"entry {index + 1}"
+        raise AuthoritiesFileError(f"{path}, {where}: [[{table}]] {problem}")
+    return found
 
 
 def _authority(item: dict[str, Any]) -> Authority:

@@ -32,7 +32,7 @@ from mpi.authorities import AuthorityRegistry
 from mpi.errors import MPIError
 from mpi.identity import Actor, IdentityService, RecordData, RegisterRecord
 from mpi.model import AuthorityKind, Identifier
-from mpi.normalize import is_valid_nir, normalize_sex
+from mpi.normalize import nir_problem, normalize_sex
 from mpi.ports import UnitOfWork
 from mpi.retry import retry_on_conflict
 
@@ -326,8 +326,9 @@ class _RowReader:
         ins = None
         if ins_value is not None:
             ins_value = ins_value.replace(" ", "")
-            if not is_valid_nir(ins_value):
-                raise RowError(f"INS {ins_value!r} is not 13 characters and its valid key")
+            problem = nir_problem(ins_value)
+            if problem is not None:
+                raise RowError(problem)
             if self.ins_authority is None:
                 raise RowError("no INS-NIR domain in the authorities file")
             ins = Identifier(self.ins_authority, ins_value)

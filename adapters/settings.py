@@ -1,44 +1,134 @@
-"""Runtime settings: command-line flags override environment variables (MPI_*), which
-override the embedded defaults (SQLite file and blob folder under ./var/)."""
+"""Runtime settings, one set for `mpi serve` and every command.
+
+Where a value comes from, strongest first: a command-line flag, an environment variable
+(``MPI_`` + the key in capitals), the configuration file (TOML, named by ``--config`` or
+``MPI_CONFIG``; flat ``key = value`` lines with the keys below), the embedded default (an
+SQLite file and a blob folder under ``./var/``). Built once by the composition root and passed
+down; nothing reads the environment anywhere else. ``mpi config show`` prints every setting in
+force and where it came from, secrets masked.
+"""
 
 from __future__ import annotations
 
 import os
+import tomllib
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Literal
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, ValidationError, field_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from sqlalchemy.engine import make_url
 
 from adapters.authorities_file import DEFAULT_AUTHORITIES_FILE
+from adapters.errors import AdapterError
 
-__all__ = ["Settings"]
+__all__ = ["Settings", "SettingsError", "Provenance", "load_settings", "ENV_PREFIX",
+           "SECRET_KEYS", "displayed_database_url"]
+
+ENV_PREFIX = "MPI_"
+# Settings whose value is never printed or logged.
+SECRET_KEYS: frozenset[str] = frozenset()
+
+
+class SettingsError(AdapterError):
+    """A setting is wrong: an unreadable configuration file, an unknown key, a bad value."""
+
+
+class _ConfigFileSource(PydanticBaseSettingsSource):
+    """The keys of the TOML configuration file, when one is named."""
+
+    def __init__(self, settings_cls: type[BaseSettings], path: Path | None) -> None:
+        super().__init__(settings_cls)
+        self.path = path
+        self.values = read_config_file(path, set(settings_cls.model_fields)) if path else {}
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return self.values.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(self.values)
+
+
+def read_config_file(path: Path, known: set[str]) -> dict[str, Any]:
+    """The settings of a configuration file. Raises SettingsError for a file that cannot be
+    read or is not TOML (with the line), or for a key that is not a setting."""
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise SettingsError(f"cannot read the configuration file {path}: {exc.strerror}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingsError(f"{path}: not TOML: {exc}") from exc
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise SettingsError(f"{path}: unknown setting(s) {', '.join(unknown)}; the settings "
+                            "are listed by `mpi config show`")
+    return data
 
 
 class Settings(BaseSettings):
-    """Built once by the composition root and passed down; nothing reads the environment
-    anywhere else."""
+    """The service's settings. Each field's description is what `mpi config show` and the
+    operations guide say of it."""
 
-    model_config = SettingsConfigDict(env_prefix="MPI_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore")
 
-    host: str = "127.0.0.1"
-    mllp_port: int = Field(2575, ge=0, le=65535)
-    http_port: int = Field(8080, ge=0, le=65535)
-    data_dir: Path = Path("var")
-    database_url: str | None = None
-    authorities: Path = DEFAULT_AUTHORITIES_FILE
-    default_charset: str = "utf-8"
-    mllp_max_message_bytes: int = Field(1_048_576, ge=4096)
-    mllp_idle_timeout: float = Field(300.0, gt=0)
-    notify_interval: float = Field(1.0, gt=0)
-    dispatch_interval: float = Field(0.5, gt=0)
-    notify_timeout: float = Field(10.0, gt=0)
-    notify_max_backoff: float = Field(300.0, gt=0)
-    workers: int | None = Field(None, ge=0, le=64)
-    log_level: str = "INFO"
-    dicom_port: int = Field(11112, ge=0, le=65535)
-    dicom_ae_title: str = Field("VNA", min_length=1, max_length=16)
-    archive_dir: Path | None = None  # blobs of the archive; default: <data_dir>/archive
-    archive_fsync: bool = True
+    config: Path | None = Field(None, description="configuration file (TOML) read for the "
+                                "settings not given by a flag or the environment")
+    host: str = Field("127.0.0.1", description="address the servers listen on")
+    mllp_port: int = Field(2575, ge=0, le=65535, description="HL7 v2 over MLLP")
+    http_port: int = Field(8080, ge=0, le=65535, description="HTTP: /health, /fhir, "
+                           "/dicomweb, /api, /docs")
+    dicom_port: int = Field(11112, ge=0, le=65535, description="DICOM (DIMSE)")
+    dicom_ae_title: str = Field("VNA", min_length=1, max_length=16,
+                                description="the archive's AE title")
+    data_dir: Path = Field(Path("var"), description="data folder (SQLite file mpi.sqlite3, "
+                           "the archive folder)")
+    database_url: str | None = Field(None, description="SQLAlchemy URL, e.g. "
+                                     "postgresql+psycopg://user@host/mpi; default: SQLite in "
+                                     "the data folder")
+    authorities: Path = Field(DEFAULT_AUTHORITIES_FILE, description="identifier domains, "
+                              "senders, consumers, C-MOVE destinations")
+    archive_dir: Path | None = Field(None, description="stored objects; default: "
+                                     "<data dir>/archive")
+    archive_fsync: bool = Field(True, description="flush every stored object to disk before "
+                                "acknowledging it")
+    default_charset: str = Field("utf-8", description="codec of HL7 messages whose MSH-18 is "
+                                 "empty (latin-1 is common in France)")
+    mllp_max_message_bytes: int = Field(1_048_576, ge=4096, description="larger messages get "
+                                        "AR, the connection stays open")
+    mllp_idle_timeout: float = Field(300.0, gt=0, description="seconds before an idle MLLP "
+                                     "connection is closed")
+    workers: int | None = Field(None, ge=0, le=64, description="HL7 worker processes; default "
+                                "one per core on PostgreSQL, 0 (threads) on SQLite")
+    dispatch_interval: float = Field(0.5, gt=0, description="seconds between passes of the "
+                                     "outbox dispatcher when idle")
+    notify_interval: float = Field(1.0, gt=0, description="seconds between ITI-10 delivery "
+                                   "passes when idle (and the base of the backoff)")
+    notify_timeout: float = Field(10.0, gt=0, description="seconds to wait for an ITI-10 "
+                                  "consumer's acknowledgement")
+    notify_max_backoff: float = Field(300.0, gt=0, description="longest wait between two "
+                                      "ITI-10 delivery attempts")
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        "info", description="log level (debug also shows the DICOM library's protocol "
+        "messages)")
+    log_format: Literal["text", "json"] = Field("text", description="text lines, or one JSON "
+                                                "object per line for log collectors")
+
+    @field_validator("log_level", "log_format", mode="before")
+    @classmethod
+    def _lower_case(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
+
+    @classmethod
+    def settings_customise_sources(
+        cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource, dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        path = init_settings().get("config") or os.environ.get(ENV_PREFIX + "CONFIG") or None
+        return init_settings, env_settings, _ConfigFileSource(settings_cls,
+                                                              Path(path) if path else None)
 
     def resolved_archive_dir(self) -> Path:
         """Where stored objects live: MPI_ARCHIVE_DIR, else the archive folder of the data
@@ -57,3 +147,53 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'mpi.sqlite3').resolve()}"
+
+    def sqlite_file(self) -> Path | None:
+        """The SQLite file of the index, None when the database is another kind."""
+        url = make_url(self.resolved_database_url())
+        if url.get_backend_name() != "sqlite" or not url.database:
+            return None
+        return Path(url.database)
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """Where one setting's value came from: ``flag``, ``environment``, ``file`` or
+    ``default``, and the flag, variable or file that gave it."""
+
+    source: str
+    origin: str
+
+
+def load_settings(flags: dict[str, Any]) -> tuple[Settings, dict[str, Provenance]]:
+    """The settings in force for these command-line values (None ones are absent), and where
+    each came from. Raises SettingsError naming the setting, the variable or the file."""
+    given = {key: value for key, value in flags.items() if value is not None}
+    try:
+        settings = Settings(**given)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in error['loc'])}: {error['msg']}" for error in exc.errors())
+        raise SettingsError(f"bad setting: {problems}") from None
+    path = settings.config
+    in_file = read_config_file(path, set(Settings.model_fields)) if path else {}
+    provenance: dict[str, Provenance] = {}
+    for key in Settings.model_fields:
+        variable = ENV_PREFIX + key.upper()
+        if key in given:
+            provenance[key] = Provenance("flag", "--" + key.replace("_", "-"))
+        elif variable in os.environ:
+            provenance[key] = Provenance("environment", variable)
+        elif key in in_file:
+            provenance[key] = Provenance("file", str(path))
+        else:
+            provenance[key] = Provenance("default", "")
+    return settings, provenance
+
+
+def displayed_database_url(url: str) -> str:
+    """A database URL fit for a log or a terminal: its password hidden."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # not a URL SQLAlchemy can read: show nothing of it but its kind
+        return url.split(":", 1)[0] + ":…"

@@ -53,7 +53,7 @@ from mpi.model import (
     SourceRecord,
     master_id_of,
 )
-from mpi.normalize import is_valid_nir
+from mpi.normalize import nir_problem
 from mpi.ports import Clock, UnitOfWork
 from mpi.queries import current_person
 
@@ -337,11 +337,9 @@ class IdentitySession:
         authority = self._authority_of(data.ins, data.location)
         if not authority.is_national:
             raise InvalidValueError(f"{data.ins} is not an INS", location=data.location)
-        if not is_valid_nir(data.ins.value):
-            raise InvalidValueError(
-                f"INS {data.ins.value!r} is not 13 characters followed by its valid 2-digit key",
-                location=data.location,
-            )
+        problem = nir_problem(data.ins.value)
+        if problem is not None:
+            raise InvalidValueError(problem, location=data.location)
 
     # -- locks -----------------------------------------------------------------------------
 

@@ -19,6 +19,7 @@ __all__ = [
     "given_names_list",
     "is_placeholder_name",
     "is_valid_nir",
+    "nir_problem",
     "nir_key",
     "normalize_insee",
     "normalize_phone",
@@ -66,6 +67,23 @@ def nir_key(first13: str) -> int:
     if not body.isdigit():
         raise ValueError("a NIR body is made of digits (2A/2B allowed for Corsica)")
     return 97 - int(body) % 97
+
+
+def nir_problem(value: str) -> str | None:
+    """What is wrong with an INS (a NIR: 13 characters and a 2-digit key), in words, or None
+    when it is well formed and its key is right."""
+    if len(value) != 15:
+        return (f"INS {value!r} has {len(value)} characters; an INS has 15 (13 and a 2-digit "
+                "key)")
+    try:
+        expected = nir_key(value[:13])
+    except ValueError as exc:
+        return f"INS {value!r}: {exc}"
+    if not value[13:].isdigit():
+        return f"INS {value!r}: its key {value[13:]!r} is not two digits"
+    if int(value[13:]) != expected:
+        return f"INS {value!r}: its key {value[13:]} is wrong for these 13 characters"
+    return None
 
 
 def is_valid_nir(value: str) -> bool:

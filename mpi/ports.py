@@ -61,7 +61,9 @@ class AuditTrail(Protocol):
 
     def search(self, *, person_id: int | None = None, actor: str | None = None,
                limit: int = 100) -> list[AuditEvent]:
-        """The latest events, newest first, optionally about one person or by one actor."""
+        """The latest events, newest first, optionally about one person or by one actor
+        (named as recorded, ``user:jdupont``, or by its bare name, ``jdupont``, whatever the
+        kind of actor)."""
         ...
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -47,6 +48,7 @@ from adapters.dicom.header import dicom_date, part10_bytes
 from adapters.dicom.service import DicomArchive, match_dataset
 from adapters.dicom.status import INVALID_OBJECT, NOT_AUTHORIZED, OUT_OF_RESOURCES, store_failure
 from adapters.errors import AdapterError
+from adapters.logs import log_event
 from mpi.archive import LEVELS, ArchiveQuery, Sender
 from mpi.audit import AuditAction
 from mpi.errors import MPIError, UnknownAuthorityError
@@ -140,6 +142,7 @@ class DicomServer:
 
     def __init__(self, archive: DicomArchive) -> None:
         self.archive = archive
+        self._started: dict[int, float] = {}  # association → when it was established
         self._server: ThreadedAssociationServer | None = None
         self.ae = self._application_entity()
 
@@ -150,6 +153,12 @@ class DicomServer:
         ae.dimse_timeout = 120
         ae.acse_timeout = 30
         ae.maximum_associations = 32
+        # An undeclared calling AE title is refused at association time (A-ASSOCIATE-RJ,
+        # "calling AE title not recognised"), before anything is sent; titles compare as
+        # the registry compares them, whatever their case.
+        ae.require_calling_aet = sorted({variant for authority in self.archive.registry.all
+                                         for title in authority.ae_titles
+                                         for variant in (title, title.upper(), title.lower())})
         for context in AllStoragePresentationContexts:
             assert context.abstract_syntax is not None
             ae.add_supported_context(context.abstract_syntax, TRANSFER_SYNTAXES,
@@ -161,6 +170,9 @@ class DicomServer:
     def start(self, host: str, port: int) -> int:
         """Listen in background threads; returns the bound port."""
         handlers: list[Any] = [(evt.EVT_CONN_OPEN, _no_delay),
+                               (evt.EVT_REJECTED, self.on_rejected),
+                               (evt.EVT_ESTABLISHED, self.on_established),
+                               (evt.EVT_RELEASED, self.on_ended), (evt.EVT_ABORTED, self.on_ended),
                     (evt.EVT_C_STORE, self.on_store), (evt.EVT_C_FIND, self.on_find),
                     (evt.EVT_C_GET, self.on_get), (evt.EVT_C_MOVE, self.on_move)]
         server = self.ae.start_server((host, port), block=False, evt_handlers=handlers)
@@ -175,10 +187,47 @@ class DicomServer:
             self._server.shutdown()
             self._server = None
 
+    # -- associations --------------------------------------------------------------------
+
+    def on_rejected(self, event: Any) -> None:
+        calling = event.assoc.requestor.ae_title.strip()
+        if self.archive.registry.for_ae_title(calling) is None:
+            log_event(log, logging.WARNING,
+                      "refused DICOM association: the calling AE title is not declared; add "
+                      "it to the ae_titles of its establishment in the authorities file "
+                      "(MPI_AUTHORITIES)", calling=calling or "(empty)",
+                      address=_address(event))
+        else:
+            log_event(log, logging.WARNING, "refused DICOM association: too many at once",
+                      calling=calling, address=_address(event),
+                      maximum=self.ae.maximum_associations)
+
+    def on_established(self, event: Any) -> None:
+        self._started[id(event.assoc)] = time.perf_counter()
+        log_event(log, logging.INFO, "dicom association", calling=_calling(event),
+                  address=_address(event))
+
+    def on_ended(self, event: Any) -> None:
+        started = self._started.pop(id(event.assoc), None)
+        log_event(log, logging.INFO,
+                  "dicom association aborted" if event.event is evt.EVT_ABORTED
+                  else "dicom association released", calling=_calling(event),
+                  address=_address(event),
+                  seconds=None if started is None else time.perf_counter() - started)
+
     # -- C-STORE -------------------------------------------------------------------------
 
     def on_store(self, event: Any) -> Dataset | int:
-        calling = event.assoc.requestor.ae_title.strip()
+        started = time.perf_counter()
+        calling = _calling(event)
+        status = self._store(event, calling)
+        code = status if isinstance(status, int) else int(status.Status)
+        log_event(log, logging.INFO if code == 0 else logging.WARNING, "dicom C-STORE",
+                  calling=calling, status=f"0x{code:04X}",
+                  ms=(time.perf_counter() - started) * 1000)
+        return status
+
+    def _store(self, event: Any, calling: str) -> Dataset | int:
         authority = self.archive.registry.for_ae_title(calling)
         if authority is None:
             return _status(NOT_AUTHORIZED, f"calling AE title {calling} is not declared")
@@ -234,9 +283,11 @@ class DicomServer:
                 yield 0xFF00, _answer(identifier, match_dataset(match, level))
         finally:
             self.archive.trace(
-                channel="dicom", action=AuditAction.SEARCH, actor=calling,
+                channel="dicom", action=AuditAction.SEARCH, actor=f"dicom:{calling}",
                 subject=f"C-FIND {level} {_keys(identifier)}", persons=persons,
                 authority=asker.code, source=_address(event), outcome=outcome)
+            log_event(log, logging.INFO, "dicom C-FIND", calling=calling, query_level=level,
+                      outcome=outcome, persons=len(persons))
 
     def _retrieve(self, event: Any, asker: Any) -> list[Any]:
         level = self._level(event)
@@ -261,10 +312,13 @@ class DicomServer:
                 yield 0xFF00, self.archive.coerced_dataset(instance, plan)
         finally:
             self.archive.trace(
-                channel="dicom", action=AuditAction.RETRIEVE, actor=calling,
+                channel="dicom", action=AuditAction.RETRIEVE, actor=f"dicom:{calling}",
                 subject=f"{action} {_keys(event.identifier)}", persons=persons,
                 authority=audit_authority, source=_address(event), outcome=outcome,
                 detail={"instances": len(found)})
+            log_event(log, logging.INFO, f"dicom {action.split(' ')[0]}", calling=calling,
+                      destination=action.split(" to ")[1] if " to " in action else None,
+                      instances=len(found), outcome=outcome)
 
     def on_get(self, event: Any) -> Iterator[Any]:
         calling, asker = self._asker(event)
@@ -318,6 +372,10 @@ def _keys(identifier: Dataset) -> str:
         if value:
             keys.append(f"{keyword}={value}")
     return " ".join(keys)[:500]
+
+
+def _calling(event: Any) -> str:
+    return str(event.assoc.requestor.ae_title).strip()
 
 
 def _address(event: Any) -> str | None:

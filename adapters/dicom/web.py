@@ -199,7 +199,7 @@ class DicomWeb:
         """Store for a client: objects without an issuer go to its domain when it is an
         establishment's."""
         authority = asker.code if asker.kind is AuthorityKind.ESTABLISHMENT else None
-        return self.store(parts, Sender(f"dicomweb:{who}"[:64], authority))
+        return self.store(parts, Sender(f"dicomweb:{who.removeprefix('user:')}"[:64], authority))
 
     def store(self, parts: list[tuple[dict[str, str], bytes]], sender: Sender,
               study: str | None = None) -> StowResult:

@@ -17,7 +17,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from adapters.container import Container
-from adapters.http.deps import ANONYMOUS, Caller, CallerDep, ContainerDep
+from adapters.http.deps import Caller, CallerDep, ContainerDep
 from mpi.errors import UnknownAuthorityError
 from mpi.model import AuthorityKind
 
@@ -65,7 +65,7 @@ class _Asked:
             self.asker = self.web.asker(domain or caller.authority)
         except UnknownAuthorityError as exc:
             raise HTTPException(status_code=400, detail=exc.message) from None
-        self.who = caller.user or ANONYMOUS
+        self.who = caller.actor_name  # user:NAME, as every channel names its actors
         self.subject = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         self.source = caller.address
         self.params = dict(request.query_params)

@@ -168,12 +168,13 @@ def _run(container: Container, rows: list[SourceRow], persons: int,
          progress: Callable[[int, int], None] | None) -> EvaluationReport:
     started = time.perf_counter()
     rejected = 0
+    step = max(1, len(rows) // 200)  # a progress bar that moves on small runs too
     for number, row in enumerate(rows):
         reply = container.hl7.handle(a28_message(row, number, container.registry))
         if "MSA|AA|" not in reply.text:
             rejected += 1
-        if progress is not None and number % 1000 == 0:
-            progress(number, len(rows))
+        if progress is not None and (number % step == 0 or number == len(rows) - 1):
+            progress(number + 1, len(rows))
     seconds = time.perf_counter() - started
     registry = container.registry
     index_of = {(row.authority, row.local_id): i for i, row in enumerate(rows)}

@@ -28,7 +28,7 @@ from mpi.errors import UnknownAuthorityError
 from mpi.matching.candidates import MatchGrade, graded_candidates
 from mpi.matching.engine import ProbabilisticMatcher
 from mpi.model import Demographics, Identifier, SourceRecord, master_id_of
-from mpi.normalize import is_valid_nir
+from mpi.normalize import nir_problem
 from mpi.ports import UnitOfWork
 
 __all__ = ["MATCH_GRADE_EXTENSION", "MATCH_EVIDENCE_EXTENSION", "MatchRequest",
@@ -95,9 +95,9 @@ def _input_record(registry: AuthorityRegistry, patient: Patient) -> SourceRecord
         except UnknownAuthorityError:
             continue
         if authority.is_national and given.value:
-            if not is_valid_nir(given.value):
-                raise FhirError(400, "invalid", f"INS {given.value!r} is not 13 characters "
-                                "followed by its valid key", expression="Patient.identifier")
+            problem = nir_problem(given.value)
+            if problem is not None:
+                raise FhirError(400, "invalid", problem, expression="Patient.identifier")
             ins = Identifier(authority.code, given.value)
     demographics = Demographics().apply(demographics_of(patient))
     return SourceRecord(identifier=Identifier("", ""), demographics=demographics,

@@ -9,6 +9,7 @@ changes nothing.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -24,6 +25,7 @@ from adapters.hl7v2.er7 import Message, ParseError, parse
 from adapters.hl7v2.pixpdq import answer_pdq_query, answer_pix_query
 from adapters.hl7v2.replies import (
     APPLICATION_INTERNAL_ERROR,
+    ERROR_TEXTS,
     SEGMENT_SEQUENCE_ERROR,
     TABLE_VALUE_NOT_FOUND,
     UNKNOWN_KEY_IDENTIFIER,
@@ -34,6 +36,7 @@ from adapters.hl7v2.replies import (
     ack,
     problem_from_error,
 )
+from adapters.logs import log_event
 from mpi.authorities import AuthorityRegistry
 from mpi.errors import ConcurrencyError, MPIError
 from mpi.identity import Actor, IdentityService
@@ -43,7 +46,7 @@ from mpi.retry import retry_on_conflict
 
 __all__ = ["Hl7Application", "Reply"]
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("mpi.hl7")
 
 CHANNEL = "mllp"
 
@@ -53,6 +56,14 @@ class Reply:
     text: str
     codec: str
     status: JournalStatus
+    ack_code: str = "AA"
+    error_code: int | None = None
+
+    @classmethod
+    def of(cls, entry: JournalEntry, codec: str) -> Reply:
+        """The reply a journal entry holds."""
+        assert entry.reply is not None
+        return cls(entry.reply, codec, entry.status, entry.ack_code or "AA", entry.error_code)
 
 
 class _Rejected(Exception):
@@ -80,7 +91,31 @@ class Hl7Application:
     # -- entry points ----------------------------------------------------------------------
 
     def handle(self, payload: bytes, oversized: bool = False, peer: str = "") -> Reply:
-        """Answer one message. Never raises for bad input: the reply says what was wrong."""
+        """Answer one message, and log one line of what happened (sender, type, control ID,
+        outcome, duration; never a patient's data). Never raises for bad input: the reply
+        says what was wrong."""
+        started = time.perf_counter()
+        reply, message = self._answer(payload, oversized)
+        msh = message.msh if message is not None else None
+        sender = msh.value(4) if msh is not None else ""
+        log_event(log, logging.INFO if reply.ack_code == "AA" else logging.WARNING,
+                  "hl7 message", sender=sender or None, peer=peer or None,
+                  type=msh.raw(9) if msh is not None else None,
+                  control=msh.value(10) if msh is not None else None,
+                  outcome=reply.ack_code, error=reply.error_code,
+                  meaning=ERROR_TEXTS.get(reply.error_code) if reply.error_code else None,
+                  ms=(time.perf_counter() - started) * 1000)
+        if reply.error_code == UNKNOWN_KEY_IDENTIFIER and msh is not None and (
+                self.registry.for_facility(sender) is None):
+            log_event(log, logging.WARNING,
+                      "refused HL7 sender: its MSH-4 speaks for no declared establishment; "
+                      "add it to the sending_facilities of its establishment in the "
+                      "authorities file (MPI_AUTHORITIES)", sender=sender or "(empty)",
+                      peer=peer or None)
+        return reply
+
+    def _answer(self, payload: bytes, oversized: bool) -> tuple[Reply, Message | None]:
+        """The reply to one payload, and the message when it could be parsed."""
         if oversized:
             # Only the message's beginning was kept: it may end inside a multi-byte character.
             text, codec = self._lenient_decode(payload)
@@ -95,13 +130,14 @@ class Hl7Application:
         try:
             message = parse(text)
         except ParseError as exc:
-            return self._reject_unreadable(text, codec, Problem("AR", SEGMENT_SEQUENCE_ERROR, str(exc)))
+            return self._reject_unreadable(text, codec, Problem("AR", SEGMENT_SEQUENCE_ERROR,
+                                                                str(exc)))
         header = ReplyHeader.of(message)
         # A retransmission is recognized when its journal entry collides with the original's
         # (same sender and control ID): its transaction is rolled back and the stored reply
         # returned. Retransmissions are rare; a lookup before every message is not free.
         return self._process(message, header, text, codec, message.msh.value(4),
-                             header.control_id)
+                             header.control_id), message
 
     def replay(self, entry_id: int) -> JournalEntry:
         """Apply a journaled message again (after a fix). Raises KeyError for an unknown entry,
@@ -163,7 +199,7 @@ class Hl7Application:
                                         JournalStatus.APPLIED, problem)
                     uow.journal.add(entry)
                     uow.commit()
-                    return Reply(reply_text, codec, entry.status)
+                    return Reply.of(entry, codec)
             except ConcurrencyError:
                 # A retransmission collides with its original's journal entry: answer as
                 # the original was answered. Anything else is a race, tried again whole.
@@ -254,8 +290,7 @@ class Hl7Application:
             if earlier is not None:
                 return earlier
             raise
-        assert entry.reply is not None
-        return Reply(entry.reply, codec, entry.status)
+        return Reply.of(entry, codec)
 
     def _earlier_reply(self, sender: str, control_id: str, codec: str) -> Reply | None:
         """The stored reply of a message already journaled with this sender and control ID."""
@@ -265,7 +300,7 @@ class Hl7Application:
             earlier = uow.journal.find(sender, control_id)
         if earlier is None or earlier.reply is None:
             return None
-        return Reply(earlier.reply, codec, earlier.status)
+        return Reply.of(earlier, codec)
 
     def _lenient_decode(self, payload: bytes) -> tuple[str, str]:
         try:
@@ -275,7 +310,8 @@ class Hl7Application:
         text = payload.decode(codec, errors="ignore")
         return text.replace("\r\n", "\r").replace("\n", "\r"), codec
 
-    def _reject_unreadable(self, text: str, codec: str, problem: Problem) -> Reply:
+    def _reject_unreadable(self, text: str, codec: str,
+                           problem: Problem) -> tuple[Reply, Message | None]:
         """Answer a message we cannot read, with the little we can take from its MSH."""
         try:
             header = ReplyHeader.of(parse(text))
@@ -283,4 +319,4 @@ class Hl7Application:
             header = ReplyHeader()
         entry = self._entry(text, "", "", "", ack(header, self.clock.now(), problem),
                             JournalStatus.REJECTED, problem)
-        return self._journal_failure(entry, codec)
+        return self._journal_failure(entry, codec), None

@@ -1,25 +1,38 @@
-"""The HTTP application (FastAPI): ``/health``, the curated OpenAPI description, and whatever
-routers the composition root mounts."""
+"""The HTTP application (FastAPI): ``/health``, the curated OpenAPI description and its docs
+page (served by the service itself: hospital networks have no CDN), one access-log line per
+request, and whatever routers the composition root mounts."""
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Callable, Sequence
 from importlib.metadata import PackageNotFoundError, version
+from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
 import yaml
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-__all__ = ["create_app", "service_version", "Mount", "OPENAPI_DOCUMENT"]
+from adapters.logs import log_event
+
+__all__ = ["create_app", "service_version", "Mount", "OPENAPI_DOCUMENT", "AccessLog"]
+
+log = logging.getLogger("mpi.http")
 
 # Adds routes (and their error handlers) to the application.
 Mount = Callable[[FastAPI], None]
 
-# The curated description of the HTTP API, shown at /docs when the service runs from its
-# source tree (where it lives beside the packages); else FastAPI's own description.
+# The curated description of the HTTP API, beside the packages in the source tree (an
+# installation without it serves FastAPI's own description instead).
 OPENAPI_DOCUMENT = Path(__file__).resolve().parents[2] / "openapi.yaml"
+# Swagger UI's assets, from a Python package (never a CDN).
+DOCS_ASSETS = "/docs/assets"
 
 
 def service_version() -> str:
@@ -29,24 +42,60 @@ def service_version() -> str:
         return "0+unknown"
 
 
+def _openapi_text() -> str | None:
+    if OPENAPI_DOCUMENT.is_file():
+        return OPENAPI_DOCUMENT.read_text(encoding="utf-8")
+    return None
+
+
 def _documented_openapi(app: FastAPI) -> Callable[[], dict[str, Any]]:
     generated = app.openapi
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            if OPENAPI_DOCUMENT.is_file():
-                app.openapi_schema = yaml.safe_load(OPENAPI_DOCUMENT.read_text(encoding="utf-8"))
-            else:
-                app.openapi_schema = generated()
+            text = _openapi_text()
+            app.openapi_schema = yaml.safe_load(text) if text else generated()
         return app.openapi_schema
 
     return openapi
 
 
+class AccessLog:
+    """One log line per HTTP request once its answer is sent: method, route template (never
+    the path itself, which may hold a patient's identifier), status, duration, caller."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def sent(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sent)
+        finally:
+            route = scope.get("route")
+            caller = scope.get("state", {}).get("caller")
+            log_event(log, logging.INFO if status < 500 else logging.ERROR, "http request",
+                      method=scope["method"],
+                      route=getattr(route, "path", None) or "(no route)", status=status,
+                      ms=(time.perf_counter() - started) * 1000,
+                      caller=getattr(caller, "actor_name", None))
+
+
 def create_app(container: Any, mounts: Sequence[Mount]) -> FastAPI:
     """The HTTP application around a bootstrapped container, with the routes of ``mounts``
     (each adds its routers). ``container`` is read by the routes' dependencies."""
-    app = FastAPI(title="Nancy MPI", version=service_version())
+    app = FastAPI(title="Nancy MPI", version=service_version(), docs_url=None, redoc_url=None)
     app.state.container = container
 
     @app.get("/health", tags=["service"],
@@ -58,7 +107,23 @@ def create_app(container: Any, mounts: Sequence[Mount]) -> FastAPI:
                 "version": service_version(), "jobs": container.jobs.snapshot()}
         return JSONResponse(body, status_code=200 if database_ok else 503)
 
+    @app.get("/openapi.yaml", include_in_schema=False)
+    def openapi_yaml() -> PlainTextResponse:
+        text = _openapi_text() or yaml.safe_dump(app.openapi(), sort_keys=False)
+        return PlainTextResponse(text, media_type="application/yaml")
+
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url="/openapi.yaml", title="Nancy MPI: the HTTP API",
+            swagger_js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
+            swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css",
+            swagger_favicon_url=f"{DOCS_ASSETS}/favicon.png")
+
+    app.mount(DOCS_ASSETS, StaticFiles(directory=str(files("fastapi_offline") / "static")),
+              name="docs-assets")
     for mount in mounts:
         mount(app)
     app.openapi = _documented_openapi(app)  # type: ignore[method-assign]
+    app.add_middleware(AccessLog)
     return app

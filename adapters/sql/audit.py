@@ -7,7 +7,7 @@ a request that failed.
 
 from __future__ import annotations
 
-from sqlalchemy import Engine, insert, select
+from sqlalchemy import Engine, insert, or_, select
 
 from adapters.sql.tables import audit_events, audit_persons
 from mpi.audit import AuditAction, AuditEvent
@@ -46,7 +46,10 @@ class SqlAuditTrail:
                 select(audit_persons.c.event_id).where(audit_persons.c.person_id == person_id)
             ))
         if actor is not None:
-            statement = statement.where(audit_events.c.actor == actor)
+            # As recorded (user:jdupont, dicom:CHRU) or the bare name, whatever its kind.
+            statement = statement.where(or_(
+                audit_events.c.actor == actor,
+                audit_events.c.actor.endswith(":" + actor, autoescape=True)))
         with self._engine.connect() as connection:
             rows = connection.execute(statement).all()
             ids = [row.id for row in rows]

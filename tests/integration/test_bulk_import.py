@@ -187,6 +187,12 @@ def test_mpi_import_command_loads_a_file_and_reports(tmp_path: Path) -> None:
     path = tmp_path / "icl.csv"
     path.write_text("IPP|NOM|PRENOMS|NE_LE|SEXE\nI1|HAAG|Claire|14/06/1975|F\n"
                     "I2|KLEIN|Marc|bad|M\n", encoding="utf-8")
+    # A fresh index is created by `mpi db upgrade` (or `mpi serve`), not by an import.
+    fresh = mpi("import", str(path), "--authority", "ICL", "--data-dir", str(data_dir),
+                env=environment())
+    assert fresh.returncode == 3 and "mpi db upgrade" in fresh.stderr
+    assert not (data_dir / "mpi.sqlite3").exists()
+    assert mpi("db", "upgrade", "--data-dir", str(data_dir), env=environment()).returncode == 0
     done = mpi("import", str(path), "--authority", "ICL", "--map", "id=IPP",
                "--map", "birth_family_name=NOM", "--map", "given_names=PRENOMS",
                "--map", "birth_date=NE_LE", "--map", "sex=SEXE", "--date-format", "%d/%m/%Y",

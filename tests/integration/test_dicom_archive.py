@@ -301,7 +301,7 @@ def test_each_site_gets_every_study_of_the_patient_under_its_own_id(
     assert {(e.channel, e.action.value) for e in trail} >= {
         ("dicom", "search"), ("dicom", "retrieve"), ("dicomweb", "retrieve"),
         ("dicomweb", "search"), ("dicomweb", "read")}
-    assert any(e.actor == "dr.house" for e in trail)
+    assert any(e.actor == "user:dr.house" for e in trail)
 
 
 def test_a_merge_moves_studies_at_once_and_rewrites_no_file(service: RunningService,
