@@ -25,6 +25,9 @@ class AuditAction(StrEnum):
     UPDATE = "update"
     DELETE = "delete"
     EXPORT = "export"
+    # Security events (IHE ATNA: DCM 110114 User Authentication, 110113 Security Alert).
+    AUTHENTICATE = "authenticate"  # a login, a token issued, a TLS handshake accepted
+    ALERT = "alert"  # a refusal: bad credentials, a token refused, a peer or handshake refused
 
 
 @dataclass(frozen=True)
