@@ -64,6 +64,7 @@ class NewContent:
     sha256: str
     original_sha256: str
     pixel_sha256: str
+    compressed_at: datetime
 
 
 class BlobStore(Protocol):

@@ -176,6 +176,6 @@ def downgrade() -> None:
                   "archive_blob_deletions", "archive_retention"):
         op.drop_table(table)
     op.drop_index("ix_archive_instances_received_at", table_name="archive_instances")
-    with op.batch_alter_table("archive_instances") as table:
+    with op.batch_alter_table("archive_instances") as batch:
         for name, _ in reversed(_INSTANCE_COLUMNS):
-            table.drop_column(name)
+            batch.drop_column(name)
