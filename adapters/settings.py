@@ -39,6 +39,21 @@ class Settings(BaseSettings):
     dicom_ae_title: str = Field("VNA", min_length=1, max_length=16)
     archive_dir: Path | None = None  # blobs of the archive; default: <data_dir>/archive
     archive_fsync: bool = True
+    # The legal lifecycle: establishments that keep their records longer than the legal 20
+    # years after the last visit (JSON, e.g. MPI_RETENTION_YEARS='{"ICL": 30}').
+    retention_years: dict[str, int] = Field(default_factory=dict)
+    retention_sweep_interval: float = Field(86_400.0, gt=0)
+    # Lossless compression in the background: jpeg-ls (default), jpeg2000 or rle; after how
+    # many days; which modalities and SOP classes (JSON lists; empty: all).
+    compress_syntax: str = "jpeg-ls"
+    compress_after_days: float = Field(30.0, ge=0)
+    compress_modalities: list[str] = Field(default_factory=list)
+    compress_sop_classes: list[str] = Field(default_factory=list)
+    compress_interval: float = Field(60.0, gt=0)
+    compress_batch: int = Field(20, ge=1, le=10_000)
+    # Fixity: how many stored files each pass re-reads, and how often.
+    fixity_interval: float = Field(3_600.0, gt=0)
+    fixity_batch: int = Field(200, ge=1, le=1_000_000)
 
     def resolved_archive_dir(self) -> Path:
         """Where stored objects live: MPI_ARCHIVE_DIR, else the archive folder of the data

@@ -426,6 +426,7 @@ def purge_deletions(uow_factory: Callable[..., ArchiveUnitOfWork], blobs: BlobSt
             pending = uow.archive.pending_deletions(batch)
             if not pending:
                 return deleted
+            uow.lock(f"blob:{entry.blob_key}" for entry in pending)
             for entry in pending:
                 if not uow.archive.blob_in_use(entry.blob_key):
                     blobs.delete(entry.blob_key)
