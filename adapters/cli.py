@@ -537,3 +537,321 @@ def jobs_run(ctx: click.Context, name: str) -> None:
         backlog = container.jobs.backlog(name)
     click.echo(f"{name}: one pass done; backlog {'-' if backlog is None else backlog}"
                f"{' (more is waiting)' if more else ''}")
+
+
+# -- the archive's legal lifecycle -------------------------------------------------------------
+
+
+def _staff(user: str) -> Any:
+    """The actor of a lifecycle command. Roles: None until authentication provides them
+    (the core then applies the name-based rules)."""
+    from mpi.archive.lifecycle import Staff
+
+    return Staff(user, None)
+
+
+def _lifecycle_call(work: Callable[[], Any]) -> Any:
+    from mpi.errors import MPIError
+
+    try:
+        return work()
+    except MPIError as exc:
+        raise click.ClickException(exc.message) from None
+
+
+def _emit(rows: list[dict[str, Any]], columns: tuple[str, ...], output: str) -> None:
+    import csv
+    import json
+
+    if output == "json":
+        click.echo(json.dumps(rows, indent=2, default=str))
+    elif output == "csv":
+        writer = csv.DictWriter(sys.stdout, fieldnames=columns, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    else:
+        widths = {c: max([len(c), *(len(str(r.get(c, ""))) for r in rows)]) for c in columns}
+        click.echo("  ".join(c.upper().ljust(widths[c]) for c in columns))
+        for row in rows:
+            click.echo("  ".join(str(row.get(c, "") if row.get(c) is not None else "-")
+                                 .ljust(widths[c]) for c in columns))
+
+
+@main.group()
+def lifecycle() -> None:
+    """The archive's legal lifecycle: retention (R.1112-7), legal holds, destruction."""
+
+
+_FORMAT = click.option("--format", "output", type=click.Choice(["table", "json", "csv"]),
+                       default="table", show_default=True)
+
+
+@lifecycle.command("report")
+@click.option("--establishment", help="Only this establishment's studies (code).")
+@click.option("--as-of", type=click.DateTime(["%Y-%m-%d"]),
+              help="Only studies whose retention ends on or before this date.")
+@_FORMAT
+@common_options
+def lifecycle_report(establishment: str | None, as_of: Any, output: str,
+                     **options: Any) -> None:
+    """Each study's end of retention and its basis, whether it is held, its size; then
+    the totals by year of expiry."""
+    import json
+
+    from adapters.api.lifecycle import row_json, totals_by_year
+
+    with _container(_settings(**options)) as container:
+        rows = container.lifecycle.report(establishment, as_of.date() if as_of else None,
+                                          staff=_staff(f"os:{getpass.getuser()}"),
+                                          channel="cli", source=socket.gethostname())
+    studies, totals = [row_json(r) for r in rows], totals_by_year(rows)
+    if output == "json":
+        click.echo(json.dumps({"studies": studies, "totals": totals}, indent=2))
+        return
+    _emit(studies, ("study_instance_uid", "establishment", "patient", "expires_on", "basis",
+                    "last_visit", "held", "size_bytes"), output)
+    if output == "table":
+        click.echo("")
+        _emit(totals, ("year", "studies", "size_bytes", "held"), output)
+
+
+@lifecycle.command("hold")
+@click.option("--person", "person_id", type=int, help="Master person id: every study of theirs.")
+@click.option("--study", "study_uid", help="One study (Study Instance UID).")
+@click.option("--reason", required=True)
+@click.option("--reference", required=True, help="The claim's reference (court, CNIL...).")
+@click.option("--by", "user", required=True, help="Who places the hold (role archivist).")
+@common_options
+def lifecycle_hold(person_id: int | None, study_uid: str | None, reason: str, reference: str,
+                   user: str, **options: Any) -> None:
+    """Place a legal hold on a person or a study: never proposed for destruction."""
+    with _container(_settings(**options)) as container:
+        hold = _lifecycle_call(lambda: container.lifecycle.hold(
+            _staff(user), reason=reason, reference=reference, person_id=person_id,
+            study_uid=study_uid, channel="cli", source=socket.gethostname()))
+    click.echo(f"hold {hold.id} placed")
+
+
+@lifecycle.command("holds")
+@click.option("--all", "show_all", is_flag=True, help="Released holds too.")
+@_FORMAT
+@common_options
+def lifecycle_holds(show_all: bool, output: str, **options: Any) -> None:
+    """The legal holds in force (or all of them)."""
+    from adapters.api.lifecycle import hold_json
+
+    with _container(_settings(**options)) as container:
+        found = container.lifecycle.holds(not show_all)
+    _emit([hold_json(h) for h in found], ("id", "person_id", "study_instance_uid", "reason",
+                                          "reference", "placed_by", "placed_at", "active"),
+          output)
+
+
+@lifecycle.command("release")
+@click.argument("hold_id", type=int)
+@click.option("--reason", required=True)
+@click.option("--by", "user", required=True, help="Who releases it (role archivist).")
+@common_options
+def lifecycle_release(hold_id: int, reason: str, user: str, **options: Any) -> None:
+    """Release a legal hold; the retention of what it covered is computed again."""
+    with _container(_settings(**options)) as container:
+        _lifecycle_call(lambda: container.lifecycle.release(
+            _staff(user), hold_id, reason, channel="cli", source=socket.gethostname()))
+    click.echo(f"hold {hold_id} released")
+
+
+def _print_proposal(proposal: Any) -> None:
+    from mpi.archive.lifecycle import BORDEREAU_COLUMNS, bordereau_rows
+
+    click.echo(f"destruction proposal {proposal.id} ({proposal.status.value}): "
+               f"{proposal.establishment}, retention ended by {proposal.as_of}, proposed by "
+               f"{proposal.proposed_by} on {proposal.proposed_at:%Y-%m-%d %H:%M}")
+    for approval in proposal.approvals:
+        click.echo(f"  {approval.role}: {approval.approved_by} on "
+                   f"{approval.approved_at:%Y-%m-%d %H:%M}"
+                   f"{'' if approval.roles_verified else ' (role not verified)'}")
+    if proposal.visa_reference:
+        click.echo(f"  visa of the departmental archives: {proposal.visa_reference} "
+                   f"({proposal.visa_by})")
+    rows = bordereau_rows(proposal)
+    click.echo(f"  {len(rows)} studies, {sum(i.size_bytes for i in proposal.items)} bytes")
+    _emit(rows, BORDEREAU_COLUMNS[:8], "table")
+
+
+@lifecycle.command("propose")
+@click.option("--establishment", required=True)
+@click.option("--as-of", type=click.DateTime(["%Y-%m-%d"]), help="Default: today.")
+@click.option("--by", "user", required=True, help="Who proposes (role archivist).")
+@common_options
+def lifecycle_propose(establishment: str, as_of: Any, user: str, **options: Any) -> None:
+    """List every expired, unheld study of an establishment for destruction (the
+    bordereau d'élimination)."""
+    with _container(_settings(**options)) as container:
+        day = as_of.date() if as_of else container.clock.now().date()
+        proposal = _lifecycle_call(lambda: container.lifecycle.propose(
+            _staff(user), establishment, day, channel="cli", source=socket.gethostname()))
+    _print_proposal(proposal)
+
+
+@lifecycle.command("proposals")
+@click.option("--establishment")
+@common_options
+def lifecycle_proposals(establishment: str | None, **options: Any) -> None:
+    """Destruction proposals, newest first."""
+    with _container(_settings(**options)) as container:
+        for p in container.lifecycle.proposals(establishment):
+            click.echo(f"{p.id:>6} {p.status.value:<11} {p.establishment:<6} as of {p.as_of} "
+                       f"by {p.proposed_by} approvals "
+                       f"{','.join(a.role for a in p.approvals) or '-'}")
+
+
+@lifecycle.command("show")
+@click.argument("proposal_id", type=int)
+@click.option("--csv", "as_csv", is_flag=True, help="The elimination list as CSV.")
+@common_options
+def lifecycle_show(proposal_id: int, as_csv: bool, **options: Any) -> None:
+    """A proposal and its elimination list (printable, or CSV)."""
+    from adapters.api.lifecycle import bordereau_csv
+
+    with _container(_settings(**options)) as container:
+        proposal = _lifecycle_call(lambda: container.lifecycle.proposal(proposal_id))
+    if as_csv:
+        click.echo(bordereau_csv(proposal), nl=False)
+    else:
+        _print_proposal(proposal)
+
+
+@lifecycle.command("approve")
+@click.argument("proposal_id", type=int)
+@click.option("--by", "user", required=True, help="Who approves (dim, then director).")
+@click.option("--as", "role", type=click.Choice(["dim", "director"]),
+              help="Which approval this is [the next one: the DIM's opinion, then the "
+                   "director's decision].")
+@common_options
+def lifecycle_approve(proposal_id: int, user: str, role: str | None, **options: Any) -> None:
+    """Approve a proposal: two different people, neither the proposer."""
+    with _container(_settings(**options)) as container:
+        proposal = _lifecycle_call(lambda: container.lifecycle.approve(
+            _staff(user), proposal_id, role, channel="cli", source=socket.gethostname()))
+    click.echo(f"proposal {proposal_id}: {proposal.status.value}, approved by "
+               + ", ".join(f"{a.approved_by} ({a.role})" for a in proposal.approvals))
+
+
+@lifecycle.command("visa")
+@click.argument("proposal_id", type=int)
+@click.option("--reference", required=True, help="The departmental archives' visa.")
+@click.option("--by", "user", required=True, help="Who records it (role archivist).")
+@common_options
+def lifecycle_visa(proposal_id: int, reference: str, user: str, **options: Any) -> None:
+    """Record the departmental archives' visa of an approved proposal."""
+    with _container(_settings(**options)) as container:
+        _lifecycle_call(lambda: container.lifecycle.visa(
+            _staff(user), proposal_id, reference, channel="cli", source=socket.gethostname()))
+    click.echo(f"proposal {proposal_id}: visa {reference} recorded")
+
+
+@lifecycle.command("destroy")
+@click.argument("proposal_id", type=int)
+@click.option("--by", "user", required=True, help="Who destroys (role archivist).")
+@common_options
+def lifecycle_destroy(proposal_id: int, user: str, **options: Any) -> None:
+    """Destroy an approved, visaed proposal; each study is checked again first. Run it again
+    after an interruption: it finishes."""
+    with _container(_settings(**options)) as container:
+        report = _lifecycle_call(lambda: container.lifecycle.destroy(
+            _staff(user), proposal_id, channel="cli", source=socket.gethostname(),
+            progress=lambda uid: click.echo(f"destroyed {uid}")))
+    for uid, why in report.kept:
+        click.echo(f"kept {uid}: {why}")
+    click.echo(f"{len(report.destroyed)} studies destroyed, {len(report.kept)} kept, "
+               f"{report.files_deleted} files deleted")
+
+
+@lifecycle.command("tombstones")
+@click.option("--establishment")
+@_FORMAT
+@common_options
+def lifecycle_tombstones(establishment: str | None, output: str, **options: Any) -> None:
+    """What remains of destroyed studies."""
+    import json
+
+    from adapters.api.lifecycle import tombstone_json
+
+    with _container(_settings(**options)) as container:
+        found = [tombstone_json(t) for t in container.lifecycle.tombstones(establishment)]
+    if output == "json":
+        click.echo(json.dumps(found, indent=2))
+        return
+    _emit(found, ("study_instance_uid", "establishment", "study_date", "instances",
+                  "size_bytes", "proposal_id", "destroyed_by", "destroyed_at"), output)
+
+
+@archive.command("compress")
+@click.option("--min-age-days", type=float, help="Override the configured age.")
+@click.option("--limit", default=1000, show_default=True)
+@click.option("--dry-run", is_flag=True, help="Encode and verify, write nothing.")
+@common_options
+def archive_compress(min_age_days: float | None, limit: int, dry_run: bool,
+                     **options: Any) -> None:
+    """Compress uncompressed instances losslessly, verified bit for bit (the original goes
+    only once the copy is in the index). Progress bar; the ratio achieved at the end."""
+    with _container(_settings(**options)) as container:
+        due, _ = container.compressor.backlog(min_age_days)
+        with click.progressbar(length=min(due, limit), label="compressing",
+                               file=sys.stderr) as bar:
+            report = container.compressor.run(limit, min_age_days=min_age_days,
+                                              dry_run=dry_run, progress=bar.update)
+    for sop, reason in report.failed:
+        click.echo(f"left uncompressed {sop}: {reason}", err=True)
+    rate = report.bytes_before / 1e6 / report.seconds if report.seconds else 0.0
+    click.echo(f"{report.compressed} compressed{' (dry run)' if dry_run else ''}, "
+               f"{len(report.failed)} left as they are; {report.bytes_before} -> "
+               f"{report.bytes_after} bytes, ratio {report.ratio:.2f}:1, {rate:.1f} MB/s")
+
+
+@archive.command("verify")
+@click.option("--sample", type=int, default=100, show_default=True,
+              help="How many files (the longest unchecked first).")
+@click.option("--all", "check_all", is_flag=True, help="Every stored file.")
+@common_options
+def archive_verify(sample: int, check_all: bool, **options: Any) -> None:
+    """Re-read stored files against their SHA-256; a mismatch flags the instance (shown on
+    /health, logged, audited)."""
+    from adapters.dicom.preservation import check_fixity
+
+    with _container(_settings(**options)) as container:
+        with container.uow_factory(read_only=True) as uow:
+            total = len(uow.archive.fixity_due(10_000_000)) if check_all else sample
+        c = container
+        with click.progressbar(length=total, label="verifying", file=sys.stderr) as bar:
+            report = check_fixity(c.uow_factory, c.dicom.blobs, c.clock, c.audit,
+                                  limit=total, progress=bar.update)
+    for sop in report.failed:
+        click.echo(f"MISMATCH {sop}", err=True)
+    rate = report.bytes_read / 1e6 / report.seconds if report.seconds else 0.0
+    click.echo(f"{report.checked} checked, {len(report.failed)} mismatch(es), {rate:.1f} MB/s")
+    if report.failed:
+        sys.exit(1)
+
+
+@archive.command("reassign")
+@click.option("--study", "study_uid", required=True)
+@click.option("--to", "target", required=True, help="The right record: CODE|IPP.")
+@click.option("--by", "user", required=True, help="Who corrects (role identity-vigilance).")
+@click.option("--reason", required=True)
+@common_options
+def archive_reassign(study_uid: str, target: str, user: str, reason: str,
+                     **options: Any) -> None:
+    """File a study under the right patient record (IOCM incorrect worklist entry): no file
+    rewritten, kept in the study's history, undone by reassigning back."""
+    from mpi.model import Identifier
+
+    try:
+        identifier = Identifier.parse(target)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--to") from None
+    with _container(_settings(**options)) as container:
+        moved = _lifecycle_call(lambda: container.lifecycle.reassign(
+            _staff(user), study_uid, identifier, reason, channel="cli",
+            source=socket.gethostname()))
+    click.echo(f"study {study_uid}: {moved.from_patient} -> {moved.to_patient}")
