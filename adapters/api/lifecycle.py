@@ -30,6 +30,8 @@ __all__ = ["router", "staff_of"]
 
 router = APIRouter(prefix="/api/lifecycle", tags=["lifecycle"])
 Number = Annotated[int, Path(ge=1, le=2**63 - 1)]
+# Text the databases can hold (PostgreSQL refuses NUL characters): anything else is a 422.
+TEXT = r"^[^\x00]*$"
 
 
 def staff_of(user: str) -> Staff:
@@ -39,9 +41,9 @@ def staff_of(user: str) -> Staff:
 
 class HoldIn(BaseModel):
     person_id: int | None = Field(None, ge=1, le=2**63 - 1)
-    study_instance_uid: str | None = Field(None, min_length=1, max_length=64)
-    reason: str = Field(min_length=1, max_length=2000)
-    reference: str = Field(min_length=1, max_length=200)
+    study_instance_uid: str | None = Field(None, min_length=1, max_length=64, pattern=TEXT)
+    reason: str = Field(min_length=1, max_length=2000, pattern=TEXT)
+    reference: str = Field(min_length=1, max_length=200, pattern=TEXT)
 
     @model_validator(mode="after")
     def one_subject(self) -> HoldIn:
@@ -51,11 +53,11 @@ class HoldIn(BaseModel):
 
 
 class ReleaseIn(BaseModel):
-    reason: str = Field(min_length=1, max_length=2000)
+    reason: str = Field(min_length=1, max_length=2000, pattern=TEXT)
 
 
 class ProposalIn(BaseModel):
-    establishment: str = Field(min_length=1, max_length=64)
+    establishment: str = Field(min_length=1, max_length=64, pattern=TEXT)
     as_of: date | None = None
 
 
@@ -64,7 +66,7 @@ class ApprovalIn(BaseModel):
 
 
 class VisaIn(BaseModel):
-    reference: str = Field(min_length=1, max_length=200)
+    reference: str = Field(min_length=1, max_length=200, pattern=TEXT)
 
 
 def _day(value: date | None) -> str | None:
@@ -130,7 +132,7 @@ def totals_by_year(rows: list[RetentionRow]) -> list[dict[str, Any]]:
 
 @router.get("/report", summary="The end of retention of each study, with totals by year")
 def report(request: Request, container: ContainerDep, user: StaffUser,
-           establishment: str | None = Query(None, max_length=64),
+           establishment: str | None = Query(None, max_length=64, pattern=TEXT),
            as_of: date | None = None) -> dict[str, Any]:
     rows = container.lifecycle.report(establishment, as_of, staff=staff_of(user),
                                       channel="api", source=_source(request))
@@ -169,7 +171,7 @@ def release_hold(hold_id: Number, body: ReleaseIn, request: Request, container: 
 
 @router.get("/proposals", summary="Destruction proposals, newest first")
 def proposals(container: ContainerDep, user: StaffUser,
-              establishment: str | None = Query(None, max_length=64)) -> dict[str, Any]:
+              establishment: str | None = Query(None, max_length=64, pattern=TEXT)) -> dict[str, Any]:
     return {"proposals": [proposal_json(p, items=False)
                           for p in container.lifecycle.proposals(establishment)]}
 
@@ -258,7 +260,7 @@ async def destroy(proposal_id: Number, request: Request, container: ContainerDep
 
 @router.get("/tombstones", summary="What remains of destroyed studies")
 def tombstones(container: ContainerDep, user: StaffUser,
-               establishment: str | None = Query(None, max_length=64)) -> dict[str, Any]:
+               establishment: str | None = Query(None, max_length=64, pattern=TEXT)) -> dict[str, Any]:
     return {"tombstones": [tombstone_json(t)
                            for t in container.lifecycle.tombstones(establishment)]}
 
