@@ -6,13 +6,18 @@ Nothing here runs at import time; ``bootstrap(settings)`` does the work when ask
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from fastapi import FastAPI, routing
 
+from adapters.api.lifecycle import router as lifecycle_router
 from adapters.api.review import router as review_router
 from adapters.authorities_file import load_authorities
 from adapters.container import Container, SystemClock
 from adapters.dicom.blobstore import FilesystemBlobStore
+from adapters.dicom.compress import syntax_named
+from adapters.dicom.lifecycle import ArchiveLifecycle
+from adapters.dicom.preservation import CompressionSettings, Compressor
 from adapters.dicom.service import DicomArchive
 from adapters.dicom.web import DicomWeb
 from adapters.dicomweb import router as dicomweb_router
@@ -21,7 +26,15 @@ from adapters.fhir import mount as mount_fhir
 from adapters.hl7v2.application import Hl7Application
 from adapters.hl7v2.notifier import PixNotifier
 from adapters.http.app import Mount, create_app, service_version
-from adapters.jobs import Job, JobBoard, notification_job, outbox_job
+from adapters.jobs import (
+    Job,
+    JobBoard,
+    compression_job,
+    fixity_job,
+    notification_job,
+    outbox_job,
+    retention_job,
+)
 from adapters.settings import Settings
 from adapters.sql.audit import SqlAuditTrail
 from adapters.sql.engine import create_engine_for
@@ -29,6 +42,7 @@ from adapters.sql.migrate import current_revision, head_revision, upgrade
 from adapters.sql.tables import sync_authorities
 from adapters.sql.uow import SqlUnitOfWorkFactory
 from mpi.archive import ArchiveService
+from mpi.archive.retention import RETENTION_EVENTS, RetentionPolicy, RetentionRecomputation
 from mpi.authorities import AuthorityRegistry
 from mpi.events import PersonIdentifiersChanged
 from mpi.handlers import EventDispatcher, PixNotificationPolicy
@@ -75,26 +89,40 @@ def bootstrap(settings: Settings, *, migrate: bool | None = None) -> Container:
     blobs = FilesystemBlobStore(settings.resolved_archive_dir(), fsync=settings.archive_fsync)
     dicom = DicomArchive(registry, uow_factory, ArchiveService(registry, identity, blobs, clock.now),
                          blobs, audit, clock, settings.dicom_ae_title)
+    policy = RetentionPolicy(settings.retention_years)
+    lifecycle = ArchiveLifecycle(uow_factory, blobs, audit, clock, policy)
+    compressor = Compressor(uow_factory, blobs, clock, CompressionSettings(
+        syntax_named(settings.compress_syntax), settings.compress_after_days,
+        tuple(settings.compress_modalities), tuple(settings.compress_sop_classes)))
     # What reacts to which event (run by the outbox job, never inside a use case).
-    dispatcher = EventDispatcher(uow_factory, clock, {
-        PersonIdentifiersChanged: [PixNotificationPolicy(registry, clock)],
-    })
+    recompute = RetentionRecomputation(policy, clock.now)
+    subscriptions: dict[Any, list[Any]] = {event: [recompute] for event in RETENTION_EVENTS}
+    subscriptions.setdefault(PersonIdentifiersChanged, []).append(
+        PixNotificationPolicy(registry, clock))
+    dispatcher = EventDispatcher(uow_factory, clock, subscriptions)
     notifier = PixNotifier(registry, uow_factory, clock, interval=settings.notify_interval,
                            timeout=settings.notify_timeout, max_backoff=settings.notify_max_backoff)
-    jobs = JobBoard(declared_jobs(settings, registry, uow_factory, dispatcher, notifier))
+    jobs = JobBoard(declared_jobs(settings, registry, uow_factory, dispatcher, notifier,
+                                  lifecycle, compressor))
     return Container(settings, registry, engine, uow_factory, clock, matcher, identity, hl7,
-                     audit, dicom, DicomWeb(dicom), dispatcher, notifier, jobs)
+                     audit, dicom, DicomWeb(dicom), dispatcher, notifier, jobs, lifecycle,
+                     compressor)
 
 
 def declared_jobs(settings: Settings, registry: AuthorityRegistry,
                   uow_factory: SqlUnitOfWorkFactory, dispatcher: EventDispatcher,
-                  notifier: PixNotifier) -> Sequence[Job]:
-    """The background jobs `mpi serve` runs: the outbox dispatcher, then one ITI-10 delivery
-    job per consumer (a consumer that is down delays only its own)."""
+                  notifier: PixNotifier, lifecycle: ArchiveLifecycle,
+                  compressor: Compressor) -> Sequence[Job]:
+    """The background jobs `mpi serve` runs: the outbox dispatcher, one ITI-10 delivery job
+    per consumer (a consumer that is down delays only its own), the retention sweep, the
+    lossless compression of the archive and its fixity checks."""
     return [
         outbox_job(dispatcher, settings.dispatch_interval),
         *(notification_job(notifier, consumer, uow_factory, settings.notify_interval)
           for consumer in registry.consumers),
+        retention_job(lifecycle, settings.retention_sweep_interval),
+        compression_job(compressor, settings.compress_interval, settings.compress_batch),
+        fixity_job(lifecycle, compressor, settings.fixity_interval, settings.fixity_batch),
     ]
 
 
@@ -112,4 +140,5 @@ def http_app(container: object) -> FastAPI:
     def fhir(app: FastAPI) -> None:
         mount_fhir(app, service_version())
 
-    return create_app(container, [_routers(review_router, dicomweb_router), fhir])
+    return create_app(container, [_routers(review_router, lifecycle_router, dicomweb_router),
+                                  fhir])

@@ -17,6 +17,8 @@ from typing import Self
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
+from adapters.dicom.lifecycle import ArchiveLifecycle
+from adapters.dicom.preservation import Compressor
 from adapters.dicom.service import DicomArchive
 from adapters.dicom.web import DicomWeb
 from adapters.hl7v2.application import Hl7Application
@@ -56,7 +58,16 @@ class Container:
     dispatcher: EventDispatcher
     notifier: PixNotifier
     jobs: JobBoard
+    lifecycle: ArchiveLifecycle
+    compressor: Compressor
     closed: bool = field(default=False, init=False)
+
+    def archive_health(self) -> dict[str, object]:
+        """What /health says of the archive's preservation: instances whose stored file no
+        longer matches its SHA-256 (fixity), and the compression backlog."""
+        with self.uow_factory(read_only=True) as uow:
+            failures = [i.sop_instance_uid for i in uow.archive.fixity_failures()]
+        return {"fixity_failures": len(failures), "fixity_failed_instances": failures[:100]}
 
     def database_ok(self) -> bool:
         """Whether the database answers a trivial query now."""

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from adapters.dicom.lifecycle import ArchiveLifecycle
+from adapters.dicom.preservation import Compressor, check_fixity
 from adapters.errors import AdapterError
 from adapters.hl7v2.notifier import PixNotifier
 from adapters.sql.uow import SqlUnitOfWorkFactory
@@ -28,7 +30,7 @@ from mpi.handlers import EventDispatcher
 from mpi.model import Consumer
 
 __all__ = ["Job", "JobState", "JobBoard", "UnknownJobError", "outbox_job",
-           "notification_job"]
+           "notification_job", "retention_job", "compression_job", "fixity_job"]
 
 log = logging.getLogger("mpi.jobs")
 
@@ -179,3 +181,42 @@ def notification_job(notifier: PixNotifier, consumer: Consumer,
     return Job(f"notify:{consumer.name}",
                f"sends PIX update notifications (ITI-10) to {consumer.host}:{consumer.port}",
                interval, deliver, pending)
+
+
+def retention_job(lifecycle: ArchiveLifecycle, interval: float) -> Job:
+    """The periodic retention sweep: every study's end of retention computed again (catches
+    whatever the outbox handler missed); its backlog is the studies never computed."""
+
+    async def sweep() -> bool:
+        await asyncio.to_thread(lifecycle.sweep)
+        return False
+
+    return Job("retention", "recomputes the end of retention of every study (R.1112-7)",
+               interval, sweep, lifecycle.uncomputed)
+
+
+def compression_job(compressor: Compressor, interval: float, batch: int) -> Job:
+    """Lossless compression of the instances due, a batch per pass, verified bit for bit."""
+
+    async def compress() -> bool:
+        report = await asyncio.to_thread(compressor.run, batch)
+        for sop, reason in report.failed:
+            log.warning("instance %s left uncompressed: %s", sop, reason)
+        return report.compressed + len(report.failed) == batch
+
+    return Job("compression", f"compresses stored instances losslessly "
+               f"({compressor.settings.transfer_syntax}) after "
+               f"{compressor.settings.after_days:g} days", interval, compress,
+               lambda: compressor.backlog()[0])
+
+
+def fixity_job(lifecycle: ArchiveLifecycle, compressor: Compressor, interval: float,
+               batch: int) -> Job:
+    """Fixity: the longest unchecked stored files re-read against their SHA-256."""
+
+    async def check() -> bool:
+        await asyncio.to_thread(check_fixity, lifecycle.uow_factory, lifecycle.blobs,
+                                lifecycle.clock, lifecycle.audit, limit=batch)
+        return False
+
+    return Job("fixity", "re-reads stored files against their SHA-256", interval, check)

@@ -115,6 +115,28 @@ class Settings(BaseSettings):
     log_format: Literal["text", "json"] = Field("text", description="text lines, or one JSON "
                                                 "object per line for log collectors")
 
+    retention_years: dict[str, int] = Field(
+        default_factory=dict, description="establishments that keep their records longer "
+        "than 20 years after the last visit, as a table code = years (JSON in the "
+        "environment, e.g. {\"ICL\": 30}); never below the legal 20")
+    retention_sweep_interval: float = Field(86_400.0, gt=0, description="seconds between two "
+                                            "sweeps recomputing every study's retention")
+    compress_syntax: Literal["jpeg-ls", "jpeg2000", "rle"] = Field(
+        "jpeg-ls", description="lossless transfer syntax of the background compression")
+    compress_after_days: float = Field(30.0, ge=0, description="age of an instance, in days, "
+                                       "before it is compressed")
+    compress_modalities: list[str] = Field(default_factory=list, description="only these "
+                                           "modalities are compressed (empty: all)")
+    compress_sop_classes: list[str] = Field(default_factory=list, description="only these SOP "
+                                            "classes are compressed (empty: all)")
+    compress_interval: float = Field(60.0, gt=0, description="seconds between compression "
+                                     "passes when idle")
+    compress_batch: int = Field(20, ge=1, le=10_000, description="instances per compression "
+                                "pass")
+    fixity_interval: float = Field(3_600.0, gt=0, description="seconds between fixity passes")
+    fixity_batch: int = Field(200, ge=1, le=1_000_000, description="stored files each fixity "
+                              "pass re-reads")
+
     @field_validator("log_level", "log_format", mode="before")
     @classmethod
     def _lower_case(cls, value: object) -> object:

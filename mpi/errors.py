@@ -18,6 +18,8 @@ them once, at the boundary::
     ├── IdentityConflictError          the request contradicts an identity rule (e.g. two
     │   │                              different qualified INS asserted as one person)
     │   └── StudyOwnershipError        an object names a study stored for another patient
+    ├── LifecycleStateError            the archive's lifecycle refuses the step now (a
+    │                                  proposal not approved yet, a hold released already)
     └── ConcurrencyError               another transaction got in the way; retrying may succeed
 """
 
@@ -36,6 +38,7 @@ __all__ = [
     "ForbiddenError",
     "IdentityConflictError",
     "StudyOwnershipError",
+    "LifecycleStateError",
     "ConcurrencyError",
 ]
 
@@ -95,6 +98,11 @@ class IdentityConflictError(MPIError):
 
 class StudyOwnershipError(IdentityConflictError):
     """An instance names a study already stored for another patient as received."""
+
+
+class LifecycleStateError(MPIError):
+    """A lifecycle step the current state refuses: approving a proposal twice, a visa before
+    both approvals, destroying what was not visaed, releasing a released hold."""
 
 
 class ConcurrencyError(MPIError):

@@ -26,6 +26,9 @@ __all__ = [
     "PersonIdentifiersChanged",
     "ReviewRequested",
     "ReviewDecided",
+    "StudyStored",
+    "StudyReassigned",
+    "StudyDestroyed",
     "StoredEvent",
     "UnreadableEvent",
     "EVENT_TYPES",
@@ -124,6 +127,33 @@ class ReviewDecided(Event):
     reason: str
 
 
+@dataclass(frozen=True)
+class StudyStored(Event):
+    """A new study entered the archive, for the record of the patient it arrived with."""
+
+    record_id: int
+    study_instance_uid: str
+
+
+@dataclass(frozen=True)
+class StudyReassigned(Event):
+    """A study filed under the wrong patient was moved to another record (IOCM)."""
+
+    study_instance_uid: str
+    from_record_id: int
+    to_record_id: int
+    by: str
+
+
+@dataclass(frozen=True)
+class StudyDestroyed(Event):
+    """A study reached the end of its retention and was destroyed (its tombstone remains)."""
+
+    study_instance_uid: str
+    establishment: str
+    proposal_id: int
+
+
 def event_payload(event: Event) -> dict[str, Any]:
     """A JSON-ready dictionary of an event's fields (identifiers as ``DOMAIN|value``)."""
     payload: dict[str, Any] = {}
@@ -142,7 +172,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
     cls.__name__: cls for cls in (
         RecordRegistered, RecordUpdated, RecordRetired, RecordDeleted, RecordLinked,
         RecordUnlinked, PersonCreated, PersonsMerged, PersonIdentifiersChanged,
-        ReviewRequested, ReviewDecided,
+        ReviewRequested, ReviewDecided, StudyStored, StudyReassigned, StudyDestroyed,
     )
 }
 

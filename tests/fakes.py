@@ -16,18 +16,26 @@ import dataclasses
 import io
 import json
 from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, BinaryIO, TypeVar
 
 from mpi.archive.model import (
     ArchivedPatient,
+    DestructionProposal,
+    LegalHold,
+    Reassignment,
+    Retention,
+    RetentionRow,
     SeriesSummary,
     StoredInstance,
     StoredSeries,
     StoredStudy,
+    StudyFacts,
     StudyFilter,
     StudySummary,
+    Tombstone,
 )
+from mpi.archive.ports import CompressionCriteria, NewContent, PendingDeletion
 from mpi.errors import ConcurrencyError
 from mpi.events import Event, StoredEvent
 from mpi.matching.profile import blocking_keys, profile_of
@@ -107,6 +115,14 @@ class _Store:
         self.archive_instances: dict[int, StoredInstance] = {}
         # earlier versions of instances, with when each was replaced
         self.archive_history: list[tuple[StoredInstance, datetime]] = []
+        self.retention: dict[int, Retention] = {}  # by study id
+        self.deletions: dict[int, PendingDeletion] = {}
+        self.reassignments: list[Reassignment] = []
+        self.compression_failures: dict[str, tuple[str, datetime]] = {}
+        self.fixity_checked: dict[str, datetime] = {}
+        self.holds: dict[int, LegalHold] = {}
+        self.proposals: dict[int, DestructionProposal] = {}
+        self.tombstones: dict[str, Tombstone] = {}
         self.sequence = 0
 
     def next_id(self) -> int:
@@ -719,7 +735,11 @@ class FakeArchiveRepository:
         old.id = self.store.next_id()  # a history entry has an id of its own, as its SQL row
         self.store.archive_history.append((old, _utc(when)))
         current.id = previous.id
-        self.store.archive_instances[previous.id or 0] = _bare(current)
+        fresh = _bare(current)
+        fresh.original_sha256 = fresh.pixel_sha256 = fresh.fixity_failed_at = None
+        self.store.archive_instances[previous.id or 0] = fresh
+        self.store.compression_failures.pop(current.sop_instance_uid, None)
+        self.store.fixity_checked.pop(current.sop_instance_uid, None)
 
     def instance_history(self, sop_uid: str) -> list[StoredInstance]:
         return [copy.deepcopy(old) for old, _ in sorted(
@@ -807,6 +827,267 @@ class FakeArchiveRepository:
         ]
 
 
+    # -- retention -----------------------------------------------------------------------
+
+    def _sizes(self, study_id: int) -> tuple[int, int]:
+        series = {s.id for s in self.store.archive_series.values() if s.study_id == study_id}
+        current = [i for i in self.store.archive_instances.values() if i.series_id in series]
+        return sum(i.size for i in current), len(current)
+
+    def retention_facts(self, record_ids: Iterable[int]) -> list[StudyFacts]:
+        wanted = set(record_ids)
+        found = []
+        for study in self.store.archive_studies.values():
+            patient = self.store.archive_patients[study.patient_id]
+            if patient.record_id not in wanted:
+                continue
+            size, count = self._sizes(study.id or 0)
+            assert study.first_received_at and study.last_received_at
+            found.append(StudyFacts(study.id or 0, study.study_instance_uid,
+                                    patient.record_id, patient.authority, patient.patient_id,
+                                    patient.birth_date, study.study_date,
+                                    study.first_received_at, study.last_received_at, size,
+                                    count))
+        return sorted(found, key=lambda f: f.study_id)
+
+    def archived_record_ids(self, after: int, limit: int) -> list[int]:
+        return sorted({p.record_id for p in self.store.archive_patients.values()
+                       if p.record_id > after})[:limit]
+
+    def save_retention(self, rows: Iterable[Retention]) -> None:
+        for row in rows:
+            self.store.retention[row.study_id] = dataclasses.replace(
+                row, computed_at=_utc(row.computed_at))
+
+    def retention_report(self, establishment: str | None = None,
+                         expiring_by: date | None = None, study_uids: Iterable[str] = (),
+                         limit: int = 1_000_000) -> list[RetentionRow]:
+        wanted = set(study_uids)
+        rows = []
+        for study in self.store.archive_studies.values():
+            patient = self.store.archive_patients[study.patient_id]
+            retention = self.store.retention.get(study.id or 0)
+            if establishment is not None and patient.authority != establishment:
+                continue
+            if expiring_by is not None and (retention is None
+                                            or retention.expires_on > expiring_by):
+                continue
+            if wanted and study.study_instance_uid not in wanted:
+                continue
+            link = self.store.links.get(patient.record_id)
+            size, count = self._sizes(study.id or 0)
+            rows.append(RetentionRow(
+                study.study_instance_uid, patient.authority, patient.patient_id,
+                retention.expires_on if retention else None,
+                retention.basis if retention else None,
+                retention.last_visit if retention else None, study.study_date, size, count,
+                link.person_id if link else None))
+        rows.sort(key=lambda r: (r.expires_on is None, r.expires_on or date.min,
+                                 r.study_instance_uid))
+        return rows[:limit]
+
+    def uncomputed_record_ids(self, establishment: str | None = None) -> list[int]:
+        return sorted({
+            self.store.archive_patients[s.patient_id].record_id
+            for s in self.store.archive_studies.values()
+            if (s.id or 0) not in self.store.retention and (
+                establishment is None
+                or self.store.archive_patients[s.patient_id].authority == establishment)})
+
+    # -- destruction ---------------------------------------------------------------------
+
+    def _study_series(self, study_uid: str) -> dict[int, StoredSeries]:
+        study = self.study(study_uid)
+        if study is None:
+            return {}
+        return {s.id or 0: s for s in self.store.archive_series.values()
+                if s.study_id == study.id}
+
+    def instance_files(self, study_uid: str) -> list[StoredInstance]:
+        series = self._study_series(study_uid)
+        files = self.instances(study_uid=study_uid)
+        for old, _ in self.store.archive_history:
+            if old.series_id in series:
+                files.append(dataclasses.replace(
+                    copy.deepcopy(old),
+                    series_instance_uid=series[old.series_id].series_instance_uid))
+        return sorted(files, key=lambda f: (f.sop_instance_uid, f.version))
+
+    def delete_study(self, study_uid: str) -> None:
+        study = self.study(study_uid)
+        if study is None:
+            return
+        series = self._study_series(study_uid)
+        self.store.archive_history = [(old, when) for old, when in self.store.archive_history
+                                      if old.series_id not in series]
+        for key, instance in list(self.store.archive_instances.items()):
+            if instance.series_id in series:
+                del self.store.archive_instances[key]
+        for key in series:
+            del self.store.archive_series[key]
+        self.store.retention.pop(study.id or 0, None)
+        self.store.reassignments = [r for r in self.store.reassignments
+                                    if r.study_instance_uid != study_uid]
+        del self.store.archive_studies[study.id or 0]
+
+    def queue_blob_deletions(self, keys: Iterable[str], reason: str, when: datetime) -> None:
+        _utc(when)
+        for key in keys:
+            number = self.store.next_id()
+            self.store.deletions[number] = PendingDeletion(number, key, reason)
+
+    def pending_deletions(self, limit: int) -> list[PendingDeletion]:
+        return [self.store.deletions[k] for k in sorted(self.store.deletions)][:limit]
+
+    def forget_deletions(self, ids: Iterable[int]) -> None:
+        for number in ids:
+            self.store.deletions.pop(number, None)
+
+    def blob_in_use(self, key: str) -> bool:
+        return (any(i.blob_key == key for i in self.store.archive_instances.values())
+                or any(old.blob_key == key for old, _ in self.store.archive_history))
+
+    # -- compression and fixity ----------------------------------------------------------
+
+    def _due(self, criteria: CompressionCriteria) -> list[StoredInstance]:
+        found = []
+        for instance in self.store.archive_instances.values():
+            series = self.store.archive_series[instance.series_id]
+            if (instance.received_at >= criteria.received_before
+                    or instance.transfer_syntax_uid not in criteria.from_syntaxes
+                    or instance.sop_instance_uid in self.store.compression_failures
+                    or (criteria.modalities and series.modality not in criteria.modalities)
+                    or (criteria.sop_classes
+                        and instance.sop_class_uid not in criteria.sop_classes)):
+                continue
+            found.append(self._read(instance))
+        return sorted(found, key=lambda i: (i.received_at, i.id or 0))
+
+    def compression_candidates(self, criteria: CompressionCriteria,
+                               limit: int) -> list[StoredInstance]:
+        return self._due(criteria)[:limit]
+
+    def compression_backlog(self, criteria: CompressionCriteria) -> tuple[int, int]:
+        due = self._due(criteria)
+        return len(due), sum(i.size for i in due)
+
+    def switch_content(self, sop_uid: str, expected_sha256: str, new: NewContent) -> bool:
+        for key, instance in self.store.archive_instances.items():
+            if instance.sop_instance_uid == sop_uid and instance.sha256 == expected_sha256:
+                self.store.archive_instances[key] = dataclasses.replace(
+                    instance, blob_key=new.blob_key,
+                    transfer_syntax_uid=new.transfer_syntax_uid, size=new.size,
+                    sha256=new.sha256, original_sha256=new.original_sha256,
+                    pixel_sha256=new.pixel_sha256, fixity_failed_at=None)
+                self.store.fixity_checked.pop(sop_uid, None)
+                return True
+        return False
+
+    def mark_compression_failed(self, sop_uid: str, reason: str, when: datetime) -> None:
+        if self.instance(sop_uid) is not None:
+            self.store.compression_failures[sop_uid] = (reason[:2000], _utc(when))
+
+    def compression_failures(self) -> list[tuple[str, str, datetime]]:
+        return [(uid, reason, when) for uid, (reason, when)
+                in sorted(self.store.compression_failures.items())]
+
+    def fixity_due(self, limit: int) -> list[StoredInstance]:
+        never = datetime.min.replace(tzinfo=UTC)
+        found = sorted(self.store.archive_instances.values(), key=lambda i: (
+            i.sop_instance_uid in self.store.fixity_checked,
+            self.store.fixity_checked.get(i.sop_instance_uid, never), i.id or 0))
+        return [self._read(i) for i in found[:limit]]
+
+    def record_fixity(self, checked: Iterable[str], failed: Iterable[str],
+                      when: datetime) -> None:
+        bad = set(failed)
+        for key, instance in self.store.archive_instances.items():
+            uid = instance.sop_instance_uid
+            if uid in bad or uid in set(checked):
+                self.store.fixity_checked[uid] = _utc(when)
+                self.store.archive_instances[key] = dataclasses.replace(
+                    instance, fixity_failed_at=_utc(when) if uid in bad else None)
+
+    def fixity_failures(self) -> list[StoredInstance]:
+        return sorted((self._read(i) for i in self.store.archive_instances.values()
+                       if i.fixity_failed_at is not None), key=lambda i: i.sop_instance_uid)
+
+    # -- corrections ---------------------------------------------------------------------
+
+    def move_study(self, study_uid: str, to_patient_id: int) -> None:
+        study = self.study(study_uid)
+        if study is not None:
+            study.patient_id = to_patient_id
+            self.store.archive_studies[study.id or 0] = study
+
+    def add_reassignment(self, reassignment: Reassignment) -> None:
+        stored = dataclasses.replace(reassignment, at=_utc(reassignment.at),
+                                     id=self.store.next_id())
+        self.store.reassignments.append(stored)
+
+    def reassignments(self, study_uid: str) -> list[Reassignment]:
+        return [copy.deepcopy(r) for r in self.store.reassignments
+                if r.study_instance_uid == study_uid]
+
+
+class FakeLifecycleRepository:
+    def __init__(self, store: _Store) -> None:
+        self.store = store
+
+    def add_hold(self, hold: LegalHold) -> None:
+        hold.id = self.store.next_id()
+        self.store.holds[hold.id] = _stored(hold)
+
+    def hold(self, hold_id: int) -> LegalHold | None:
+        return copy.deepcopy(self.store.holds.get(hold_id))
+
+    def save_hold(self, hold: LegalHold) -> None:
+        if hold.id in self.store.holds:
+            self.store.holds[hold.id] = _stored(hold)
+
+    def holds(self, active_only: bool = True) -> list[LegalHold]:
+        return [copy.deepcopy(h) for _, h in sorted(self.store.holds.items())
+                if h.active or not active_only]
+
+    def add_proposal(self, proposal: DestructionProposal) -> None:
+        proposal.id = self.store.next_id()
+        self.save_proposal(proposal)
+
+    def proposal(self, proposal_id: int) -> DestructionProposal | None:
+        return copy.deepcopy(self.store.proposals.get(proposal_id))
+
+    def save_proposal(self, proposal: DestructionProposal) -> None:
+        stored = _stored(proposal)
+        stored.items.sort(key=lambda i: i.study_instance_uid)
+        stored.approvals = [dataclasses.replace(a, approved_at=_utc(a.approved_at))
+                            for a in stored.approvals]
+        self.store.proposals[proposal.id or 0] = stored
+
+    def proposals(self, establishment: str | None = None) -> list[DestructionProposal]:
+        return [dataclasses.replace(copy.deepcopy(p), items=[])
+                for _, p in sorted(self.store.proposals.items(), reverse=True)
+                if establishment is None or p.establishment == establishment]
+
+    def add_tombstone(self, tombstone: Tombstone) -> None:
+        if tombstone.study_instance_uid in self.store.tombstones:
+            raise ConcurrencyError(f"study {tombstone.study_instance_uid} has a tombstone")
+        self.store.tombstones[tombstone.study_instance_uid] = dataclasses.replace(
+            tombstone, first_received_at=_utc(tombstone.first_received_at),
+            last_received_at=_utc(tombstone.last_received_at),
+            destroyed_at=_utc(tombstone.destroyed_at), files=tuple(_json(list(tombstone.files))),
+            decision=_json(tombstone.decision), id=self.store.next_id())
+
+    def tombstone(self, study_uid: str) -> Tombstone | None:
+        return copy.deepcopy(self.store.tombstones.get(study_uid))
+
+    def tombstones(self, establishment: str | None = None,
+                   limit: int = 100_000) -> list[Tombstone]:
+        found = sorted((t for t in self.store.tombstones.values()
+                        if establishment is None or t.establishment == establishment),
+                       key=lambda t: (t.destroyed_at, t.id or 0), reverse=True)
+        return [copy.deepcopy(t) for t in found[:limit]]
+
+
 def _bare(instance: StoredInstance) -> StoredInstance:
     """An instance as stored: without what reads join to it."""
     return dataclasses.replace(_stored(instance), study_instance_uid=None,
@@ -866,6 +1147,7 @@ class FakeUnitOfWork:
         self.notifications = FakeNotifications(self.store)
         self.journal = FakeJournal(self.store)
         self.archive = FakeArchiveRepository(self.store)
+        self.lifecycle = FakeLifecycleRepository(self.store)
         self.committed = False
         return self
 

@@ -10,9 +10,11 @@ code; 4 a server could not listen (port in use, no permission).
 
 from __future__ import annotations
 
+import csv
 import getpass
 import json
 import socket
+import sys
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -152,8 +154,13 @@ def open_container(ctx: click.Context, *, create: bool = False,
 
 def emit(output_format: str, rows: Sequence[dict[str, Any]], columns: Sequence[str],
          *, document: Any = None, headers: Sequence[str] | None = None) -> None:
-    """Print rows as a table with a header line (``table``) or as JSON (``json``: the
-    ``document`` when given, else the rows)."""
+    """Print rows as a table with a header line (``table``), as JSON (``json``: the
+    ``document`` when given, else the rows) or as CSV (``csv``)."""
+    if output_format == "csv":
+        writer = csv.DictWriter(sys.stdout, fieldnames=list(columns), extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+        return
     if output_format == "json":
         click.echo(json.dumps(rows if document is None else document, ensure_ascii=False,
                               indent=2, default=str))

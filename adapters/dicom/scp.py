@@ -57,11 +57,13 @@ __all__ = ["DicomServer", "query_of", "TRANSFER_SYNTAXES"]
 
 log = logging.getLogger("mpi.dicom")
 
-# Accepted as offered and stored as received; never transcoded.
+# Accepted as offered and stored as received (compression comes later, in the background).
 # In the order we accept them when a peer proposes several in one presentation context (the
 # acceptor's order decides): the lossless compressed ones first, so that a peer that says it
-# takes them gets objects stored that way (we never transcode), then the uncompressed ones,
-# then the lossy ones (accepted as received, never chosen over an uncompressed one).
+# takes them gets objects stored that way without a decode, then the uncompressed ones,
+# then the lossy ones (accepted as received, never chosen over an uncompressed one). On the
+# way out, a peer that accepted none of an object's stored syntax but an uncompressed one
+# gets it decoded (the pixels equal the original); the stored bytes otherwise.
 TRANSFER_SYNTAXES = [
     JPEG2000Lossless, JPEGLSLossless, JPEGLosslessSV1, JPEGLossless, RLELossless,
     ExplicitVRLittleEndian, ImplicitVRLittleEndian, DeflatedExplicitVRLittleEndian,
@@ -299,7 +301,8 @@ class DicomServer:
             return []
 
     def _send(self, event: Any, calling: str, found: list[Any], action: str,
-              audit_authority: str) -> Iterator[tuple[int, Dataset | None]]:
+              audit_authority: str,
+              accepted: Any = None) -> Iterator[tuple[int, Dataset | None]]:
         persons: set[int] = set()
         outcome = "success"
         try:
@@ -309,7 +312,7 @@ class DicomServer:
                     yield 0xFE00, None
                     return
                 persons.add(plan.person_id)
-                yield 0xFF00, self.archive.coerced_dataset(instance, plan)
+                yield 0xFF00, self._outgoing(instance, plan, accepted() if accepted else None)
         finally:
             self.archive.trace(
                 channel="dicom", action=AuditAction.RETRIEVE, actor=f"dicom:{calling}",
@@ -319,6 +322,18 @@ class DicomServer:
             log_event(log, logging.INFO, f"dicom {action.split(' ')[0]}", calling=calling,
                       destination=action.split(" to ")[1] if " to " in action else None,
                       instances=len(found), outcome=outcome)
+
+    def _outgoing(self, instance: Any, plan: Any,
+                  association: Any) -> Dataset:
+        """As stored when the peer took the stored syntax (the fast path: the header
+        rewritten, the pixel bytes copied), else decoded when it took an uncompressed one."""
+        syntaxes = _accepted_syntaxes(association, instance.sop_class_uid)
+        decode = (syntaxes is not None and instance.transfer_syntax_uid not in syntaxes
+                  and bool(syntaxes & _UNCOMPRESSED))
+        try:
+            return self.archive.coerced_dataset(instance, plan, decode=decode)
+        except AdapterError:  # not decodable here: sent as stored (the peer may refuse it)
+            return self.archive.coerced_dataset(instance, plan)
 
     def on_get(self, event: Any) -> Iterator[Any]:
         calling, asker = self._asker(event)
@@ -332,7 +347,8 @@ class DicomServer:
             return
         found = self._retrieve(event, asker)
         yield len(found)
-        yield from self._send(event, calling, found, "C-GET", asker.code)
+        yield from self._send(event, calling, found, "C-GET", asker.code,
+                              lambda: event.assoc)
 
     def on_move(self, event: Any) -> Iterator[Any]:
         calling, asker = self._asker(event)
@@ -349,10 +365,29 @@ class DicomServer:
                              if i.sop_class_uid == sop_class})
             contexts.append(build_context(sop_class, [*stored, ExplicitVRLittleEndian,
                                                       ImplicitVRLittleEndian]))
-        yield destination.host, destination.port, {"contexts": contexts[:128]}
+        # The sub-association to the destination is pynetdicom's: its accepted contexts are
+        # caught when it is established.
+        store: dict[str, Any] = {}
+
+        def accepted(accepted_event: Any) -> None:
+            store["association"] = accepted_event.assoc
+
+        yield destination.host, destination.port, {
+            "contexts": contexts[:128], "evt_handlers": [(evt.EVT_ACCEPTED, accepted)]}
         yield len(found)
         yield from self._send(event, calling, found, f"C-MOVE to {destination.ae_title}",
-                              target.code)
+                              target.code, lambda: store.get("association"))
+
+
+_UNCOMPRESSED = frozenset({str(ExplicitVRLittleEndian), str(ImplicitVRLittleEndian)})
+
+
+def _accepted_syntaxes(association: Any, sop_class: str) -> set[str] | None:
+    """The transfer syntaxes an association accepted for a SOP class (None: unknown)."""
+    if association is None:
+        return None
+    return {str(cx.transfer_syntax[0]) for cx in association.accepted_contexts
+            if cx.abstract_syntax == sop_class and cx.transfer_syntax}
 
 
 def _no_delay(event: Any) -> None:

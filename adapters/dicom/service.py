@@ -14,7 +14,14 @@ from typing import Any
 from pydicom.dataset import Dataset
 
 from adapters.dicom.blobstore import FilesystemBlobStore
-from adapters.dicom.coerce import coerced_chunks, coerced_dataset, patient_attributes, read_header
+from adapters.dicom.coerce import (
+    apply_coercion,
+    coerced_chunks,
+    coerced_dataset,
+    patient_attributes,
+    read_header,
+)
+from adapters.dicom.compress import decoded_dataset
 from adapters.dicom.header import parse_object
 from mpi.archive import (
     ArchiveMatch,
@@ -136,15 +143,29 @@ class DicomArchive:
         with self.blobs.open(instance.blob_key) as handle:
             yield from coerced_chunks(handle, plan, instance.source, self.clock.now())
 
-    def coerced_dataset(self, instance: StoredInstance, plan: PatientCoercion) -> Dataset:
-        """A coerced copy as a dataset (for DIMSE sub-operations)."""
+    def coerced_dataset(self, instance: StoredInstance, plan: PatientCoercion,
+                        decode: bool = False) -> Dataset:
+        """A coerced copy as a dataset (for DIMSE sub-operations): as stored, or with its
+        pixels decoded to Explicit VR Little Endian when ``decode`` (for a peer that does
+        not take the stored syntax). Raises CompressionFailedError when it cannot be
+        decoded."""
         with self.blobs.open(instance.blob_key) as handle:
-            return coerced_dataset(handle, plan, instance.source, self.clock.now())
+            if not decode:
+                return coerced_dataset(handle, plan, instance.source, self.clock.now())
+            dataset = decoded_dataset(handle)
+        apply_coercion(dataset, plan, instance.source, self.clock.now())
+        return dataset
+
+    def decoded_file(self, instance: StoredInstance, plan: PatientCoercion) -> Iterator[bytes]:
+        """A coerced Part-10 copy with its pixels decoded (Explicit VR Little Endian)."""
+        from io import BytesIO
+
+        out = BytesIO()
+        self.coerced_dataset(instance, plan, decode=True).save_as(out, enforce_file_format=True)
+        yield out.getvalue()
 
     def coerced_header(self, instance: StoredInstance, plan: PatientCoercion) -> Dataset:
         """The coerced header of an instance, without pixel data (WADO-RS metadata)."""
-        from adapters.dicom.coerce import apply_coercion
-
         with self.blobs.open(instance.blob_key) as handle:
             dataset, _ = read_header(handle)
         apply_coercion(dataset, plan, instance.source, self.clock.now())

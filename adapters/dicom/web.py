@@ -23,7 +23,11 @@ from mpi.audit import AuditAction
 from mpi.errors import InvalidObjectError, MPIError
 from mpi.model import Authority, AuthorityKind
 
-__all__ = ["DicomWeb", "Retrieval", "StowResult", "split_multipart", "MultipartError"]
+__all__ = ["DicomWeb", "Retrieval", "StowResult", "split_multipart", "MultipartError",
+           "NotAcceptableError", "wanted_transfer_syntax", "AS_STORED"]
+
+AS_STORED = "*"
+_EXPLICIT_LE = "1.2.840.10008.1.2.1"
 
 # FailureReason (0008,1197) of a part that is not a DICOM object.
 _PROCESSING_FAILURE = 0x0110
@@ -31,6 +35,31 @@ _PROCESSING_FAILURE = 0x0110
 
 class MultipartError(AdapterError, ValueError):
     """A body that is not the multipart/related it claims to be."""
+
+
+class NotAcceptableError(AdapterError):
+    """The asker wants a transfer syntax the archive cannot give an object in."""
+
+
+def wanted_transfer_syntax(accept: str | None) -> str:
+    """The transfer syntax a WADO-RS Accept header asks for (PS3.18 8.7.3.5): its
+    ``transfer-syntax`` parameter (``*``: as stored); Explicit VR Little Endian when it names
+    application/dicom without one; as stored when it names no DICOM media type (no header,
+    ``*/*``: what clients of this archive have always been given)."""
+    for media in (accept or "").split(","):
+        kind, *parameters = [part.strip() for part in media.split(";")]
+        values = {}
+        for parameter in parameters:
+            name, _, value = parameter.partition("=")
+            values[name.strip().lower()] = value.strip().strip('"')
+        dicom = kind.lower() == "application/dicom" or (
+            kind.lower() == "multipart/related"
+            and values.get("type", "").lower() == "application/dicom")
+        if "transfer-syntax" in values and (dicom or kind == "*/*"):
+            return values["transfer-syntax"] or AS_STORED
+        if dicom:
+            return _EXPLICIT_LE
+    return AS_STORED
 
 
 @dataclass
@@ -122,6 +151,9 @@ class DicomWeb:
         """Raises UnknownAuthorityError."""
         return self.archive.asker(domain)
 
+    def wanted_transfer_syntax(self, accept: str | None) -> str:
+        return wanted_transfer_syntax(accept)
+
     def query(self, level: str, params: Mapping[str, str], study: str | None = None,
               series: str | None = None) -> ArchiveQuery:
         """Raises ValueError for a bad parameter."""
@@ -165,22 +197,46 @@ class DicomWeb:
         return found
 
     def retrieve(self, query: ArchiveQuery, asker: Authority, who: str, subject: str,
-                 source: str | None) -> Retrieval:
-        """Coerced Part-10 objects in a multipart/related body (type application/dicom)."""
+                 source: str | None, transfer_syntax: str = AS_STORED) -> Retrieval:
+        """Coerced Part-10 objects in a multipart/related body (type application/dicom), in
+        the transfer syntax asked for: as stored (``*``, the header rewritten and the pixel
+        bytes copied), or decoded to Explicit VR Little Endian. Raises NotAcceptableError
+        for another syntax than an object's stored one."""
         found = self._found(query, asker, who, subject, source, AuditAction.RETRIEVE)
         boundary = secrets.token_hex(16)
+        for instance, _ in found:
+            if transfer_syntax not in (AS_STORED, _EXPLICIT_LE,
+                                       instance.transfer_syntax_uid):
+                raise NotAcceptableError(
+                    f"{instance.sop_instance_uid} is stored in {instance.transfer_syntax_uid}; "
+                    f"the archive gives it as stored or in {_EXPLICIT_LE}")
 
         def body() -> Iterator[bytes]:
             for instance, plan in found:
-                yield (f"--{boundary}\r\nContent-Type: application/dicom\r\n"
+                yield (f"--{boundary}\r\nContent-Type: application/dicom; transfer-syntax="
+                       f"{self._syntax(instance, transfer_syntax)}\r\n"
                        f"Content-Location: {self.base_path}/studies/"
                        f"{instance.study_instance_uid}/series/{instance.series_instance_uid}/"
                        f"instances/{instance.sop_instance_uid}\r\n\r\n").encode("ascii")
-                yield from self.archive.coerced_file(instance, plan)
+                if self._syntax(instance, transfer_syntax) == instance.transfer_syntax_uid:
+                    yield from self.archive.coerced_file(instance, plan)
+                else:
+                    yield from self.archive.decoded_file(instance, plan)
                 yield b"\r\n"
             yield f"--{boundary}--\r\n".encode("ascii")
 
         return Retrieval(boundary, body(), len(found))
+
+    @staticmethod
+    def _syntax(instance: StoredInstance, wanted: str) -> str:
+        from adapters.dicom.compress import UNCOMPRESSED_SYNTAXES
+
+        if wanted in (AS_STORED, instance.transfer_syntax_uid):
+            return instance.transfer_syntax_uid
+        if instance.transfer_syntax_uid in UNCOMPRESSED_SYNTAXES and (
+                instance.transfer_syntax_uid != "1.2.840.10008.1.2.2"):
+            return instance.transfer_syntax_uid  # already uncompressed little endian
+        return _EXPLICIT_LE
 
     def metadata(self, query: ArchiveQuery, asker: Authority, who: str, subject: str,
                  source: str | None) -> list[dict[str, Any]]:

@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from adapters.container import Container
+from adapters.errors import AdapterError
 from adapters.http.deps import Caller, CallerDep, ContainerDep
 from mpi.errors import UnknownAuthorityError
 from mpi.model import AuthorityKind
@@ -35,11 +36,14 @@ _RETRIEVE: dict[int | str, dict[str, Any]] = {
           "content": {"multipart/related": {}}},
     400: {"description": "Unknown domain"},
     404: {"description": "Nothing found"},
+    406: {"description": "A transfer syntax the archive cannot give"},
+    410: {"description": "The study was destroyed at the end of its retention"},
 }
 _METADATA: dict[int | str, dict[str, Any]] = {
     200: {"description": "Coerced headers (DICOM JSON)", "content": {DICOM_JSON: {}}},
     400: {"description": "Unknown domain"},
     404: {"description": "Nothing found"},
+    410: {"description": "The study was destroyed at the end of its retention"},
 }
 _STORE: dict[int | str, dict[str, Any]] = {
     200: {"description": "Every object stored", "content": {DICOM_JSON: {}}},
@@ -61,6 +65,8 @@ class _Asked:
     def __init__(self, container: Container, request: Request, domain: str | None,
                  caller: Caller) -> None:
         self.web = container.dicomweb
+        self.lifecycle = container.lifecycle
+        self.accept = request.headers.get("accept")
         try:
             self.asker = self.web.asker(domain or caller.authority)
         except UnknownAuthorityError as exc:
@@ -89,9 +95,14 @@ class _Asked:
     def retrieve(self, study: str, series: str | None = None,
                  instance: str | None = None) -> StreamingResponse:
         level = "IMAGE" if instance else "SERIES" if series else "STUDY"
-        answer = self.web.retrieve(self.query(level, study, series, instance), self.asker,
-                                   self.who, self.subject, self.source)
+        try:
+            answer = self.web.retrieve(self.query(level, study, series, instance), self.asker,
+                                       self.who, self.subject, self.source,
+                                       self.web.wanted_transfer_syntax(self.accept))
+        except AdapterError as exc:  # NotAcceptableError: a syntax the archive cannot give
+            raise HTTPException(status_code=406, detail=exc.message) from None
         if answer.count == 0:
+            self.gone(study)
             raise HTTPException(status_code=404, detail="no such object")
         media = f'multipart/related; type="application/dicom"; boundary={answer.boundary}'
         return StreamingResponse(answer.body, media_type=media)
@@ -102,8 +113,17 @@ class _Asked:
         answers = self.web.metadata(self.query(level, study, series, instance), self.asker,
                                     self.who, self.subject, self.source)
         if not answers:
+            self.gone(study)
             raise HTTPException(status_code=404, detail="no such object")
         return JSONResponse(answers, media_type=DICOM_JSON)
+
+    def gone(self, study: str) -> None:
+        """410 for the UIDs of a study destroyed at the end of its retention."""
+        tombstone = self.lifecycle.tombstone(study)
+        if tombstone is not None:
+            raise HTTPException(status_code=410, detail=(
+                f"study {study} was destroyed on {tombstone.destroyed_at.date().isoformat()} "
+                f"(destruction proposal {tombstone.proposal_id})"))
 
 
 @router.get("/studies", responses=_SEARCH, summary="QIDO-RS: search for studies")

@@ -26,6 +26,8 @@ MRG_PRIOR_IDENTIFIERS = 1
 EVN_RECORDED_AT = 2
 EVN_OCCURRED_AT = 6
 MSH_DATETIME = 7
+PV1_ADMIT_AT = 44
+PV1_DISCHARGE_AT = 45
 
 REGISTER_EVENTS = frozenset({"A28", "A31"})
 # Encounter (ITI-31) and other events carrying a PID: a demographics update only. A08 is not
@@ -42,10 +44,16 @@ class UnsupportedEventError(AdapterError):
 
 
 def _activity(message: Message, event: str) -> datetime | None:
+    """When the patient was last at the establishment, as the encounter says it: the
+    discharge (PV1-45), else the admission (PV1-44), else when the event occurred (EVN-6),
+    was recorded (EVN-2) or sent (MSH-7). The retention of the record counts from it."""
     if event not in ENCOUNTER_EVENTS:
         return None
     evn = message.first("EVN")
+    pv1 = message.first("PV1")
     for candidate in (
+        pv1.value(PV1_DISCHARGE_AT) if pv1 else "",
+        pv1.value(PV1_ADMIT_AT) if pv1 else "",
         evn.value(EVN_OCCURRED_AT) if evn else "",
         evn.value(EVN_RECORDED_AT) if evn else "",
         message.msh.value(MSH_DATETIME),

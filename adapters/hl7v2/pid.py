@@ -31,6 +31,7 @@ PID_ADDRESS = 11
 PID_HOME_PHONE = 13
 PID_BIRTHPLACE = 23
 PID_DEATH_DATE = 29
+PID_DEATH_INDICATOR = 30
 PID_RELIABILITY = 32
 
 CX_ID, CX_AUTHORITY, CX_TYPE = 1, 4, 5
@@ -181,6 +182,10 @@ def _demographics(pid: Segment, base: str) -> dict[str, Any]:
         patch["death_date"] = None
     elif death:
         patch["death_date"] = parse_hl7_date(death, f"{base}^{PID_DEATH_DATE}")
+    elif pid.value(PID_DEATH_INDICATOR).upper() == "N":
+        # PID-30 "N": the patient is alive, a death date recorded earlier was a mistake. "Y"
+        # without a date changes nothing: retention needs the date of the death.
+        patch["death_date"] = None
     return patch
 
 

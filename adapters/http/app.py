@@ -105,6 +105,11 @@ def create_app(container: Any, mounts: Sequence[Mount]) -> FastAPI:
         database_ok = container.database_ok()
         body = {"status": "ok" if database_ok else "degraded", "database": database_ok,
                 "version": service_version(), "jobs": container.jobs.snapshot()}
+        archive_health = getattr(container, "archive_health", None)
+        if database_ok and archive_health is not None:
+            body["archive"] = archive_health()
+            if body["archive"]["fixity_failures"]:
+                body["status"] = "degraded"  # a stored file changed: restore it from a copy
         return JSONResponse(body, status_code=200 if database_ok else 503)
 
     @app.get("/openapi.yaml", include_in_schema=False)

@@ -44,8 +44,11 @@ from mpi.model import Authority
 
 __all__ = [
     "NAMING_CONVENTION",
+    "archive_blob_deletions",
     "archive_instance_versions",
     "archive_instances",
+    "archive_reassignments",
+    "archive_retention",
     "archive_patients",
     "archive_series",
     "archive_studies",
@@ -55,6 +58,11 @@ __all__ = [
     "audit_persons",
     "authorities",
     "inbound_messages",
+    "lifecycle_approvals",
+    "lifecycle_holds",
+    "lifecycle_proposal_items",
+    "lifecycle_proposals",
+    "lifecycle_tombstones",
     "links",
     "metadata",
     "notifications",
@@ -419,9 +427,20 @@ archive_instances = Table(
     Column("received_at", UtcDateTime, nullable=False),
     Column("source", Text, nullable=False),
     Column("version", Integer, nullable=False),
+    # Lossless compression (the stored file is then a verified compressed copy): the
+    # original's SHA-256 and that of the decoded pixels; or why it could not be compressed.
+    Column("original_sha256", Text),
+    Column("pixel_sha256", Text),
+    Column("compressed_at", UtcDateTime),
+    Column("compression_error", Text),
+    Column("compression_failed_at", UtcDateTime),
+    # Fixity: when the file was last re-read against its SHA-256, and whether it failed.
+    Column("fixity_checked_at", UtcDateTime),
+    Column("fixity_failed_at", UtcDateTime),
     UniqueConstraint("sop_instance_uid"),
     Index("ix_archive_instances_series_ref", "series_ref"),
     Index("ix_archive_instances_sha256", "sha256"),
+    Index("ix_archive_instances_received_at", "received_at"),
 )
 
 # Earlier contents of an instance received again with different bytes (newest kept).
@@ -442,6 +461,127 @@ archive_instance_versions = Table(
     Column("source", Text, nullable=False),
     Column("replaced_at", UtcDateTime, nullable=False),
     UniqueConstraint("sop_instance_uid", "version"),
+)
+
+
+# The legal lifecycle (mpi.archive.retention, mpi.archive.lifecycle).
+# The end of retention of each study, computed from the feed and the index.
+archive_retention = Table(
+    "archive_retention",
+    metadata,
+    Column("study_ref", Id, ForeignKey("archive_studies.id"), primary_key=True,
+           autoincrement=False),
+    Column("establishment", Text, nullable=False),
+    Column("expires_on", Date, nullable=False),
+    Column("basis", Text, nullable=False),
+    Column("last_visit", Date),
+    Column("computed_at", UtcDateTime, nullable=False),
+    Index("ix_archive_retention_establishment_expires_on", "establishment", "expires_on"),
+)
+
+# Files that must go (destroyed studies, originals of compressed instances, compressed copies
+# never adopted): journaled in the transaction that orphans them, forgotten once deleted.
+archive_blob_deletions = Table(
+    "archive_blob_deletions",
+    metadata,
+    _id_column(),
+    Column("blob_key", Text, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("queued_at", UtcDateTime, nullable=False),
+)
+
+# Studies moved to another patient as received (IOCM "incorrect worklist entry").
+archive_reassignments = Table(
+    "archive_reassignments",
+    metadata,
+    _id_column(),
+    Column("study_ref", Id, ForeignKey("archive_studies.id"), nullable=False, index=True),
+    Column("from_patient_ref", Id, ForeignKey("archive_patients.id"), nullable=False),
+    Column("to_patient_ref", Id, ForeignKey("archive_patients.id"), nullable=False),
+    Column("reassigned_by", Text, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("reassigned_at", UtcDateTime, nullable=False),
+)
+
+lifecycle_holds = Table(
+    "lifecycle_holds",
+    metadata,
+    _id_column(),
+    Column("person_id", Id, nullable=True),  # no foreign key: a hold outlives a merge
+    Column("study_instance_uid", Text, nullable=True),
+    Column("reason", Text, nullable=False),
+    Column("reference", Text, nullable=False),
+    Column("placed_by", Text, nullable=False),
+    Column("placed_at", UtcDateTime, nullable=False),
+    Column("released_by", Text),
+    Column("released_at", UtcDateTime),
+    Column("release_reason", Text),
+    CheckConstraint("(person_id IS NULL) <> (study_instance_uid IS NULL)", name="one_subject"),
+)
+
+lifecycle_proposals = Table(
+    "lifecycle_proposals",
+    metadata,
+    _id_column(),
+    Column("establishment", Text, nullable=False),
+    Column("as_of", Date, nullable=False),
+    Column("status", Text, nullable=False),
+    Column("proposed_by", Text, nullable=False),
+    Column("proposed_at", UtcDateTime, nullable=False),
+    Column("visa_reference", Text),
+    Column("visa_by", Text),
+    Column("visa_at", UtcDateTime),
+    Column("destroyed_by", Text),
+    Column("destroyed_at", UtcDateTime),
+)
+
+lifecycle_proposal_items = Table(
+    "lifecycle_proposal_items",
+    metadata,
+    Column("proposal_id", Id, ForeignKey("lifecycle_proposals.id"), nullable=False),
+    Column("study_instance_uid", Text, nullable=False),
+    Column("patient", Text, nullable=False),
+    Column("study_date", Date),
+    Column("last_visit", Date),
+    Column("expires_on", Date, nullable=False),
+    Column("basis", Text, nullable=False),
+    Column("size_bytes", BigInteger, nullable=False),
+    Column("instances", Integer, nullable=False),
+    Column("outcome", Text, nullable=False),
+    Column("outcome_reason", Text),
+    PrimaryKeyConstraint("proposal_id", "study_instance_uid"),
+)
+
+lifecycle_approvals = Table(
+    "lifecycle_approvals",
+    metadata,
+    Column("proposal_id", Id, ForeignKey("lifecycle_proposals.id"), nullable=False),
+    Column("role", Text, nullable=False),
+    Column("approved_by", Text, nullable=False),
+    Column("approved_at", UtcDateTime, nullable=False),
+    Column("roles_verified", Boolean, nullable=False),
+    PrimaryKeyConstraint("proposal_id", "role"),
+    UniqueConstraint("proposal_id", "approved_by"),
+)
+
+# What remains of a destroyed study: no patient demographics.
+lifecycle_tombstones = Table(
+    "lifecycle_tombstones",
+    metadata,
+    _id_column(),
+    Column("study_instance_uid", Text, nullable=False, unique=True),
+    Column("establishment", Text, nullable=False),
+    Column("study_date", Date),
+    Column("first_received_at", UtcDateTime, nullable=False),
+    Column("last_received_at", UtcDateTime, nullable=False),
+    Column("instances", Integer, nullable=False),
+    Column("size_bytes", BigInteger, nullable=False),
+    Column("series", JSON, nullable=False),
+    Column("files", JSON, nullable=False),
+    Column("proposal_id", Id, ForeignKey("lifecycle_proposals.id"), nullable=False),
+    Column("decision", JSON, nullable=False),
+    Column("destroyed_by", Text, nullable=False),
+    Column("destroyed_at", UtcDateTime, nullable=False),
 )
 
 

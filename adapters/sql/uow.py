@@ -22,6 +22,7 @@ from adapters.sql.engine import READ_ONLY_OPTION, SqlConnection
 from adapters.sql.repositories import (
     SqlArchiveRepository,
     SqlJournalRepository,
+    SqlLifecycleRepository,
     SqlLinkRepository,
     SqlModelRepository,
     SqlNotificationRepository,
@@ -59,6 +60,7 @@ class SqlUnitOfWork:
     notifications: SqlNotificationRepository
     journal: SqlJournalRepository
     archive: SqlArchiveRepository
+    lifecycle: SqlLifecycleRepository
 
     def __init__(
         self, engine: Engine, *, read_only: bool = False, master_authority: str = "GCS"
@@ -95,6 +97,7 @@ class SqlUnitOfWork:
         self.notifications = SqlNotificationRepository(sql)
         self.journal = SqlJournalRepository(sql)
         self.archive = SqlArchiveRepository(sql)
+        self.lifecycle = SqlLifecycleRepository(sql)
         return self
 
     @staticmethod

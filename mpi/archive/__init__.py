@@ -9,6 +9,9 @@ link rows, and no stored object is ever rewritten. Originals stay byte for byte 
 - :mod:`mpi.archive.model`: the entities (plain data);
 - :mod:`mpi.archive.ports`: the archive's repository, the blob store, its unit of work;
 - :mod:`mpi.archive.ingest`: accepting an object (:class:`ArchiveService`);
+- :mod:`mpi.archive.retention`: R.1112-7, the end of retention of each study;
+- :mod:`mpi.archive.lifecycle`: who may act, legal holds, destruction proposals, approvals,
+  visa, destruction and tombstones, reassignment of a misfiled study;
 - :mod:`mpi.archive.reading`: which persons and studies answer a query, and the coercion plan
   of each patient for the asker's domain (the DICOM adapter applies it to the header and
   streams the pixel data through untouched).
@@ -18,10 +21,19 @@ The archive builds on the identity core; the identity core never imports it.
 
 from mpi.archive.ingest import ArchiveService
 from mpi.archive.model import (
+    Approval,
     ArchivedPatient,
+    DestructionProposal,
     InstanceHeader,
+    ItemOutcome,
+    LegalHold,
     PatientAsReceived,
     PatientCoercion,
+    ProposalItem,
+    ProposalStatus,
+    Reassignment,
+    Retention,
+    RetentionRow,
     Sender,
     SeriesSummary,
     StoredInstance,
@@ -29,12 +41,22 @@ from mpi.archive.model import (
     StoredStudy,
     StoreOutcome,
     StoreResult,
+    StudyFacts,
     StudyFilter,
     StudySummary,
+    Tombstone,
     blob_key,
     is_valid_uid,
 )
-from mpi.archive.ports import ArchiveRepository, ArchiveUnitOfWork, BlobStore
+from mpi.archive.ports import (
+    ArchiveRepository,
+    ArchiveUnitOfWork,
+    BlobStore,
+    CompressionCriteria,
+    LifecycleRepository,
+    NewContent,
+    PendingDeletion,
+)
 from mpi.archive.reading import (
     LEVELS,
     ArchiveMatch,
@@ -48,6 +70,21 @@ from mpi.archive.reading import (
 )
 
 __all__ = [
+    "Approval",
+    "DestructionProposal",
+    "ItemOutcome",
+    "LegalHold",
+    "ProposalItem",
+    "ProposalStatus",
+    "Reassignment",
+    "Retention",
+    "RetentionRow",
+    "StudyFacts",
+    "Tombstone",
+    "CompressionCriteria",
+    "LifecycleRepository",
+    "NewContent",
+    "PendingDeletion",
     "ArchiveService",
     "ArchiveReader",
     "ArchiveQuery",

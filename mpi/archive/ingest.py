@@ -23,6 +23,7 @@ from mpi.archive.model import (
 from mpi.archive.ports import ArchiveUnitOfWork, BlobStore
 from mpi.authorities import AuthorityRegistry
 from mpi.errors import InvalidObjectError, StudyOwnershipError, UnknownAuthorityError
+from mpi.events import StudyStored
 from mpi.identity import Actor, IdentityService, RecordData, RegisterRecord
 from mpi.model import Authority, AuthorityKind, Identifier, SourceRecord
 
@@ -157,6 +158,8 @@ class ArchiveService:
                 first_received_at=now, last_received_at=now,
             )
             uow.archive.add_study(study)
+            # Its retention is computed from the outbox (never on the ingest path).
+            uow.outbox.add(StudyStored(patient.record_id, header.study_instance_uid))
             return study
         if study.patient_id != patient.id:
             raise StudyOwnershipError(

@@ -5,7 +5,7 @@ way out (a coercion plan). Plain data: no use case, no port."""
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from enum import StrEnum
 
@@ -27,6 +27,17 @@ __all__ = [
     "PatientCoercion",
     "blob_key",
     "is_valid_uid",
+    "StudyFacts",
+    "Retention",
+    "RetentionRow",
+    "LegalHold",
+    "ProposalStatus",
+    "ItemOutcome",
+    "ProposalItem",
+    "Approval",
+    "DestructionProposal",
+    "Tombstone",
+    "Reassignment",
 ]
 
 _UID = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*$")
@@ -152,6 +163,12 @@ class StoredInstance:
     source: str
     instance_number: int | None = None
     version: int = 1
+    # Lossless compression: the SHA-256 of the file as received, and of its decoded pixels
+    # (what a later decode must give again), once the stored file is a compressed copy.
+    original_sha256: str | None = None
+    pixel_sha256: str | None = None
+    # Set when a fixity check found the file changed or missing.
+    fixity_failed_at: datetime | None = None
     # Filled by reads that join the hierarchy.
     study_instance_uid: str | None = None
     series_instance_uid: str | None = None
@@ -238,3 +255,167 @@ class PatientCoercion:
         return "INS" if authority.is_national else "PI"
 
 
+
+
+# -- the legal lifecycle ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StudyFacts:
+    """What the retention of one study is computed from, as the index holds it."""
+
+    study_id: int
+    study_instance_uid: str
+    record_id: int  # the record of the patient as received
+    establishment: str  # the authority of that record: whose medical record the study is
+    patient_id: str  # the establishment's IPP
+    patient_birth_date: date | None
+    study_date: date | None
+    first_received_at: datetime
+    last_received_at: datetime
+    size_bytes: int
+    instances: int
+
+
+@dataclass(frozen=True)
+class Retention:
+    """When a study's retention ends (R.1112-7), and why."""
+
+    study_id: int
+    establishment: str
+    expires_on: date
+    basis: str
+    last_visit: date | None
+    computed_at: datetime
+
+
+@dataclass(frozen=True)
+class RetentionRow:
+    """One line of the retention report: a study, its end of retention, whether it is held."""
+
+    study_instance_uid: str
+    establishment: str
+    patient: str
+    expires_on: date | None
+    basis: str | None
+    last_visit: date | None
+    study_date: date | None
+    size_bytes: int
+    instances: int
+    person_id: int | None
+    held: bool = False
+
+
+@dataclass
+class LegalHold:
+    """A claim that suspends destruction: of a person (every study of theirs, at every site)
+    or of one study."""
+
+    reason: str
+    reference: str
+    placed_by: str
+    placed_at: datetime
+    person_id: int | None = None
+    study_instance_uid: str | None = None
+    released_by: str | None = None
+    released_at: datetime | None = None
+    release_reason: str | None = None
+    id: int | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.released_at is None
+
+
+class ProposalStatus(StrEnum):
+    PROPOSED = "proposed"  # waiting for the DIM's opinion and the director's decision
+    APPROVED = "approved"  # both approvals given: waiting for the archives' visa
+    VISAED = "visaed"  # the departmental archives' visa recorded: may be destroyed
+    DESTROYING = "destroying"  # destruction started (run it again to finish)
+    DESTROYED = "destroyed"
+
+
+class ItemOutcome(StrEnum):
+    PENDING = "pending"
+    DESTROYED = "destroyed"
+    KEPT = "kept"  # checked again at destruction and kept (a new stay, a hold, a new study)
+
+
+@dataclass
+class ProposalItem:
+    """One line of the elimination list (bordereau d'élimination)."""
+
+    study_instance_uid: str
+    patient: str
+    study_date: date | None
+    last_visit: date | None
+    expires_on: date
+    basis: str
+    size_bytes: int
+    instances: int
+    outcome: ItemOutcome = ItemOutcome.PENDING
+    outcome_reason: str | None = None
+
+
+@dataclass(frozen=True)
+class Approval:
+    role: str  # dim or director
+    approved_by: str
+    approved_at: datetime
+    roles_verified: bool  # False while the caller's roles are not known (names only)
+
+
+@dataclass
+class DestructionProposal:
+    establishment: str
+    as_of: date
+    proposed_by: str
+    proposed_at: datetime
+    items: list[ProposalItem] = field(default_factory=list)
+    status: ProposalStatus = ProposalStatus.PROPOSED
+    approvals: list[Approval] = field(default_factory=list)
+    visa_reference: str | None = None
+    visa_by: str | None = None
+    visa_at: datetime | None = None
+    destroyed_by: str | None = None
+    destroyed_at: datetime | None = None
+    id: int | None = None
+
+    def approval(self, role: str) -> Approval | None:
+        return next((a for a in self.approvals if a.role == role), None)
+
+
+@dataclass(frozen=True)
+class Tombstone:
+    """What remains of a destroyed study: what it was, when it went and on whose decision,
+    never the patient's demographics. ``files`` holds, per instance, every file it had
+    (version, transfer syntax, size, SHA-256)."""
+
+    study_instance_uid: str
+    establishment: str
+    study_date: date | None
+    first_received_at: datetime
+    last_received_at: datetime
+    instances: int
+    size_bytes: int
+    series: tuple[str, ...]
+    files: tuple[dict[str, object], ...]
+    proposal_id: int
+    decision: dict[str, object]  # proposer, approvals, visa
+    destroyed_by: str
+    destroyed_at: datetime
+    id: int | None = None
+
+
+@dataclass(frozen=True)
+class Reassignment:
+    """A study moved from one patient as received to another (IOCM "incorrect worklist
+    entry"): no file rewritten, kept in the study's history, undone by reassigning back."""
+
+    study_instance_uid: str
+    from_patient: Identifier
+    to_patient: Identifier
+    by: str
+    reason: str
+    at: datetime
+    id: int | None = None

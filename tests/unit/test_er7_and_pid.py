@@ -99,3 +99,34 @@ def test_errors_carry_their_hl7_location() -> None:
     with pytest.raises(InvalidValueError) as bad_sex:
         record_data_from_pid(pid_of("PID|1||1^^^CHRU||X||19850101|Z"), REGISTRY, "CHRU")
     assert bad_sex.value.location == "PID^1^8"
+
+
+def _encounter(event: str, *segments: str) -> object:
+    from adapters.hl7v2.adt import _activity
+
+    text = "\r".join([MSH.replace("ADT^A28^ADT_A05", f"ADT^{event}^ADT_A01"), *segments])
+    return _activity(parse(text), event)
+
+
+def test_the_visit_of_an_encounter_is_its_discharge_else_admission_else_the_event_time() -> None:
+    from datetime import UTC, datetime
+
+    evn = "EVN||20240305080000||||20240301090000"
+    pv1 = "PV1|1|I" + "|" * 42 + "20240210080000|20240220170000"
+    assert _encounter("A03", evn, "PID|1||42^^^CHRU", pv1) == datetime(2024, 2, 20, 17, tzinfo=UTC)
+    admitted = "PV1|1|I" + "|" * 42 + "20240210080000"
+    assert _encounter("A01", evn, "PID|1||42^^^CHRU", admitted) == datetime(
+        2024, 2, 10, 8, tzinfo=UTC)
+    assert _encounter("A08", evn, "PID|1||42^^^CHRU", "PV1|1|O") == datetime(
+        2024, 3, 1, 9, tzinfo=UTC)
+    assert _encounter("A28", evn, "PID|1||42^^^CHRU", pv1) is None  # not an encounter
+
+
+def test_a_death_indicator_n_clears_the_death_date_and_y_alone_changes_nothing() -> None:
+    died = record_data_from_pid(pid_of("PID|1||42^^^CHRU" + "|" * 26 + "20240301|Y"),
+                                REGISTRY, "CHRU")
+    assert died.demographics["death_date"] == date(2024, 3, 1)
+    alive = record_data_from_pid(pid_of("PID|1||42^^^CHRU" + "|" * 27 + "N"), REGISTRY, "CHRU")
+    assert alive.demographics["death_date"] is None
+    unknown = record_data_from_pid(pid_of("PID|1||42^^^CHRU" + "|" * 27 + "Y"), REGISTRY, "CHRU")
+    assert "death_date" not in unknown.demographics

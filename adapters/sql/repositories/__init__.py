@@ -6,6 +6,7 @@ across units of work: each one reads what it needs.
 """
 
 from adapters.sql.repositories.archive import SqlArchiveRepository
+from adapters.sql.repositories.lifecycle import SqlLifecycleRepository
 from adapters.sql.repositories.links import SqlLinkRepository, SqlSeparationRepository
 from adapters.sql.repositories.messaging import (
     SqlJournalRepository,
@@ -19,6 +20,7 @@ from adapters.sql.repositories.reviews import SqlModelRepository, SqlReviewRepos
 __all__ = [
     "SqlArchiveRepository",
     "SqlJournalRepository",
+    "SqlLifecycleRepository",
     "SqlLinkRepository",
     "SqlModelRepository",
     "SqlNotificationRepository",

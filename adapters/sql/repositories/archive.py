@@ -8,27 +8,37 @@ these rows.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy import bindparam, delete, func, insert, select, update
 from sqlalchemy.engine import RowMapping
 
 from adapters.sql.engine import SqlConnection
 from adapters.sql.tables import (
+    archive_blob_deletions,
     archive_instance_versions,
     archive_instances,
     archive_patients,
+    archive_reassignments,
+    archive_retention,
     archive_series,
     archive_studies,
     links,
 )
 from mpi.archive import (
     ArchivedPatient,
+    CompressionCriteria,
+    NewContent,
+    PendingDeletion,
+    Reassignment,
+    Retention,
+    RetentionRow,
     SeriesSummary,
     StoredInstance,
     StoredSeries,
     StoredStudy,
+    StudyFacts,
     StudyFilter,
     StudySummary,
 )
@@ -52,6 +62,15 @@ _INSTANCE_HIERARCHY = (
 _INSTANCE = _INSTANCE_HIERARCHY.where(_i.sop_instance_uid == bindparam("b_uid"))
 _INSTANCE_COLUMNS = ("sop_class_uid", "transfer_syntax_uid", "instance_number", "blob_key",
                      "size", "sha256", "received_at", "source")
+# The columns of the current content only (not kept in the history of versions).
+_CONTENT_STATE = {"original_sha256": None, "pixel_sha256": None, "compressed_at": None,
+                  "compression_error": None, "compression_failed_at": None,
+                  "fixity_checked_at": None, "fixity_failed_at": None}
+_r, _d = archive_retention.c, archive_blob_deletions.c
+_SIZES = (select(_se.study_ref.label("study_ref"), func.count(_i.id).label("instances"),
+                 func.coalesce(func.sum(_i.size), 0).label("size_bytes"))
+          .join(archive_instances, _i.series_ref == _se.id)
+          .group_by(_se.study_ref).subquery())
 
 
 class SqlArchiveRepository:
@@ -120,7 +139,7 @@ class SqlArchiveRepository:
         history["replaced_at"] = when
         self._sql.execute(insert(archive_instance_versions), history)
         self._sql.execute(update(archive_instances).where(_i.id == previous.id)
-                          .values(_instance_row(current)))
+                          .values({**_instance_row(current), **_CONTENT_STATE}))
         current.id = previous.id
 
     def instance_history(self, sop_uid: str) -> list[StoredInstance]:
@@ -217,6 +236,234 @@ class SqlArchiveRepository:
         return found
 
 
+    # -- retention -----------------------------------------------------------------------
+
+    def retention_facts(self, record_ids: Iterable[int]) -> list[StudyFacts]:
+        wanted = sorted(set(record_ids))
+        found: list[StudyFacts] = []
+        for start in range(0, len(wanted), 500):
+            statement = (
+                select(_st.id, _st.study_instance_uid, _st.study_date, _st.first_received_at,
+                       _st.last_received_at, _p.record_id, _p.authority, _p.patient_id,
+                       _p.birth_date, func.coalesce(_SIZES.c.size_bytes, 0).label("size"),
+                       func.coalesce(_SIZES.c.instances, 0).label("n"))
+                .join(archive_patients, _p.id == _st.patient_ref)
+                .outerjoin(_SIZES, _SIZES.c.study_ref == _st.id)
+                .where(_p.record_id.in_(wanted[start:start + 500]))
+            )
+            for row in self._sql.execute(statement).mappings():
+                found.append(StudyFacts(
+                    row["id"], row["study_instance_uid"], row["record_id"], row["authority"],
+                    row["patient_id"], row["birth_date"], row["study_date"],
+                    row["first_received_at"], row["last_received_at"], int(row["size"]),
+                    int(row["n"])))
+        return sorted(found, key=lambda f: f.study_id)
+
+    def archived_record_ids(self, after: int, limit: int) -> list[int]:
+        return list(self._sql.execute(
+            select(_p.record_id).where(_p.record_id > after).distinct()
+            .order_by(_p.record_id).limit(limit)).scalars())
+
+    def save_retention(self, rows: Iterable[Retention]) -> None:
+        values = {r.study_id: {"study_ref": r.study_id, "establishment": r.establishment,
+                               "expires_on": r.expires_on, "basis": r.basis,
+                               "last_visit": r.last_visit, "computed_at": r.computed_at}
+                  for r in rows}
+        if not values:
+            return
+        ids = sorted(values)
+        for start in range(0, len(ids), 500):
+            self._sql.execute(delete(archive_retention).where(
+                _r.study_ref.in_(ids[start:start + 500])))
+        self._sql.execute(insert(archive_retention), [values[i] for i in ids])
+
+    def retention_report(self, establishment: str | None = None,
+                         expiring_by: date | None = None, study_uids: Iterable[str] = (),
+                         limit: int = 1_000_000) -> list[RetentionRow]:
+        statement = (
+            select(_st.study_instance_uid, _st.study_date, _p.authority, _p.patient_id,
+                   _r.expires_on, _r.basis, _r.last_visit, links.c.person_id,
+                   func.coalesce(_SIZES.c.size_bytes, 0).label("size"),
+                   func.coalesce(_SIZES.c.instances, 0).label("n"))
+            .join(archive_patients, _p.id == _st.patient_ref)
+            .outerjoin(archive_retention, _r.study_ref == _st.id)
+            .outerjoin(_SIZES, _SIZES.c.study_ref == _st.id)
+            .outerjoin(links, links.c.record_id == _p.record_id)
+        )
+        if establishment is not None:
+            statement = statement.where(_p.authority == establishment)
+        if expiring_by is not None:
+            statement = statement.where(_r.expires_on <= expiring_by)
+        wanted = list(study_uids)
+        if wanted:
+            statement = statement.where(_st.study_instance_uid.in_(wanted))
+        statement = statement.order_by(_r.expires_on.asc().nulls_last(),
+                                       _st.study_instance_uid).limit(limit)
+        return [RetentionRow(
+            study_instance_uid=row["study_instance_uid"], establishment=row["authority"],
+            patient=row["patient_id"], expires_on=row["expires_on"], basis=row["basis"],
+            last_visit=row["last_visit"], study_date=row["study_date"],
+            size_bytes=int(row["size"]), instances=int(row["n"]), person_id=row["person_id"],
+        ) for row in self._sql.execute(statement).mappings()]
+
+    def uncomputed_record_ids(self, establishment: str | None = None) -> list[int]:
+        statement = (select(_p.record_id).distinct()
+                     .join(archive_studies, _st.patient_ref == _p.id)
+                     .outerjoin(archive_retention, _r.study_ref == _st.id)
+                     .where(_r.study_ref.is_(None)).order_by(_p.record_id))
+        if establishment is not None:
+            statement = statement.where(_p.authority == establishment)
+        return list(self._sql.execute(statement).scalars())
+
+    # -- destruction ---------------------------------------------------------------------
+
+    def instance_files(self, study_uid: str) -> list[StoredInstance]:
+        current = self.instances(study_uid=study_uid)
+        v = archive_instance_versions.c
+        earlier = self._sql.execute(
+            select(archive_instance_versions, _se.series_instance_uid)
+            .join(archive_series, _se.id == v.series_ref)
+            .join(archive_studies, _st.id == _se.study_ref)
+            .where(_st.study_instance_uid == study_uid)).mappings().all()
+        files = current + [_instance(row) for row in earlier]
+        return sorted(files, key=lambda f: (f.sop_instance_uid, f.version))
+
+    def delete_study(self, study_uid: str) -> None:
+        study_id = self._sql.execute(
+            select(_st.id).where(_st.study_instance_uid == study_uid)).scalar()
+        if study_id is None:
+            return
+        series_ids = select(_se.id).where(_se.study_ref == study_id)
+        v = archive_instance_versions.c
+        self._sql.execute(delete(archive_instance_versions).where(v.series_ref.in_(series_ids)))
+        self._sql.execute(delete(archive_instances).where(_i.series_ref.in_(series_ids)))
+        self._sql.execute(delete(archive_series).where(_se.study_ref == study_id))
+        self._sql.execute(delete(archive_retention).where(_r.study_ref == study_id))
+        self._sql.execute(delete(archive_reassignments).where(
+            archive_reassignments.c.study_ref == study_id))
+        self._sql.execute(delete(archive_studies).where(_st.id == study_id))
+
+    def queue_blob_deletions(self, keys: Iterable[str], reason: str, when: datetime) -> None:
+        rows = [{"blob_key": key, "reason": reason, "queued_at": when} for key in keys]
+        if rows:
+            self._sql.execute(insert(archive_blob_deletions), rows)
+
+    def pending_deletions(self, limit: int) -> list[PendingDeletion]:
+        rows = self._sql.execute(select(archive_blob_deletions).order_by(_d.id).limit(limit))
+        return [PendingDeletion(r.id, r.blob_key, r.reason) for r in rows]
+
+    def forget_deletions(self, ids: Iterable[int]) -> None:
+        wanted = list(ids)
+        if wanted:
+            self._sql.execute(delete(archive_blob_deletions).where(_d.id.in_(wanted)))
+
+    def blob_in_use(self, key: str) -> bool:
+        v = archive_instance_versions.c
+        return (self._sql.execute(select(_i.id).where(_i.blob_key == key).limit(1)).first()
+                is not None or self._sql.execute(
+                    select(v.id).where(v.blob_key == key).limit(1)).first() is not None)
+
+    # -- compression and fixity ----------------------------------------------------------
+
+    def _due(self, criteria: CompressionCriteria) -> Any:
+        statement = (_INSTANCE_HIERARCHY
+                     .where(_i.received_at < criteria.received_before,
+                            _i.transfer_syntax_uid.in_(list(criteria.from_syntaxes)),
+                            _i.compression_failed_at.is_(None)))
+        if criteria.modalities:
+            statement = statement.where(_se.modality.in_(list(criteria.modalities)))
+        if criteria.sop_classes:
+            statement = statement.where(_i.sop_class_uid.in_(list(criteria.sop_classes)))
+        return statement
+
+    def compression_candidates(self, criteria: CompressionCriteria,
+                               limit: int) -> list[StoredInstance]:
+        statement = self._due(criteria).order_by(_i.received_at, _i.id).limit(limit)
+        return [_instance(row) for row in self._sql.execute(statement).mappings()]
+
+    def compression_backlog(self, criteria: CompressionCriteria) -> tuple[int, int]:
+        due = self._due(criteria).subquery()
+        row = self._sql.execute(
+            select(func.count().label("n"),
+                   func.coalesce(func.sum(due.c.size), 0).label("bytes")).select_from(due)
+        ).mappings().one()
+        return int(row["n"]), int(row["bytes"])
+
+    def switch_content(self, sop_uid: str, expected_sha256: str, new: NewContent) -> bool:
+        result = self._sql.execute(
+            update(archive_instances)
+            .where(_i.sop_instance_uid == sop_uid, _i.sha256 == expected_sha256)
+            .values(blob_key=new.blob_key, transfer_syntax_uid=new.transfer_syntax_uid,
+                    size=new.size, sha256=new.sha256, original_sha256=new.original_sha256,
+                    pixel_sha256=new.pixel_sha256, compressed_at=new.compressed_at,
+                    fixity_checked_at=None, fixity_failed_at=None))
+        return bool(result.rowcount == 1)
+
+    def mark_compression_failed(self, sop_uid: str, reason: str, when: datetime) -> None:
+        self._sql.execute(update(archive_instances).where(_i.sop_instance_uid == sop_uid)
+                          .values(compression_error=reason[:2000], compression_failed_at=when))
+
+    def compression_failures(self) -> list[tuple[str, str, datetime]]:
+        rows = self._sql.execute(
+            select(_i.sop_instance_uid, _i.compression_error, _i.compression_failed_at)
+            .where(_i.compression_failed_at.is_not(None)).order_by(_i.sop_instance_uid))
+        return [(r.sop_instance_uid, r.compression_error or "", r.compression_failed_at)
+                for r in rows]
+
+    def fixity_due(self, limit: int) -> list[StoredInstance]:
+        statement = _INSTANCE_HIERARCHY.order_by(_i.fixity_checked_at.asc().nulls_first(),
+                                                 _i.id).limit(limit)
+        return [_instance(row) for row in self._sql.execute(statement).mappings()]
+
+    def record_fixity(self, checked: Iterable[str], failed: Iterable[str],
+                      when: datetime) -> None:
+        bad = set(failed)
+        good = [uid for uid in set(checked) if uid not in bad]
+        for uids, flag in ((sorted(good), None), (sorted(bad), when)):
+            for start in range(0, len(uids), 500):
+                self._sql.execute(update(archive_instances)
+                                  .where(_i.sop_instance_uid.in_(uids[start:start + 500]))
+                                  .values(fixity_checked_at=when, fixity_failed_at=flag))
+
+    def fixity_failures(self) -> list[StoredInstance]:
+        statement = _INSTANCE_HIERARCHY.where(_i.fixity_failed_at.is_not(None)).order_by(
+            _i.sop_instance_uid)
+        return [_instance(row) for row in self._sql.execute(statement).mappings()]
+
+    # -- corrections ---------------------------------------------------------------------
+
+    def move_study(self, study_uid: str, to_patient_id: int) -> None:
+        self._sql.execute(update(archive_studies).where(_st.study_instance_uid == study_uid)
+                          .values(patient_ref=to_patient_id))
+
+    def add_reassignment(self, reassignment: Reassignment) -> None:
+        study_id = self._sql.execute(select(_st.id).where(
+            _st.study_instance_uid == reassignment.study_instance_uid)).scalar_one()
+        refs = {}
+        for name, who in (("from", reassignment.from_patient), ("to", reassignment.to_patient)):
+            refs[name] = self._sql.execute(select(_p.id).where(
+                _p.authority == who.authority, _p.patient_id == who.value)).scalar_one()
+        self._sql.execute(insert(archive_reassignments), {
+            "study_ref": study_id, "from_patient_ref": refs["from"],
+            "to_patient_ref": refs["to"], "reassigned_by": reassignment.by,
+            "reason": reassignment.reason, "reassigned_at": reassignment.at})
+
+    def reassignments(self, study_uid: str) -> list[Reassignment]:
+        a = archive_reassignments.c
+        source, target = archive_patients.alias("source"), archive_patients.alias("target")
+        rows = self._sql.execute(
+            select(a.id, a.reassigned_by, a.reason, a.reassigned_at,
+                   source.c.authority.label("fa"), source.c.patient_id.label("fp"),
+                   target.c.authority.label("ta"), target.c.patient_id.label("tp"))
+            .join(archive_studies, _st.id == a.study_ref)
+            .join(source, source.c.id == a.from_patient_ref)
+            .join(target, target.c.id == a.to_patient_ref)
+            .where(_st.study_instance_uid == study_uid).order_by(a.id)).mappings()
+        return [Reassignment(study_uid, Identifier(r["fa"], r["fp"]),
+                             Identifier(r["ta"], r["tp"]), r["reassigned_by"], r["reason"],
+                             r["reassigned_at"], r["id"]) for r in rows]
+
+
 def _patient_row(patient: ArchivedPatient) -> dict[str, Any]:
     return {
         "authority": patient.authority, "patient_id": patient.patient_id,
@@ -272,6 +519,8 @@ def _instance(row: RowMapping) -> StoredInstance:
         blob_key=row["blob_key"], size=row["size"], sha256=row["sha256"],
         received_at=row["received_at"], source=row["source"],
         instance_number=row["instance_number"], version=row["version"],
+        original_sha256=row.get("original_sha256"), pixel_sha256=row.get("pixel_sha256"),
+        fixity_failed_at=row.get("fixity_failed_at"),
         study_instance_uid=row.get("study_instance_uid"),
         series_instance_uid=row.get("series_instance_uid"), record_id=row.get("record_id"),
         id=row.get("id"),
