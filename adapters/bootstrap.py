@@ -11,8 +11,15 @@ from typing import Any
 from fastapi import FastAPI, routing
 
 from adapters.api.lifecycle import router as lifecycle_router
+from adapters.api.oauth import router as oauth_router
 from adapters.api.review import router as review_router
+from adapters.auth.keys import SigningKeys
+from adapters.auth.oidc import OidcProvider, OidcSettings
+from adapters.auth.service import AuthService
+from adapters.auth.tokens import TokenService
 from adapters.authorities_file import load_authorities
+from adapters.console import install_login_redirect
+from adapters.console import router as console_router
 from adapters.container import Container, SystemClock
 from adapters.dicom.blobstore import FilesystemBlobStore
 from adapters.dicom.compress import syntax_named
@@ -51,7 +58,6 @@ from mpi.matching.engine import ProbabilisticMatcher
 from mpi.matching.training import model_in_force
 
 __all__ = ["bootstrap", "http_app", "declared_jobs", "DatabaseNotReadyError"]
-
 
 
 class DatabaseNotReadyError(AdapterError):
@@ -106,7 +112,24 @@ def bootstrap(settings: Settings, *, migrate: bool | None = None) -> Container:
                                   lifecycle, compressor))
     return Container(settings, registry, engine, uow_factory, clock, matcher, identity, hl7,
                      audit, dicom, DicomWeb(dicom), dispatcher, notifier, jobs, lifecycle,
-                     compressor)
+                     compressor, authentication(settings, registry, uow_factory, clock))
+
+
+def authentication(settings: Settings, registry: AuthorityRegistry,
+                   uow_factory: SqlUnitOfWorkFactory, clock: SystemClock) -> AuthService:
+    """The service's signing keys (in the data folder), its tokens, and the identity provider
+    when one is configured."""
+    keys = SigningKeys(settings.data_dir / "keys")
+    tokens = TokenService(keys, settings.issuer(), settings.token_lifetime, clock)
+    oidc = None
+    if settings.oidc_issuer and settings.oidc_client_id:
+        oidc = OidcProvider(OidcSettings(
+            issuer=settings.oidc_issuer, client_id=settings.oidc_client_id,
+            client_secret=settings.oidc_client_secret, audience=settings.oidc_audience,
+            name_claim=settings.oidc_name_claim, roles_claim=settings.oidc_roles_claim,
+            establishment_claim=settings.oidc_establishment_claim))
+    return AuthService(uow_factory, tokens, registry, clock, oidc,
+                       session_lifetime=settings.session_lifetime)
 
 
 def declared_jobs(settings: Settings, registry: AuthorityRegistry,
@@ -135,10 +158,16 @@ def _routers(*routers: routing.APIRouter) -> Mount:
 
 
 def http_app(container: object) -> FastAPI:
-    """The HTTP application of the service: the review API, DICOMweb and FHIR."""
+    """The HTTP application of the service: the token endpoint, the review and lifecycle APIs,
+    DICOMweb, FHIR and the console."""
 
     def fhir(app: FastAPI) -> None:
         mount_fhir(app, service_version())
 
-    return create_app(container, [_routers(review_router, lifecycle_router, dicomweb_router),
-                                  fhir])
+    def console(app: FastAPI) -> None:
+        app.include_router(console_router)
+        install_login_redirect(app)  # after FHIR's error handlers, which it falls back on
+
+    return create_app(container, [_routers(oauth_router, review_router, lifecycle_router,
+                                           dicomweb_router),
+                                  fhir, console])

@@ -28,8 +28,10 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from adapters.errors import AdapterError
+from mpi.audit import AuditAction, AuditEvent
 from mpi.authorities import AuthorityRegistry
 from mpi.errors import MPIError
+from mpi.events import persons_concerned
 from mpi.identity import Actor, IdentityService, RecordData, RegisterRecord
 from mpi.model import AuthorityKind, Identifier
 from mpi.normalize import nir_problem, normalize_sex
@@ -513,8 +515,17 @@ def _apply(batch: list[_Row], identity: IdentityService, uow_factory: Callable[[
 
 def _register_all(rows: Sequence[_Row], identity: IdentityService,
                   uow_factory: Callable[[], UnitOfWork], actor: Actor) -> None:
+    """Register rows in one transaction, with one access-trail entry naming the importer and
+    every person the rows created or changed."""
     with uow_factory() as uow:
         for row in rows:
             assert row.data is not None
             identity.register(uow, RegisterRecord(row.data), actor)
+        if rows:
+            uow.audit.record(AuditEvent(
+                occurred_at=identity.clock.now(), channel="import", action=AuditAction.CREATE,
+                actor=actor.name, subject=f"lines {rows[0].line}-{rows[-1].line}",
+                outcome="success", authority=actor.authority,
+                persons=tuple(sorted(persons_concerned(uow.outbox.added()))),
+                detail={"records": len(rows)}))
         uow.commit()

@@ -17,6 +17,7 @@ from typing import Self
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
+from adapters.auth.service import AuthService
 from adapters.dicom.lifecycle import ArchiveLifecycle
 from adapters.dicom.preservation import Compressor
 from adapters.dicom.service import DicomArchive
@@ -60,6 +61,7 @@ class Container:
     jobs: JobBoard
     lifecycle: ArchiveLifecycle
     compressor: Compressor
+    auth: AuthService
     closed: bool = field(default=False, init=False)
 
     def archive_health(self) -> dict[str, object]:

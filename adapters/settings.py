@@ -29,7 +29,7 @@ __all__ = ["Settings", "SettingsError", "Provenance", "load_settings", "ENV_PREF
 
 ENV_PREFIX = "MPI_"
 # Settings whose value is never printed or logged.
-SECRET_KEYS: frozenset[str] = frozenset()
+SECRET_KEYS: frozenset[str] = frozenset({"oidc_client_secret"})
 
 
 class SettingsError(AdapterError):
@@ -115,6 +115,29 @@ class Settings(BaseSettings):
     log_format: Literal["text", "json"] = Field("text", description="text lines, or one JSON "
                                                 "object per line for log collectors")
 
+    public_url: str | None = Field(None, description="the service's address as its callers "
+                                   "reach it (e.g. https://mpi.gcs.invalid): the tokens' issuer "
+                                   "and the token endpoint's audience; default: "
+                                   "http://<host>:<http port>")
+    token_lifetime: int = Field(300, ge=30, le=3600, description="seconds an access token "
+                                "stays valid")
+    session_lifetime: int = Field(28_800, ge=300, le=86_400, description="seconds a console "
+                                  "session stays valid")
+    oidc_issuer: str | None = Field(None, description="an OpenID Connect provider whose "
+                                    "tokens are accepted and through which people log in "
+                                    "(e.g. https://keycloak.chru.invalid/realms/hospital)")
+    oidc_client_id: str | None = Field(None, description="this service's client id at the "
+                                       "provider (the audience of its tokens)")
+    oidc_client_secret: str | None = Field(None, description="this service's secret at the "
+                                           "provider (never shown)")
+    oidc_audience: str | None = Field(None, description="the audience the provider's access "
+                                      "tokens carry for this service; default: the client id")
+    oidc_name_claim: str = Field("preferred_username", description="the claim naming the "
+                                 "person")
+    oidc_roles_claim: str = Field("roles", description="the claim holding the person's roles "
+                                  "(dotted for a nested claim: realm_access.roles)")
+    oidc_establishment_claim: str = Field("establishment", description="the claim naming the "
+                                          "person's establishment (an authority code)")
     retention_years: dict[str, int] = Field(
         default_factory=dict, description="establishments that keep their records longer "
         "than 20 years after the last visit, as a table code = years (JSON in the "
@@ -169,6 +192,10 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'mpi.sqlite3').resolve()}"
+
+    def issuer(self) -> str:
+        """The tokens' issuer: the public URL, else the HTTP listener's address."""
+        return (self.public_url or f"http://{self.host}:{self.http_port}").rstrip("/")
 
     def sqlite_file(self) -> Path | None:
         """The SQLite file of the index, None when the database is another kind."""

@@ -48,3 +48,6 @@ class AuditEvent:
     source: str | None = None
     persons: tuple[int, ...] = ()
     detail: dict[str, Any] = field(default_factory=dict)
+    roles: tuple[str, ...] = ()  # the authenticated principal's roles, when a person
+    token_id: str | None = None  # the jti of the token (or the session) that proved it
+    id: int | None = None  # given by the trail when stored

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import typing
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -34,6 +34,7 @@ __all__ = [
     "EVENT_TYPES",
     "event_payload",
     "event_from_payload",
+    "persons_concerned",
 ]
 
 
@@ -165,6 +166,22 @@ def event_payload(event: Event) -> dict[str, Any]:
             value = sorted(str(v) for v in value)
         payload[f.name] = value
     return payload
+
+
+_PERSON_FIELDS = ("person_id", "from_person_id", "to_person_id")
+
+
+def persons_concerned(events: Iterable[Event]) -> set[int]:
+    """The master persons a set of events changed (what the access trail names)."""
+    found: set[int] = set()
+    for event in events:
+        if isinstance(event, PersonsMerged):
+            found.update((event.survivor_id, event.retired_id))
+        for name in _PERSON_FIELDS:
+            value = getattr(event, name, None)
+            if isinstance(value, int):
+                found.add(value)
+    return found
 
 
 # Every event type, by the name the outbox stores.

@@ -31,6 +31,7 @@ from mpi.model import (
 
 __all__ = [
     "AuditTrail",
+    "AuditLog",
     "Clock",
     "PersonQuery",
     "RecordRepository",
@@ -60,7 +61,8 @@ class AuditTrail(Protocol):
         ...
 
     def search(self, *, person_id: int | None = None, actor: str | None = None,
-               limit: int = 100) -> list[AuditEvent]:
+               limit: int = 100, since: datetime | None = None, until: datetime | None = None,
+               offset: int = 0, event_id: int | None = None) -> list[AuditEvent]:
         """The latest events, newest first, optionally about one person or by one actor
         (named as recorded, ``user:jdupont``, or by its bare name, ``jdupont``, whatever the
         kind of actor)."""
@@ -248,6 +250,19 @@ class OutboxRepository(Protocol):
         """Events not processed yet (the dispatcher's backlog)."""
         ...
 
+    def added(self) -> builtins.list[Event]:
+        """The events added in this unit of work and not committed yet."""
+        ...
+
+
+class AuditLog(Protocol):
+    """The access trail inside a unit of work: a change and its trail entry commit together
+    (or neither does). Reads and refusals, which change nothing, use :class:`AuditTrail`."""
+
+    def record(self, event: AuditEvent) -> None:
+        """Write one entry with the unit of work's commit."""
+        ...
+
 
 @dataclass(frozen=True)
 class PendingNotification:
@@ -327,6 +342,9 @@ class UnitOfWork(Protocol):
 
     @property
     def journal(self) -> JournalRepository: ...
+
+    @property
+    def audit(self) -> AuditLog: ...
 
     def __enter__(self) -> Self: ...
 

@@ -36,6 +36,7 @@ from mpi.archive.model import (
     Tombstone,
 )
 from mpi.archive.ports import CompressionCriteria, NewContent, PendingDeletion
+from mpi.audit import AuditEvent
 from mpi.errors import ConcurrencyError
 from mpi.events import Event, StoredEvent
 from mpi.matching.profile import blocking_keys, profile_of
@@ -123,6 +124,7 @@ class _Store:
         self.holds: dict[int, LegalHold] = {}
         self.proposals: dict[int, DestructionProposal] = {}
         self.tombstones: dict[str, Tombstone] = {}
+        self.audit: list[AuditEvent] = []
         self.sequence = 0
 
     def next_id(self) -> int:
@@ -521,6 +523,9 @@ class FakeOutbox:
 
     def add(self, event: Event) -> None:
         self.pending.append(event)
+
+    def added(self) -> list[Event]:
+        return list(self.pending)
 
     def claim(self, now: datetime, limit: int) -> list[StoredEvent]:
         now = _utc(now)
@@ -1123,6 +1128,16 @@ class FakeBlobStore:
         self.blobs.pop(key, None)
 
 
+class FakeAuditLog:
+    """Trail entries of a unit of work, kept with its commit."""
+
+    def __init__(self) -> None:
+        self.pending: list[AuditEvent] = []
+
+    def record(self, event: AuditEvent) -> None:
+        self.pending.append(event)
+
+
 class FakeUnitOfWork:
     """A unit of work over an in-memory store. Changes are made on a deep copy of the store and
     become visible to the next unit of work only on commit, as with a database; a rollback
@@ -1148,6 +1163,7 @@ class FakeUnitOfWork:
         self.journal = FakeJournal(self.store)
         self.archive = FakeArchiveRepository(self.store)
         self.lifecycle = FakeLifecycleRepository(self.store)
+        self.audit = FakeAuditLog()
         self.committed = False
         return self
 
@@ -1164,6 +1180,8 @@ class FakeUnitOfWork:
                 "processed_at": None, "attempts": 0, "due_at": None, "last_error": None,
             })
         self._pending_events.clear()
+        self.store.audit.extend(self.audit.pending)
+        self.audit.pending.clear()
         # Hand the committed state over in place so that later units of work see it.
         self.committed_store.__dict__.update(copy.deepcopy(self.store).__dict__)
         self.committed = True
@@ -1176,6 +1194,8 @@ class FakeUnitOfWork:
     def _discard_buffers(self) -> None:
         self._pending_events.clear()
         self.notifications.discard()
+        if hasattr(self, "audit"):
+            self.audit.pending.clear()
 
     def lock(self, keys: Iterable[str]) -> None:
         self.locked.extend(keys)

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import threading
 from pathlib import Path
+
+import httpx
 
 from adapters.bootstrap import bootstrap
 from adapters.container import Container
@@ -13,6 +16,11 @@ from adapters.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "fixtures"
+
+# What a system may do when a test does not say: everything, in its establishment's domain.
+ALL_SCOPES = "system/*.cruds"
+PASSWORD = "correct horse battery staple"
+_names = itertools.count(1)
 
 
 class RunningService:
@@ -27,6 +35,8 @@ class RunningService:
         self._stop: asyncio.Event | None = None
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, daemon=True)
+        self.clients: dict[str, str] = {}  # the client ids of token(), by name
+        self._people: dict[str, httpx.Client] = {}  # the sessions of person(), by name
 
     def _run(self) -> None:
         async def main() -> None:
@@ -52,6 +62,8 @@ class RunningService:
         return self
 
     def stop(self) -> None:
+        for session in self._people.values():
+            session.close()
         if self._loop is not None and self._stop is not None:
             self._loop.call_soon_threadsafe(self._stop.set)
         self._thread.join(30)
@@ -65,6 +77,52 @@ class RunningService:
     @property
     def http_base(self) -> str:
         return f"http://127.0.0.1:{self.http_port}"
+
+    def token(self, scopes: str = ALL_SCOPES, establishment: str | None = None,
+              name: str | None = None) -> str:
+        """An access token got the way a system gets one: a client registered (as
+        `mpi client add` does), then client_credentials with its secret at /oauth/token.
+        The trail names it ``client:CLIENT_ID`` (see actor())."""
+        name = name or f"test-client-{next(_names)}"
+        new = self.container.auth.add_client(name, scopes, establishment)
+        assert new.secret is not None
+        self.clients[name] = new.client.client_id
+        answer = httpx.post(self.http_base + "/oauth/token",
+                            data={"grant_type": "client_credentials", "scope": scopes},
+                            auth=(new.client.client_id, new.secret))
+        assert answer.status_code == 200, answer.text
+        token: str = answer.json()["access_token"]
+        return token
+
+    def actor(self, name: str) -> str:
+        """How the access trail names the client that token() registered under ``name``."""
+        return f"client:{self.clients[name]}"
+
+    def bearer(self, scopes: str = ALL_SCOPES, establishment: str | None = None,
+               name: str | None = None) -> dict[str, str]:
+        """The Authorization header of a fresh token (see token())."""
+        return {"Authorization": "Bearer " + self.token(scopes, establishment, name)}
+
+    def person(self, name: str, *roles: str,
+               establishment: str | None = None) -> httpx.Client:
+        """An HTTP client (base URL: the service's) logged in as a person holding ``roles``,
+        the way a browser logs in (the console's form with its CSRF cookie); its changes
+        carry the session's CSRF token. One session per name, closed by stop()."""
+        if name in self._people:
+            return self._people[name]
+        self.container.auth.add_user(name, PASSWORD, tuple(roles), establishment)
+        client = httpx.Client(base_url=self.http_base, timeout=30)
+        self._people[name] = client
+        form = client.get(self.http_base + "/console/login")
+        assert form.status_code == 200, form.text
+        logged = client.post(self.http_base + "/console/login", data={
+            "name": name, "password": PASSWORD,
+            "login_csrf": form.cookies["mpi_login"]})
+        assert logged.status_code == 303, logged.text
+        session = client.get(self.http_base + "/console/session")
+        assert session.status_code == 200, session.text
+        client.headers["X-CSRF-Token"] = session.json()["csrf"]
+        return client
 
 
 def make_settings(database_url: str, data_dir: Path, **overrides: object) -> Settings:

@@ -2,10 +2,10 @@
 holds, destruction proposals (the elimination list as JSON or CSV), approvals, the archives'
 visa, destruction and tombstones.
 
-Every call names its user in ``X-Remote-User`` (the shared caller dependency, as
-/api/review). Roles are not known yet: :func:`staff_of` passes ``roles=None`` and the core
-applies the name-based rules (mpi.archive.lifecycle); it is the one place where the
-authentication work plugs the caller's roles in.
+Only people call it (a console session or a person's token), holding one of the lifecycle's
+roles: archivist, dim, director, or auditor (reads only). Which role each act needs, and the
+separation of duties (one DIM, one director, the proposer approves nothing), is the core's
+rule (mpi.archive.lifecycle): :func:`staff_of` hands it the person and the roles they hold.
 """
 
 from __future__ import annotations
@@ -15,16 +15,17 @@ import io
 from datetime import date
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Path, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field, model_validator
 from starlette.concurrency import run_in_threadpool
 
-from adapters.http.deps import ContainerDep, StaffUser
+from adapters.http.deps import ContainerDep, requires_role
 from adapters.http.errors import http_error
 from mpi.archive import DestructionProposal, LegalHold, RetentionRow, Tombstone
 from mpi.archive.lifecycle import BORDEREAU_COLUMNS, Staff, bordereau_rows
 from mpi.errors import MPIError
+from mpi.security import Principal, Role
 
 __all__ = ["router", "staff_of"]
 
@@ -34,9 +35,14 @@ Number = Annotated[int, Path(ge=1, le=2**63 - 1)]
 TEXT = r"^[^\x00]*$"
 
 
-def staff_of(user: str) -> Staff:
-    """The actor of a lifecycle call. Roles: None until authentication provides them."""
-    return Staff(user, None)
+# A person of the archive's staff (or an auditor, who reads).
+StaffUser = Annotated[Principal, Depends(requires_role(
+    Role.ARCHIVIST, Role.DIM, Role.DIRECTOR, Role.AUDITOR))]
+
+
+def staff_of(user: Principal) -> Staff:
+    """The actor of a lifecycle call: the person and the roles they hold."""
+    return Staff(user.name, frozenset(user.roles))
 
 
 class HoldIn(BaseModel):

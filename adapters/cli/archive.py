@@ -39,7 +39,9 @@ def archive_import(ctx: click.Context, folder: Path, authority: str | None, jobs
             length=len(dicom_files(folder)), label="importing", file=sys.stderr,
             show_pos=True) as bar:
         try:
-            summary = import_folder(container.dicom, folder, authority, jobs, bar.update)
+            summary = import_folder(container.dicom, folder, authority, jobs, bar.update,
+                                    actor=f"os:{getpass.getuser()}",
+                                    source=socket.gethostname())
         except MPIError as exc:
             raise CommandError(exc.message) from None
     for line in summary.refused:
@@ -142,7 +144,7 @@ def archive_reassign(ctx: click.Context, study_uid: str, target: str, user: str,
         raise click.BadParameter(str(exc), param_hint="--to") from None
     with open_container(ctx, **options) as container:
         moved = lifecycle_call(lambda: container.lifecycle.reassign(
-            staff(user), study_uid, identifier, reason, channel="cli",
+            staff(container, user), study_uid, identifier, reason, channel="cli",
             source=socket.gethostname()))
     click.echo(f"study {study_uid}: {moved.from_patient} -> {moved.to_patient}")
 

@@ -15,12 +15,20 @@ from adapters.cli.common import CommandError, common_options, emit, open_contain
 __all__ = ["COMMANDS", "staff", "lifecycle_call"]
 
 
-def staff(user: str) -> Any:
-    """The actor of a lifecycle command. Roles: None until authentication provides them
-    (the core then applies the name-based rules)."""
+def staff(container: Any, user: str) -> Any:
+    """The person a lifecycle command acts for (``--by``): a user account of the service
+    (`mpi user add NAME --role archivist`), enabled, with the roles it holds. The core checks
+    the role each act needs and the separation of duties."""
     from mpi.archive.lifecycle import Staff
 
-    return Staff(user, None)
+    with container.uow_factory(read_only=True) as uow:
+        account = uow.users.get(user)
+    if account is None:
+        raise CommandError(f"no user account {user!r}: create it with "
+                           f"`mpi user add {user} --role ROLE`")
+    if account.is_disabled:
+        raise CommandError(f"the user account {user!r} is disabled")
+    return Staff(account.name, frozenset(account.roles))
 
 
 def lifecycle_call(work: Callable[[], Any]) -> Any:
@@ -60,10 +68,11 @@ def lifecycle_report(ctx: click.Context, establishment: str | None, as_of: Any, 
     import json
 
     from adapters.api.lifecycle import row_json, totals_by_year
+    from mpi.archive.lifecycle import Staff
 
     with open_container(ctx, **options) as container:
         rows = container.lifecycle.report(establishment, as_of.date() if as_of else None,
-                                          staff=staff(f"os:{getpass.getuser()}"),
+                                          staff=Staff(f"os:{getpass.getuser()}"),
                                           channel="cli", source=socket.gethostname())
     studies, totals = [row_json(r) for r in rows], totals_by_year(rows)
     if output == "json":
@@ -89,7 +98,7 @@ def lifecycle_hold(ctx: click.Context, person_id: int | None, study_uid: str | N
     """Place a legal hold on a person or a study: never proposed for destruction."""
     with open_container(ctx, **options) as container:
         hold = lifecycle_call(lambda: container.lifecycle.hold(
-            staff(user), reason=reason, reference=reference, person_id=person_id,
+            staff(container, user), reason=reason, reference=reference, person_id=person_id,
             study_uid=study_uid, channel="cli", source=socket.gethostname()))
     click.echo(f"hold {hold.id} placed")
 
@@ -120,7 +129,7 @@ def lifecycle_release(ctx: click.Context, hold_id: int, reason: str, user: str, 
     """Release a legal hold; the retention of what it covered is computed again."""
     with open_container(ctx, **options) as container:
         lifecycle_call(lambda: container.lifecycle.release(
-            staff(user), hold_id, reason, channel="cli", source=socket.gethostname()))
+            staff(container, user), hold_id, reason, channel="cli", source=socket.gethostname()))
     click.echo(f"hold {hold_id} released")
 
 
@@ -154,7 +163,7 @@ def lifecycle_propose(ctx: click.Context, establishment: str, as_of: Any, user: 
     with open_container(ctx, **options) as container:
         day = as_of.date() if as_of else container.clock.now().date()
         proposal = lifecycle_call(lambda: container.lifecycle.propose(
-            staff(user), establishment, day, channel="cli", source=socket.gethostname()))
+            staff(container, user), establishment, day, channel="cli", source=socket.gethostname()))
     _print_proposal(proposal)
 
 
@@ -200,7 +209,7 @@ def lifecycle_approve(ctx: click.Context, proposal_id: int, user: str, role: str
     """Approve a proposal: two different people, neither the proposer."""
     with open_container(ctx, **options) as container:
         proposal = lifecycle_call(lambda: container.lifecycle.approve(
-            staff(user), proposal_id, role, channel="cli", source=socket.gethostname()))
+            staff(container, user), proposal_id, role, channel="cli", source=socket.gethostname()))
     click.echo(f"proposal {proposal_id}: {proposal.status.value}, approved by "
                + ", ".join(f"{a.approved_by} ({a.role})" for a in proposal.approvals))
 
@@ -215,7 +224,7 @@ def lifecycle_visa(ctx: click.Context, proposal_id: int, reference: str, user: s
     """Record the departmental archives' visa of an approved proposal."""
     with open_container(ctx, **options) as container:
         lifecycle_call(lambda: container.lifecycle.visa(
-            staff(user), proposal_id, reference, channel="cli", source=socket.gethostname()))
+            staff(container, user), proposal_id, reference, channel="cli", source=socket.gethostname()))
     click.echo(f"proposal {proposal_id}: visa {reference} recorded")
 
 
@@ -229,7 +238,7 @@ def lifecycle_destroy(ctx: click.Context, proposal_id: int, user: str, **options
     after an interruption: it finishes."""
     with open_container(ctx, **options) as container:
         report = lifecycle_call(lambda: container.lifecycle.destroy(
-            staff(user), proposal_id, channel="cli", source=socket.gethostname(),
+            staff(container, user), proposal_id, channel="cli", source=socket.gethostname(),
             progress=lambda uid: click.echo(f"destroyed {uid}")))
     for uid, why in report.kept:
         click.echo(f"kept {uid}: {why}")

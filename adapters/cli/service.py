@@ -43,10 +43,28 @@ def serve(ctx: click.Context, **options: Any) -> None:
     settings, _ = settings_of(ctx, **options)
     configure_logging(settings.log_level, settings.log_format)
     container = open_container(ctx, create=settings.sqlite_file() is not None, **options)
+    announce_first_admin(container)
     try:
         run(container)  # closes the container when it stops
     except ListenError as exc:
         raise ListenFailure(exc.message) from None
+
+
+def announce_first_admin(container: Any) -> None:
+    """On an index without any account, create ``admin`` and print its password once, on
+    the console only (never in a log)."""
+    password = container.auth.ensure_first_admin()
+    if password is None:
+        return
+    click.echo("\n".join([
+        "",
+        "first start: created the user account 'admin' (role admin) with the password",
+        f"    {password}",
+        "shown this once. Log in at /console/login, then change it:",
+        "    mpi user password admin",
+        "and create the accounts of the staff with `mpi user add NAME --role ROLE`.",
+        "",
+    ]), err=True)
 
 
 @click.group()

@@ -45,7 +45,7 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
 from pynetdicom.transport import ThreadedAssociationServer
 
 from adapters.dicom.header import dicom_date, part10_bytes
-from adapters.dicom.service import DicomArchive, match_dataset
+from adapters.dicom.service import DicomArchive, StoreTrail, match_dataset
 from adapters.dicom.status import INVALID_OBJECT, NOT_AUTHORIZED, OUT_OF_RESOURCES, store_failure
 from adapters.errors import AdapterError
 from adapters.logs import log_event
@@ -145,6 +145,7 @@ class DicomServer:
     def __init__(self, archive: DicomArchive) -> None:
         self.archive = archive
         self._started: dict[int, float] = {}  # association → when it was established
+        self._trails: dict[int, StoreTrail] = {}  # association → its stores' trail
         self._server: ThreadedAssociationServer | None = None
         self.ae = self._application_entity()
 
@@ -211,6 +212,7 @@ class DicomServer:
 
     def on_ended(self, event: Any) -> None:
         started = self._started.pop(id(event.assoc), None)
+        self._trails.pop(id(event.assoc), None)
         log_event(log, logging.INFO,
                   "dicom association aborted" if event.event is evt.EVT_ABORTED
                   else "dicom association released", calling=_calling(event),
@@ -237,8 +239,11 @@ class DicomServer:
         data = part10_bytes(request.DataSet.getvalue(), request.AffectedSOPClassUID,
                             request.AffectedSOPInstanceUID, event.context.transfer_syntax,
                             calling)
+        # One trail entry per study and association, written with its first object.
+        trail = self._trails.setdefault(id(event.assoc), StoreTrail(
+            "dicom", f"dicom:{calling}", authority.code, _address(event)))
         try:
-            self.archive.store(data, Sender(calling, authority.code))
+            self.archive.store(data, Sender(calling, authority.code), trail)
         except (AdapterError, MPIError, OSError) as exc:
             return _status(store_failure(exc), str(exc))
         except Exception:  # storage or database failure: the sender may try again

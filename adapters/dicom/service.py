@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from pydicom.dataset import Dataset
@@ -32,6 +34,7 @@ from mpi.archive import (
     PatientCoercion,
     Sender,
     StoredInstance,
+    StoreOutcome,
     StoreResult,
     asker_authority,
 )
@@ -41,7 +44,7 @@ from mpi.model import Authority
 from mpi.ports import AuditTrail, Clock
 from mpi.retry import retry_on_conflict
 
-__all__ = ["DicomArchive", "match_dataset"]
+__all__ = ["DicomArchive", "StoreTrail", "match_dataset"]
 
 
 def match_dataset(match: ArchiveMatch, level: str) -> Dataset:
@@ -78,6 +81,39 @@ def match_dataset(match: ArchiveMatch, level: str) -> Dataset:
     return ds
 
 
+@dataclass
+class StoreTrail:
+    """The access trail of the objects stored by one association (one STOW-RS request, one
+    import): an entry for the first object of each study, in the transaction that stores it
+    (IHE ATNA's "DICOM Instances Transferred"), naming the sender and the patient's person.
+    The instances themselves keep their sender and time of arrival in the archive."""
+
+    channel: str
+    actor: str
+    authority: str | None
+    source: str | None
+    token_id: str | None = None
+    studies: set[str] = field(default_factory=set)
+
+    def entry(self, uow: ArchiveUnitOfWork, result: StoreResult,
+              now: datetime) -> AuditEvent | None:
+        if result.study_instance_uid in self.studies:
+            return None
+        link = uow.links.for_record(result.record_id)
+        person = link.person_id if link is not None else None
+        return AuditEvent(
+            occurred_at=now, channel=self.channel, action=AuditAction.CREATE, actor=self.actor,
+            subject=f"study {result.study_instance_uid}", outcome="success",
+            authority=self.authority, source=self.source,
+            persons=(person,) if person is not None else (),
+            detail={"first_instance": result.sop_instance_uid,
+                    "outcome": result.outcome.value},
+            token_id=self.token_id)
+
+    def traced(self, result: StoreResult) -> None:
+        self.studies.add(result.study_instance_uid)
+
+
 class DicomArchive:
     def __init__(self, registry: AuthorityRegistry,
                  uow_factory: Callable[..., ArchiveUnitOfWork],
@@ -95,19 +131,27 @@ class DicomArchive:
 
     # -- ingest --------------------------------------------------------------------------
 
-    def store(self, data: bytes, sender: Sender) -> StoreResult:
+    def store(self, data: bytes, sender: Sender, trail: StoreTrail | None = None) -> StoreResult:
         """Check, index and store one Part-10 object. Raises the errors of
-        :func:`adapters.dicom.header.parse_object` and :meth:`ArchiveService.accept`."""
+        :func:`adapters.dicom.header.parse_object` and :meth:`ArchiveService.accept`.
+        ``trail``: the access trail of the association (request, import) it arrived in."""
         parsed = parse_object(data)
 
         def accept() -> StoreResult:
             with self.uow_factory() as uow:
                 result = self.service.accept(uow, parsed.header, data, parsed.sha256, sender)
+                if trail is not None and result.outcome is not StoreOutcome.DUPLICATE:
+                    entry = trail.entry(uow, result, self.clock.now())
+                    if entry is not None:
+                        uow.audit.record(entry)
                 uow.commit()
                 return result
 
         # Two associations storing the first instances of one study race for its rows.
-        return retry_on_conflict(accept)
+        result = retry_on_conflict(accept)
+        if trail is not None and result.outcome is not StoreOutcome.DUPLICATE:
+            trail.traced(result)
+        return result
 
     def already_stored(self, data: bytes) -> bool:
         """Whether these exact bytes are already an instance of the archive (resumed imports)."""
@@ -175,9 +219,10 @@ class DicomArchive:
 
     def trace(self, *, channel: str, action: AuditAction, actor: str, subject: str,
               persons: Iterable[int], authority: str | None, source: str | None,
-              outcome: str = "success", detail: dict[str, Any] | None = None) -> None:
+              outcome: str = "success", detail: dict[str, Any] | None = None,
+              token_id: str | None = None) -> None:
         self.audit.record(AuditEvent(
             occurred_at=self.clock.now(), channel=channel, action=action, actor=actor,
             subject=subject, outcome=outcome, authority=authority, source=source,
-            persons=tuple(sorted(set(persons))), detail=detail or {},
+            persons=tuple(sorted(set(persons))), detail=detail or {}, token_id=token_id,
         ))

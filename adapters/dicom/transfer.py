@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from adapters.dicom.service import DicomArchive
+from adapters.dicom.service import DicomArchive, StoreTrail
 from adapters.errors import AdapterError
 from mpi.archive import ArchiveQuery, Sender, StoreOutcome
 from mpi.audit import AuditAction
@@ -38,14 +38,17 @@ def dicom_files(folder: Path) -> list[Path]:
 
 
 def import_folder(archive: DicomArchive, folder: Path, authority: str | None, jobs: int,
-                  progress: Callable[[int], None] | None = None) -> FolderImport:
+                  progress: Callable[[int], None] | None = None, *, actor: str = "import",
+                  source: str | None = None) -> FolderImport:
     """Store every DICOM file under ``folder`` through the archive's ingest, ``jobs`` at a
     time. Resumable: files already stored byte for byte are skipped. A refused file is
-    listed and the import goes on. Raises UnknownAuthorityError for an unknown ``authority``
-    (the domain of objects without an IssuerOfPatientID)."""
+    listed and the import goes on. The access trail names ``actor`` for each study stored.
+    Raises UnknownAuthorityError for an unknown ``authority`` (the domain of objects without
+    an IssuerOfPatientID)."""
     if authority is not None:
         archive.registry.by_code(authority)
     sender = Sender(f"import:{folder.resolve().name}"[:64], authority)
+    trail = StoreTrail("import", actor, authority, source)
     files = dicom_files(folder)
     summary = FolderImport()
 
@@ -54,7 +57,7 @@ def import_folder(archive: DicomArchive, folder: Path, authority: str | None, jo
         if archive.already_stored(data):
             return "skipped"
         try:
-            outcome = archive.store(data, sender).outcome
+            outcome = archive.store(data, sender, trail).outcome
         except (AdapterError, MPIError) as exc:
             summary.refused.append(f"{path}: {exc}")
             return "refused"

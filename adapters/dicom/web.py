@@ -15,7 +15,7 @@ from typing import Any
 from pydicom.dataset import Dataset
 
 from adapters.dicom.header import dicom_date, parse_object
-from adapters.dicom.service import DicomArchive, match_dataset
+from adapters.dicom.service import DicomArchive, StoreTrail, match_dataset
 from adapters.dicom.status import CANNOT_UNDERSTAND, store_failure
 from adapters.errors import AdapterError
 from mpi.archive import ArchiveMatch, ArchiveQuery, PatientCoercion, Sender, StoredInstance
@@ -160,14 +160,14 @@ class DicomWeb:
         return query_from_params(level, params, study, series)
 
     def search(self, query: ArchiveQuery, asker: Authority, who: str, subject: str,
-               source: str | None) -> list[dict[str, Any]]:
+               source: str | None, token_id: str | None = None) -> list[dict[str, Any]]:
         matches: list[ArchiveMatch] = []
         try:
             matches = self.archive.find(query, asker)
         finally:
             self.archive.trace(channel="dicomweb", action=AuditAction.SEARCH, actor=who,
                                subject=subject, persons={m.plan.person_id for m in matches},
-                               authority=asker.code, source=source)
+                               authority=asker.code, source=source, token_id=token_id)
         answers = []
         for match in matches:
             ds = match_dataset(match, query.level)
@@ -184,8 +184,8 @@ class DicomWeb:
         return answers
 
     def _found(self, query: ArchiveQuery, asker: Authority, who: str, subject: str,
-               source: str | None, action: AuditAction) -> list[tuple[StoredInstance,
-                                                                     PatientCoercion]]:
+               source: str | None, action: AuditAction, token_id: str | None = None
+               ) -> list[tuple[StoredInstance, PatientCoercion]]:
         found: list[tuple[StoredInstance, PatientCoercion]] = []
         try:
             found = self.archive.instances(query, asker)
@@ -193,16 +193,17 @@ class DicomWeb:
             self.archive.trace(channel="dicomweb", action=action, actor=who, subject=subject,
                                persons={plan.person_id for _, plan in found},
                                authority=asker.code, source=source,
-                               detail={"instances": len(found)})
+                               detail={"instances": len(found)}, token_id=token_id)
         return found
 
     def retrieve(self, query: ArchiveQuery, asker: Authority, who: str, subject: str,
-                 source: str | None, transfer_syntax: str = AS_STORED) -> Retrieval:
+                 source: str | None, transfer_syntax: str = AS_STORED,
+                 token_id: str | None = None) -> Retrieval:
         """Coerced Part-10 objects in a multipart/related body (type application/dicom), in
         the transfer syntax asked for: as stored (``*``, the header rewritten and the pixel
         bytes copied), or decoded to Explicit VR Little Endian. Raises NotAcceptableError
         for another syntax than an object's stored one."""
-        found = self._found(query, asker, who, subject, source, AuditAction.RETRIEVE)
+        found = self._found(query, asker, who, subject, source, AuditAction.RETRIEVE, token_id)
         boundary = secrets.token_hex(16)
         for instance, _ in found:
             if transfer_syntax not in (AS_STORED, _EXPLICIT_LE,
@@ -239,9 +240,9 @@ class DicomWeb:
         return _EXPLICIT_LE
 
     def metadata(self, query: ArchiveQuery, asker: Authority, who: str, subject: str,
-                 source: str | None) -> list[dict[str, Any]]:
+                 source: str | None, token_id: str | None = None) -> list[dict[str, Any]]:
         """The coerced headers (DICOM JSON), bulk data left out."""
-        found = self._found(query, asker, who, subject, source, AuditAction.READ)
+        found = self._found(query, asker, who, subject, source, AuditAction.READ, token_id)
         return [self.archive.coerced_header(instance, plan).to_json_dict(
             bulk_data_threshold=1 << 16,
             bulk_data_element_handler=lambda element: "") for instance, plan in found]
@@ -251,14 +252,17 @@ class DicomWeb:
         return split_multipart(body, boundary)
 
     def store_for(self, parts: list[tuple[dict[str, str], bytes]], asker: Authority,
-                  who: str) -> StowResult:
-        """Store for a client: objects without an issuer go to its domain when it is an
-        establishment's."""
+                  who: str, source: str | None = None,
+                  token_id: str | None = None) -> StowResult:
+        """Store for a client (``who``, as the trail names it): objects without an issuer go
+        to its domain when it is an establishment's. One trail entry per study stored."""
         authority = asker.code if asker.kind is AuthorityKind.ESTABLISHMENT else None
-        return self.store(parts, Sender(f"dicomweb:{who.removeprefix('user:')}"[:64], authority))
+        sender = Sender(f"dicomweb:{who.partition(':')[2] or who}"[:64], authority)
+        return self.store(parts, sender,
+                          trail=StoreTrail("dicomweb", who, authority, source, token_id))
 
     def store(self, parts: list[tuple[dict[str, str], bytes]], sender: Sender,
-              study: str | None = None) -> StowResult:
+              study: str | None = None, trail: StoreTrail | None = None) -> StowResult:
         """Store each application/dicom part; the others fail. ``study``, when the request
         named one, must be the study of every object."""
         referenced, failed = [], []
@@ -272,7 +276,7 @@ class DicomWeb:
                     uids = (parsed.header.sop_class_uid, parsed.header.sop_instance_uid)
                     if study is not None and parsed.header.study_instance_uid != study:
                         raise InvalidObjectError("the object belongs to another study")
-                    result = self.archive.store(content, sender)
+                    result = self.archive.store(content, sender, trail)
                     item = Dataset()
                     item.ReferencedSOPClassUID = uids[0]
                     item.ReferencedSOPInstanceUID = uids[1]

@@ -1,13 +1,11 @@
 """Who is asking, and the access trail of every FHIR request.
 
-The authenticating reverse proxy in front of the service names the user in ``X-Remote-User``
-and, for a system writing patient identities, the establishment it speaks for in
-``X-Establishment`` (an authority code of ``authorities.toml``, e.g. ``CHRU``). Reads are
-allowed without them and traced with the client address; writes need both.
-
-:func:`adapters.http.deps.identify_caller` runs once per request for the whole FHIR tree (a
-dependency of the root router), as for every other router: authentication, when it comes,
-replaces that one function.
+Every FHIR route but the CapabilityStatement and the SMART configuration needs an
+authenticated principal (a bearer token from ``POST /oauth/token`` or an identity provider,
+or a console session): :func:`adapters.http.deps.deny_anonymous` refuses the others with 401,
+and each route states the scope it needs (``requires``: 403 when the principal's scopes or
+roles do not cover it). A write is made by a system of an establishment, in that
+establishment's identifier domain only; a regional system reads, never writes.
 """
 
 from __future__ import annotations
@@ -18,39 +16,35 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 
 from adapters.fhir.wire import FhirError
-from adapters.http.deps import (
-    ESTABLISHMENT_HEADER,
-    USER_HEADER,
-    Caller,
-    CallerDep,
-    audit,
-    identify_caller,
-)
+from adapters.http.deps import audit, forbidden, identify_caller, requires
 from mpi.audit import AuditAction
 from mpi.identity import Actor
-from mpi.model import AuthorityKind
+from mpi.security import Principal
 
-__all__ = ["Caller", "identify_caller", "CallerDep", "WriterDep", "expect_access",
-           "trace_access", "trace_failure"]
+__all__ = ["WriterDep", "expect_access", "trace_access", "trace_failure", "READS",
+           "SEARCHES"]
+
+# The scopes of the Patient resource's reads and searches ($ihe-pix and $match are searches).
+READS = Depends(requires("Patient", "r"))
+SEARCHES = Depends(requires("Patient", "s"))
 
 
-def _writer(request: Request, caller: CallerDep) -> Actor:
-    """The actor of a write. Raises FhirError 401 without a user or an establishment, 403
-    when the establishment is not one declared."""
-    if caller.user is None or caller.establishment is None:
-        raise FhirError(
-            401, "login",
-            f"writing needs the user ({USER_HEADER}) and the establishment it speaks for "
-            f"({ESTABLISHMENT_HEADER}), set by the authenticating proxy",
-            headers={"WWW-Authenticate": "Proxy"},
-        )
-    registry = request.app.state.container.registry
-    authority = next((a for a in registry.all if a.code == caller.establishment), None)
-    if authority is None or authority.kind is not AuthorityKind.ESTABLISHMENT:
-        raise FhirError(403, "forbidden",
-                        f"{ESTABLISHMENT_HEADER} {caller.establishment!r} is not a declared "
-                        "establishment")
-    return Actor(caller.actor_name, authority.code)
+def _writer(request: Request,
+            principal: Annotated[Principal, Depends(requires("Patient", "u"))]) -> Actor:
+    """The actor of a write (create, update, merge or delete: ``Patient.cud``). Raises
+    FhirError 403 for a principal that speaks for no establishment."""
+    if not principal.may("Patient", "c") or not principal.may("Patient", "d"):
+        raise _forbidden(request, f"{principal.actor_name} may not write patients "
+                                  "(needs Patient.cud)")
+    if principal.establishment is None:
+        raise _forbidden(request, f"{principal.actor_name} speaks for no establishment: a "
+                                  "regional system reads, never writes")
+    return Actor(principal.actor_name, principal.establishment)
+
+
+def _forbidden(request: Request, reason: str) -> FhirError:
+    forbidden(request, reason)  # logged and traced
+    return FhirError(403, "forbidden", reason)
 
 
 WriterDep = Annotated[Actor, Depends(_writer)]
@@ -68,10 +62,9 @@ def trace_access(request: Request, persons: Iterable[int | None] = (), *,
     if not isinstance(action, AuditAction):
         return
     request.state.fhir_access = None
-    caller = identify_caller(request)
-    audit(request, channel="fhir", action=action, actor=caller.actor_name,
-          persons={p for p in persons if p is not None}, outcome=outcome,
-          authority=caller.establishment, detail=detail)
+    identify_caller(request)
+    audit(request, channel="fhir", action=action,
+          persons={p for p in persons if p is not None}, outcome=outcome, detail=detail)
 
 
 def trace_failure(request: Request, status: int) -> None:

@@ -14,14 +14,14 @@ from datetime import time as dt_time
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 
 from adapters.fhir.caller import expect_access, trace_access
 from adapters.fhir.common import base_url, only_parameters
 from adapters.fhir.mapping import parse_token_identifier
 from adapters.fhir.registry import ResourceCapability, SearchParameter
 from adapters.fhir.wire import FhirError, FhirResponse
-from adapters.http.deps import ContainerDep
+from adapters.http.deps import ContainerDep, requires
 from mpi.archive import StudyFilter, StudySummary, find_studies, studies_of_person
 from mpi.audit import AuditAction
 from mpi.errors import UnknownAuthorityError
@@ -148,6 +148,7 @@ def _person_of_identifier(uow: Any, registry: Any, value: str) -> int | None:
 
 
 @router.get("/ImagingStudy", summary="Every study of a person across sites",
+            dependencies=[Depends(requires("ImagingStudy", "s"))],
             response_class=FhirResponse)
 def search(request: Request, container: ContainerDep) -> FhirResponse:
     expect_access(request, AuditAction.SEARCH)
@@ -179,7 +180,8 @@ def search(request: Request, container: ContainerDep) -> FhirResponse:
     })
 
 
-@router.get("/ImagingStudy/{study_id}", summary="One study", response_class=FhirResponse)
+@router.get("/ImagingStudy/{study_id}", summary="One study", response_class=FhirResponse,
+            dependencies=[Depends(requires("ImagingStudy", "r"))])
 def read(study_id: str, request: Request, container: ContainerDep) -> FhirResponse:
     expect_access(request, AuditAction.READ)
     only_parameters(request.query_params.keys(), ())

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
-from adapters.fhir.caller import WriterDep, expect_access, trace_access
+from adapters.fhir.caller import READS, SEARCHES, WriterDep, expect_access, trace_access
 from adapters.fhir.common import base_url, only_parameters, patient_of
 from adapters.fhir.errors import from_core_error
 from adapters.fhir.mapping import parse_patient, record_data_from_patient
@@ -38,7 +38,8 @@ JsonBody = Annotated[dict[str, Any], Depends(read_json_body)]
 FormBody = Annotated[list[tuple[str, str]], Depends(read_form_body)]
 
 
-@router.get("/Patient/$ihe-pix", summary="PIXm query (ITI-83)", response_class=FhirResponse)
+@router.get("/Patient/$ihe-pix", summary="PIXm query (ITI-83)", response_class=FhirResponse,
+            dependencies=[SEARCHES])
 def pix_query(request: Request, container: ContainerDep) -> FhirResponse:
     expect_access(request, AuditAction.SEARCH)
     only_parameters(request.query_params.keys(), {"sourceIdentifier", "targetSystem"})
@@ -49,7 +50,8 @@ def pix_query(request: Request, container: ContainerDep) -> FhirResponse:
     return FhirResponse(parameters)
 
 
-@router.post("/Patient/$match", summary="Patient match (ITI-119)", response_class=FhirResponse)
+@router.post("/Patient/$match", summary="Patient match (ITI-119)", response_class=FhirResponse,
+             dependencies=[SEARCHES])
 def match(request: Request, container: ContainerDep, body: JsonBody) -> FhirResponse:
     expect_access(request, AuditAction.SEARCH)
     only_parameters(request.query_params.keys(), ())
@@ -70,13 +72,14 @@ def _search(request: Request, container: Any, pairs: list[tuple[str, str]]) -> F
     return FhirResponse(bundle)
 
 
-@router.get("/Patient", summary="PDQm search (ITI-78)", response_class=FhirResponse)
+@router.get("/Patient", summary="PDQm search (ITI-78)", response_class=FhirResponse,
+            dependencies=[SEARCHES])
 def search_get(request: Request, container: ContainerDep) -> FhirResponse:
     return _search(request, container, list(request.query_params.multi_items()))
 
 
 @router.post("/Patient/_search", summary="PDQm search, form-encoded (ITI-78)",
-             response_class=FhirResponse)
+             response_class=FhirResponse, dependencies=[SEARCHES])
 def search_post(request: Request, container: ContainerDep, form: FormBody) -> FhirResponse:
     return _search(request, container, list(request.query_params.multi_items()) + form)
 
@@ -152,7 +155,8 @@ def delete(request: Request, container: ContainerDep, actor: WriterDep) -> Respo
     return Response(status_code=204)
 
 
-@router.get("/Patient/{patient_id}", summary="PDQm read (ITI-78)", response_class=FhirResponse)
+@router.get("/Patient/{patient_id}", summary="PDQm read (ITI-78)", response_class=FhirResponse,
+            dependencies=[READS])
 def read(patient_id: str, request: Request, container: ContainerDep) -> FhirResponse:
     expect_access(request, AuditAction.READ)
     only_parameters(request.query_params.keys(), ())

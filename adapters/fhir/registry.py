@@ -77,7 +77,8 @@ class ResourceCapability:
 
 
 def capability_statement(resources: tuple[ResourceCapability, ...], *, version: str,
-                         base_url: str, fhir_version: str, date: str) -> dict[str, Any]:
+                         base_url: str, fhir_version: str, date: str,
+                         token_url: str) -> dict[str, Any]:
     return {
         "resourceType": "CapabilityStatement",
         "status": "active",
@@ -91,8 +92,23 @@ def capability_statement(resources: tuple[ResourceCapability, ...], *, version: 
         "format": ["application/fhir+json", "json"],
         "rest": [{
             "mode": "server",
-            "documentation": "Reads are open and traced; writes need X-Remote-User and "
-                             "X-Establishment, set by the authenticating proxy.",
+            "documentation": "Every interaction needs a bearer token (SMART Backend "
+                             "Services: client credentials at the token endpoint, or a token "
+                             "of the configured identity provider) whose scopes cover it; "
+                             "writes are made in the token's establishment's domain only. "
+                             "Every access is traced.",
+            "security": {
+                "cors": False,
+                "service": [{
+                    "coding": [{"system": "http://terminology.hl7.org/CodeSystem/"
+                                          "restful-security-service",
+                                "code": "SMART-on-FHIR"}],
+                    "text": "OAuth 2.0, SMART Backend Services (client credentials)"}],
+                "extension": [{
+                    "url": "http://fhir-registry.smarthealthit.org/StructureDefinition/"
+                           "oauth-uris",
+                    "extension": [{"url": "token", "valueUri": token_url}]}],
+            },
             "resource": [resource.as_rest_resource() for resource in resources],
         }],
     }

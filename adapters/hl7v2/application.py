@@ -2,8 +2,9 @@
 
 Every message is journaled (raw, sender, control ID, outcome and reply) before its reply leaves:
 in the same transaction as the change it caused when it is applied, in a transaction of its own
-when it is not. A retransmission (same sending facility and MSH-10) gets the stored reply and
-changes nothing.
+when it is not. The access trail gets one entry per message in the same transaction: who sent
+it (MSH-4/MSH-3 and the peer's address), the persons it changed or disclosed, its outcome. A
+retransmission (same sending facility and MSH-10) gets the stored reply and changes nothing.
 """
 
 from __future__ import annotations
@@ -37,8 +38,10 @@ from adapters.hl7v2.replies import (
     problem_from_error,
 )
 from adapters.logs import log_event
+from mpi.audit import AuditAction, AuditEvent
 from mpi.authorities import AuthorityRegistry
 from mpi.errors import ConcurrencyError, MPIError
+from mpi.events import persons_concerned
 from mpi.identity import Actor, IdentityService
 from mpi.model import JournalEntry, JournalStatus
 from mpi.ports import Clock, UnitOfWork
@@ -49,6 +52,8 @@ __all__ = ["Hl7Application", "Reply"]
 log = logging.getLogger("mpi.hl7")
 
 CHANNEL = "mllp"
+# What the trail calls each ADT event (the others are updates).
+_CREATES = frozenset({"A01", "A04", "A05", "A28"})
 
 
 @dataclass(frozen=True)
@@ -95,7 +100,7 @@ class Hl7Application:
         outcome, duration; never a patient's data). Never raises for bad input: the reply
         says what was wrong."""
         started = time.perf_counter()
-        reply, message = self._answer(payload, oversized)
+        reply, message = self._answer(payload, oversized, peer)
         msh = message.msh if message is not None else None
         sender = msh.value(4) if msh is not None else ""
         log_event(log, logging.INFO if reply.ack_code == "AA" else logging.WARNING,
@@ -114,30 +119,32 @@ class Hl7Application:
                       peer=peer or None)
         return reply
 
-    def _answer(self, payload: bytes, oversized: bool) -> tuple[Reply, Message | None]:
+    def _answer(self, payload: bytes, oversized: bool,
+                peer: str = "") -> tuple[Reply, Message | None]:
         """The reply to one payload, and the message when it could be parsed."""
         if oversized:
             # Only the message's beginning was kept: it may end inside a multi-byte character.
             text, codec = self._lenient_decode(payload)
             return self._reject_unreadable(text, codec, Problem(
-                "AR", APPLICATION_INTERNAL_ERROR, "message larger than this server accepts"))
+                "AR", APPLICATION_INTERNAL_ERROR, "message larger than this server accepts"), peer)
         try:
             text, codec = decode_message(payload, self.default_codec)
         except (UnsupportedCharsetError, MessageDecodingError) as exc:
             text, codec = payload.decode("latin-1"), "latin-1"
             return self._reject_unreadable(text, codec, Problem(
-                "AR", TABLE_VALUE_NOT_FOUND, f"cannot decode the message: {exc}", "MSH^1^18"))
+                "AR", TABLE_VALUE_NOT_FOUND, f"cannot decode the message: {exc}", "MSH^1^18"),
+                peer)
         try:
             message = parse(text)
         except ParseError as exc:
             return self._reject_unreadable(text, codec, Problem("AR", SEGMENT_SEQUENCE_ERROR,
-                                                                str(exc)))
+                                                                str(exc)), peer)
         header = ReplyHeader.of(message)
         # A retransmission is recognized when its journal entry collides with the original's
         # (same sender and control ID): its transaction is rolled back and the stored reply
         # returned. Retransmissions are rare; a lookup before every message is not free.
         return self._process(message, header, text, codec, message.msh.value(4),
-                             header.control_id), message
+                             header.control_id, peer), message
 
     def replay(self, entry_id: int) -> JournalEntry:
         """Apply a journaled message again (after a fix). Raises KeyError for an unknown entry,
@@ -153,9 +160,11 @@ class Hl7Application:
 
         def apply_again() -> JournalEntry:
             with self.uow_factory() as uow:
-                _, problem = self._dispatch(uow, message, header)
+                _, problem, action, persons = self._dispatch(uow, message, header)
                 if problem is not None:
                     raise _Rejected(problem)
+                uow.audit.record(self._trail(message, action, persons, "success",
+                                             entry.sender or "", {"replay_of": entry_id}))
                 stored = uow.journal.get(entry_id)
                 assert stored is not None
                 stored.status = JournalStatus.REPLAYED
@@ -183,21 +192,25 @@ class Hl7Application:
     # -- internals -------------------------------------------------------------------------
 
     def _process(self, message: Message, header: ReplyHeader, text: str, codec: str,
-                 sender: str, control_id: str) -> Reply:
+                 sender: str, control_id: str, peer: str = "") -> Reply:
         message_type = message.msh.raw(9)
 
         def apply_once() -> Reply:
             try:
                 with self.uow_factory() as uow:
-                    reply_text, problem = self._dispatch(uow, message, header)
+                    reply_text, problem, action, persons = self._dispatch(uow, message, header)
                     answered = bool(reply_text)  # queries answer even their errors
                     if problem is not None and not answered:
                         raise _Rejected(problem)
                     # A query is answered even when its answer is an error: it is journaled
-                    # as applied (that entry is the audit of the read), never replayed.
+                    # as applied, never replayed.
                     entry = self._entry(text, sender, control_id, message_type, reply_text,
                                         JournalStatus.APPLIED, problem)
                     uow.journal.add(entry)
+                    uow.audit.record(self._trail(
+                        message, action, persons,
+                        "success" if problem is None else f"{problem.ack_code} {problem.error_code}",
+                        peer))
                     uow.commit()
                     return Reply.of(entry, codec)
             except ConcurrencyError:
@@ -223,33 +236,70 @@ class Hl7Application:
         reply_text = ack(header, self.clock.now(), problem)
         status = JournalStatus.REJECTED if problem.ack_code == "AR" else JournalStatus.ERROR
         return self._journal_failure(
-            self._entry(text, sender, control_id, message_type, reply_text, status, problem), codec
-        )
+            self._entry(text, sender, control_id, message_type, reply_text, status, problem), codec,
+            self._trail(message, self._action(message), set(),
+                        f"{problem.ack_code} {problem.error_code}", peer,
+                        {"reason": problem.text}))
 
     def _dispatch(self, uow: UnitOfWork, message: Message, header: ReplyHeader
-                  ) -> tuple[str, Problem | None]:
+                  ) -> tuple[str, Problem | None, AuditAction, set[int]]:
+        """The reply and problem of one message, with what the trail says of it: the kind of
+        access and the persons changed or disclosed."""
         msh = message.msh
         message_type = msh.value(9, 1).upper()
         event = msh.value(9, 2).upper()
         now = self.clock.now()
         if message_type == "QBP" and event == "Q23":
-            return answer_pix_query(uow, self.registry, message, header, now)
+            return self._query(answer_pix_query(uow, self.registry, message, header, now))
         if message_type == "QBP" and event == "Q22":
-            return answer_pdq_query(uow, self.registry, message, header, now)
+            return self._query(answer_pdq_query(uow, self.registry, message, header, now))
         if message_type == "QCN" and event == "J01":
-            return ack(header, now), None  # stateless continuation: nothing to cancel
+            # stateless continuation: nothing to cancel
+            return ack(header, now), None, AuditAction.SEARCH, set()
         if message_type != "ADT":
             return "", Problem("AR", UNSUPPORTED_MESSAGE_TYPE,
-                               f"message type {message_type or '?'} is not supported", "MSH^1^9^1^1")
+                               f"message type {message_type or '?'} is not supported",
+                               "MSH^1^9^1^1"), AuditAction.UPDATE, set()
         if event not in SUPPORTED_EVENTS:
             return "", Problem("AR", UNSUPPORTED_EVENT_CODE,
-                               f"ADT event {event or '?'} is not supported", "MSH^1^9^1^2")
+                               f"ADT event {event or '?'} is not supported",
+                               "MSH^1^9^1^2"), AuditAction.UPDATE, set()
         actor = self._actor(message)
         try:
             apply_adt(uow, self.service, self.registry, message, event, actor)
         except UnsupportedEventError as exc:
-            return "", Problem("AR", UNSUPPORTED_EVENT_CODE, exc.message, exc.location)
-        return ack(header, now), None
+            return "", Problem("AR", UNSUPPORTED_EVENT_CODE, exc.message,
+                               exc.location), AuditAction.UPDATE, set()
+        return (ack(header, now), None, self._action(message),
+                persons_concerned(uow.outbox.added()))
+
+    @staticmethod
+    def _query(answer: tuple[str, Problem | None, set[int]]
+               ) -> tuple[str, Problem | None, AuditAction, set[int]]:
+        reply, problem, persons = answer
+        return reply, problem, AuditAction.SEARCH, persons
+
+    @staticmethod
+    def _action(message: Message) -> AuditAction:
+        if message.msh.value(9, 1).upper() != "ADT":
+            return AuditAction.SEARCH
+        return AuditAction.CREATE if message.msh.value(9, 2).upper() in _CREATES else (
+            AuditAction.UPDATE)
+
+    def _trail(self, message: Message | None, action: AuditAction, persons: set[int],
+               outcome: str, peer: str, detail: dict[str, object] | None = None) -> AuditEvent:
+        """The trail entry of one message: its sender as the journal names it (sending
+        facility and application), the establishment it speaks for, where it came from."""
+        msh = message.msh if message is not None else None
+        facility = msh.value(4) if msh is not None else ""
+        application = msh.value(3) if msh is not None else ""
+        authority = self.registry.for_facility(facility) if facility else None
+        return AuditEvent(
+            occurred_at=self.clock.now(), channel=CHANNEL, action=action,
+            actor=f"hl7:{facility or '?'}/{application or '?'}",
+            subject=(f"{msh.raw(9)} {msh.value(10)}" if msh is not None else "unreadable"),
+            outcome=outcome, authority=authority.code if authority else None,
+            source=peer or None, persons=tuple(sorted(persons)), detail=dict(detail or {}))
 
     def _actor(self, message: Message) -> Actor:
         facility = message.msh.value(4)
@@ -279,10 +329,13 @@ class Hl7Application:
             reply=reply,
         )
 
-    def _journal_failure(self, entry: JournalEntry, codec: str) -> Reply:
+    def _journal_failure(self, entry: JournalEntry, codec: str,
+                         trail: AuditEvent | None = None) -> Reply:
         try:
             with self.uow_factory() as uow:
                 uow.journal.add(entry)
+                if trail is not None:
+                    uow.audit.record(trail)
                 uow.commit()
         except ConcurrencyError:
             # The same sender and control ID were journaled meanwhile: answer as they were.
@@ -310,13 +363,18 @@ class Hl7Application:
         text = payload.decode(codec, errors="ignore")
         return text.replace("\r\n", "\r").replace("\n", "\r"), codec
 
-    def _reject_unreadable(self, text: str, codec: str,
-                           problem: Problem) -> tuple[Reply, Message | None]:
+    def _reject_unreadable(self, text: str, codec: str, problem: Problem,
+                           peer: str = "") -> tuple[Reply, Message | None]:
         """Answer a message we cannot read, with the little we can take from its MSH."""
+        message: Message | None
         try:
-            header = ReplyHeader.of(parse(text))
+            message = parse(text)
+            header = ReplyHeader.of(message)
         except ParseError:
-            header = ReplyHeader()
+            message, header = None, ReplyHeader()
         entry = self._entry(text, "", "", "", ack(header, self.clock.now(), problem),
                             JournalStatus.REJECTED, problem)
-        return self._journal_failure(entry, codec), None
+        trail = self._trail(message, AuditAction.UPDATE, set(),
+                            f"{problem.ack_code} {problem.error_code}", peer,
+                            {"reason": problem.text})
+        return self._journal_failure(entry, codec, trail), None

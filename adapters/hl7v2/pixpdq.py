@@ -88,12 +88,12 @@ def _response(
 def answer_pix_query(
     uow: UnitOfWork, registry: AuthorityRegistry, message: Message, header: ReplyHeader,
     now: datetime,
-) -> tuple[str, Problem | None]:
-    """RSP^K23 for a QBP^Q23, and the problem when it is an AE."""
+) -> tuple[str, Problem | None, set[int]]:
+    """RSP^K23 for a QBP^Q23, the problem when it is an AE, and the person disclosed."""
     qpd = message.first("QPD")
     if qpd is None:
         problem = Problem("AR", 100, "QBP^Q23 needs a QPD segment", "QPD")
-        return _bare_error(header, now, "K23", problem), problem
+        return _bare_error(header, now, "K23", problem), problem, set()
     try:
         value = qpd.value(QPD_PARAMETERS, 1)
         try:
@@ -112,22 +112,24 @@ def answer_pix_query(
         queried = Identifier(authority.code, value)
         wanted = None if domains is None else {a.code for a in domains}
         try:
-            identifiers = cross_reference(uow, registry, queried, wanted).identifiers
+            found = cross_reference(uow, registry, queried, wanted)
         except UnknownIdentifierError:
             raise _QueryProblem(
                 Problem("AE", UNKNOWN_KEY_IDENTIFIER, f"unknown identifier {queried}",
                         "QPD^1^3^1^1")
             ) from None
     except _QueryProblem as raised:
-        return _response(header, "K23", now, qpd, "AE", raised.problem, []), raised.problem
+        return _response(header, "K23", now, qpd, "AE", raised.problem, []), raised.problem, set()
+    identifiers = found.identifiers
     if not identifiers:
-        return _response(header, "K23", now, qpd, "NF", None, []), None
+        return _response(header, "K23", now, qpd, "NF", None, []), None, set()
     s = header.seps
     pid = segment(
         s, "PID", "", "", s.repetition.join(cx(i, registry, header.seps) for i in identifiers), "",
         s.repetition + s.component * 6 + "S",
     )
-    return _response(header, "K23", now, qpd, "OK", None, [pid]), None
+    persons = {found.person.id} if found.person.id is not None else set()
+    return _response(header, "K23", now, qpd, "OK", None, [pid]), None, persons
 
 
 def _head(header: ReplyHeader, kind: str, now: datetime, problem: Problem | None) -> list[str]:
@@ -262,12 +264,13 @@ def _pdq_pid(view: PersonView, identifiers: list[Identifier], registry: Authorit
 def answer_pdq_query(
     uow: UnitOfWork, registry: AuthorityRegistry, message: Message, header: ReplyHeader,
     now: datetime,
-) -> tuple[str, Problem | None]:
-    """RSP^K22 for a QBP^Q22 (with RCP-2 paging and DSC continuation)."""
+) -> tuple[str, Problem | None, set[int]]:
+    """RSP^K22 for a QBP^Q22 (with RCP-2 paging and DSC continuation), the problem when it
+    is an AE, and the persons disclosed."""
     qpd = message.first("QPD")
     if qpd is None:
         problem = Problem("AR", 100, "QBP^Q22 needs a QPD segment", "QPD")
-        return _bare_error(header, now, "K22", problem), problem
+        return _bare_error(header, now, "K22", problem), problem, set()
     tag = qpd.value(QPD_QUERY_TAG)
     try:
         query = _pdq_query(qpd, registry)
@@ -277,11 +280,11 @@ def answer_pdq_query(
         if query.is_empty():
             raise _QueryProblem(Problem("AE", 101, "QPD-3 holds no search criterion", "QPD^1^3"))
     except _QueryProblem as raised:
-        return _response(header, "K22", now, qpd, "AE", raised.problem, []), raised.problem
+        return _response(header, "K22", now, qpd, "AE", raised.problem, []), raised.problem, set()
     wanted = None if domains is None else {a.code for a in domains}
     views, total = _search_with_domains(uow, registry, query, wanted, offset, quantity)
     if total == 0:
-        return _response(header, "K22", now, qpd, "NF", None, [], (0, 0, 0)), None
+        return _response(header, "K22", now, qpd, "NF", None, [], (0, 0, 0)), None, set()
     body = []
     s = header.seps
     for number, (view, identifiers) in enumerate(views, start=1):
@@ -291,7 +294,8 @@ def answer_pdq_query(
     if remaining:
         body.append(segment(s, "DSC", f"{escape(tag, s)}-{offset + len(views)}", "I"))
     return _response(header, "K22", now, qpd, "OK", None, body,
-                     (total, len(views), remaining)), None
+                     (total, len(views), remaining)), None, {
+                         view.person.id for view, _ in views if view.person.id is not None}
 
 
 def _search_with_domains(

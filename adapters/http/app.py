@@ -1,6 +1,7 @@
 """The HTTP application (FastAPI): ``/health``, the curated OpenAPI description and its docs
 page (served by the service itself: hospital networks have no CDN), one access-log line per
-request, and whatever routers the composition root mounts."""
+request, and whatever routers the composition root mounts. Every route needs an authenticated
+caller unless its endpoint is marked public (see :mod:`adapters.http.deps`)."""
 
 from __future__ import annotations
 
@@ -13,12 +14,13 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from adapters.http.deps import deny_anonymous, public, route_template
 from adapters.logs import log_event
 
 __all__ = ["create_app", "service_version", "Mount", "OPENAPI_DOCUMENT", "AccessLog"]
@@ -83,11 +85,9 @@ class AccessLog:
         try:
             await self.app(scope, receive, sent)
         finally:
-            route = scope.get("route")
             caller = scope.get("state", {}).get("caller")
             log_event(log, logging.INFO if status < 500 else logging.ERROR, "http request",
-                      method=scope["method"],
-                      route=getattr(route, "path", None) or "(no route)", status=status,
+                      method=scope["method"], route=route_template(scope), status=status,
                       ms=(time.perf_counter() - started) * 1000,
                       caller=getattr(caller, "actor_name", None))
 
@@ -95,11 +95,13 @@ class AccessLog:
 def create_app(container: Any, mounts: Sequence[Mount]) -> FastAPI:
     """The HTTP application around a bootstrapped container, with the routes of ``mounts``
     (each adds its routers). ``container`` is read by the routes' dependencies."""
-    app = FastAPI(title="Nancy MPI", version=service_version(), docs_url=None, redoc_url=None)
+    app = FastAPI(title="Nancy MPI", version=service_version(), docs_url=None, redoc_url=None,
+                  dependencies=[Depends(deny_anonymous)])
     app.state.container = container
 
     @app.get("/health", tags=["service"],
              summary="Liveness, database reachability and the background jobs")
+    @public
     def health(request: Request) -> JSONResponse:
         container = request.app.state.container
         database_ok = container.database_ok()
@@ -113,11 +115,13 @@ def create_app(container: Any, mounts: Sequence[Mount]) -> FastAPI:
         return JSONResponse(body, status_code=200 if database_ok else 503)
 
     @app.get("/openapi.yaml", include_in_schema=False)
+    @public
     def openapi_yaml() -> PlainTextResponse:
         text = _openapi_text() or yaml.safe_dump(app.openapi(), sort_keys=False)
         return PlainTextResponse(text, media_type="application/yaml")
 
     @app.get("/docs", include_in_schema=False)
+    @public
     def docs() -> HTMLResponse:
         return get_swagger_ui_html(
             openapi_url="/openapi.yaml", title="Nancy MPI: the HTTP API",

@@ -1,18 +1,65 @@
-"""The access trail on SQL (implements :class:`mpi.ports.AuditTrail`).
+"""The access trail on SQL (implements :class:`mpi.ports.AuditTrail` and, inside a unit of
+work, :class:`mpi.ports.AuditLog`).
 
-Each event is written in its own short transaction on the engine, apart from the unit of work
-that served the request: reads run in read-only transactions, and a trail entry must survive
-a request that failed.
+A read or a refusal is written in its own short transaction on the engine, apart from the unit
+of work that served the request: reads run in read-only transactions, and a trail entry must
+survive a request that failed. A change is written in the transaction of the change (it and
+its trail entry commit together). The trail is append-only: nothing here updates or deletes an
+entry.
 """
 
 from __future__ import annotations
 
-from sqlalchemy import Engine, insert, or_, select
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, Engine, insert, or_, select
 
 from adapters.sql.tables import audit_events, audit_persons
 from mpi.audit import AuditAction, AuditEvent
 
-__all__ = ["SqlAuditTrail"]
+__all__ = ["SqlAuditTrail", "SqlAuditLog", "write_events"]
+
+
+def _row(event: AuditEvent) -> dict[str, Any]:
+    return {
+        "occurred_at": event.occurred_at, "channel": event.channel,
+        "action": str(event.action), "actor": event.actor, "authority": event.authority,
+        "source": event.source, "subject": event.subject, "outcome": event.outcome,
+        "detail": event.detail, "roles": list(event.roles) or None,
+        "token_id": event.token_id,
+    }
+
+
+def write_events(connection: Connection, events: list[AuditEvent]) -> None:
+    """Insert trail entries (and the persons each concerns) on a connection, in its current
+    transaction."""
+    for event in events:
+        event_id = connection.execute(
+            insert(audit_events).returning(audit_events.c.id), _row(event)).scalar_one()
+        persons = sorted(set(event.persons))
+        if persons:
+            connection.execute(
+                insert(audit_persons),
+                [{"event_id": event_id, "person_id": person} for person in persons],
+            )
+
+
+class SqlAuditLog:
+    """Trail entries of a unit of work, written at its commit."""
+
+    def __init__(self) -> None:
+        self._events: list[AuditEvent] = []
+
+    def record(self, event: AuditEvent) -> None:
+        self._events.append(event)
+
+    def flush(self, connection: Connection) -> None:
+        events, self._events = self._events, []
+        write_events(connection, events)
+
+    def discard(self) -> None:
+        self._events.clear()
 
 
 class SqlAuditTrail:
@@ -21,26 +68,19 @@ class SqlAuditTrail:
 
     def record(self, event: AuditEvent) -> None:
         with self._engine.begin() as connection:
-            event_id = connection.execute(
-                insert(audit_events).returning(audit_events.c.id),
-                {
-                    "occurred_at": event.occurred_at, "channel": event.channel,
-                    "action": str(event.action), "actor": event.actor,
-                    "authority": event.authority, "source": event.source,
-                    "subject": event.subject, "outcome": event.outcome,
-                    "detail": event.detail,
-                },
-            ).scalar_one()
-            persons = sorted(set(event.persons))
-            if persons:
-                connection.execute(
-                    insert(audit_persons),
-                    [{"event_id": event_id, "person_id": person} for person in persons],
-                )
+            write_events(connection, [event])
 
     def search(self, *, person_id: int | None = None, actor: str | None = None,
-               limit: int = 100) -> list[AuditEvent]:
-        statement = select(audit_events).order_by(audit_events.c.id.desc()).limit(limit)
+               limit: int = 100, since: datetime | None = None, until: datetime | None = None,
+               offset: int = 0, event_id: int | None = None) -> list[AuditEvent]:
+        statement = (select(audit_events).order_by(audit_events.c.id.desc()).limit(limit)
+                     .offset(offset))
+        if event_id is not None:
+            statement = statement.where(audit_events.c.id == event_id)
+        if since is not None:
+            statement = statement.where(audit_events.c.occurred_at >= since)
+        if until is not None:
+            statement = statement.where(audit_events.c.occurred_at < until)
         if person_id is not None:
             statement = statement.where(audit_events.c.id.in_(
                 select(audit_persons.c.event_id).where(audit_persons.c.person_id == person_id)
@@ -65,6 +105,7 @@ class SqlAuditTrail:
                 action=AuditAction(row.action), actor=row.actor, subject=row.subject,
                 outcome=row.outcome, authority=row.authority, source=row.source,
                 persons=tuple(sorted(touched.get(row.id, ()))), detail=dict(row.detail or {}),
+                roles=tuple(row.roles or ()), token_id=row.token_id, id=row.id,
             )
             for row in rows
         ]

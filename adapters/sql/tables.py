@@ -44,6 +44,10 @@ from mpi.model import Authority
 
 __all__ = [
     "NAMING_CONVENTION",
+    "accepted_assertions",
+    "api_clients",
+    "user_accounts",
+    "user_sessions",
     "archive_blob_deletions",
     "archive_instance_versions",
     "archive_instances",
@@ -344,8 +348,64 @@ audit_events = Table(
     Column("subject", Text, nullable=False),
     Column("outcome", Text, nullable=False),
     Column("detail", JSON, nullable=False),
+    # The authenticated principal: its roles and the token (jti) that proved it.
+    Column("roles", JSON, nullable=True),
+    Column("token_id", Text, nullable=True),
     Index("ix_audit_events_occurred_at", "occurred_at"),
     Index("ix_audit_events_actor_id", "actor", "id"),
+)
+
+api_clients = Table(
+    "api_clients",
+    metadata,
+    _id_column(),
+    Column("client_id", Text, nullable=False, unique=True),
+    Column("name", Text, nullable=False, unique=True),
+    Column("establishment", Text, ForeignKey("authorities.code"), nullable=True),
+    Column("scopes", Text, nullable=False),
+    Column("secret_hash", Text, nullable=True),
+    Column("jwks", JSON, nullable=True),
+    Column("jwks_url", Text, nullable=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("revoked_at", UtcDateTime, nullable=True),
+)
+
+user_accounts = Table(
+    "user_accounts",
+    metadata,
+    _id_column(),
+    Column("name", Text, nullable=False, unique=True),
+    Column("password_hash", Text, nullable=False),
+    Column("roles", JSON, nullable=False),
+    Column("establishment", Text, ForeignKey("authorities.code"), nullable=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("disabled_at", UtcDateTime, nullable=True),
+)
+
+user_sessions = Table(
+    "user_sessions",
+    metadata,
+    _id_column(),
+    Column("token_hash", Text, nullable=False, unique=True),
+    Column("user_name", Text, nullable=False),
+    Column("csrf", Text, nullable=False),
+    Column("source", Text, nullable=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False),
+    Column("revoked_at", UtcDateTime, nullable=True),
+    # A person of an identity provider (no local account): who vouched, and what it said.
+    Column("issuer", Text, nullable=True),
+    Column("roles", JSON, nullable=True),
+    Column("establishment", Text, nullable=True),
+)
+
+accepted_assertions = Table(
+    "accepted_assertions",
+    metadata,
+    Column("jti", Text, primary_key=True),
+    Column("client_id", Text, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False),
+    Index("ix_accepted_assertions_expires_at", "expires_at"),
 )
 
 audit_persons = Table(

@@ -18,9 +18,12 @@ from typing import Any, Self
 
 from sqlalchemy import Connection, Engine, text
 
+from adapters.sql.audit import SqlAuditLog
 from adapters.sql.engine import READ_ONLY_OPTION, SqlConnection
 from adapters.sql.repositories import (
     SqlArchiveRepository,
+    SqlAssertionRepository,
+    SqlClientRepository,
     SqlJournalRepository,
     SqlLifecycleRepository,
     SqlLinkRepository,
@@ -31,6 +34,8 @@ from adapters.sql.repositories import (
     SqlRecordRepository,
     SqlReviewRepository,
     SqlSeparationRepository,
+    SqlSessionRepository,
+    SqlUserRepository,
 )
 
 __all__ = ["SqlUnitOfWork", "SqlUnitOfWorkFactory"]
@@ -61,6 +66,10 @@ class SqlUnitOfWork:
     journal: SqlJournalRepository
     archive: SqlArchiveRepository
     lifecycle: SqlLifecycleRepository
+    clients: SqlClientRepository
+    users: SqlUserRepository
+    assertions: SqlAssertionRepository
+    sessions: SqlSessionRepository
 
     def __init__(
         self, engine: Engine, *, read_only: bool = False, master_authority: str = "GCS"
@@ -97,7 +106,12 @@ class SqlUnitOfWork:
         self.notifications = SqlNotificationRepository(sql)
         self.journal = SqlJournalRepository(sql)
         self.archive = SqlArchiveRepository(sql)
+        self.clients = SqlClientRepository(sql)
+        self.users = SqlUserRepository(sql)
+        self.assertions = SqlAssertionRepository(sql)
+        self.sessions = SqlSessionRepository(sql)
         self.lifecycle = SqlLifecycleRepository(sql)
+        self.audit = SqlAuditLog()
         return self
 
     @staticmethod
@@ -126,6 +140,8 @@ class SqlUnitOfWork:
         whole unit of work), RuntimeError outside the ``with`` block."""
         sql = self._require()
         self.notifications.flush()
+        with sql.translated():
+            self.audit.flush(sql.connection)
         sql.insert_and_commit([
             self.records.take_pending(),
             self.outbox.take_pending(),
@@ -158,6 +174,7 @@ class SqlUnitOfWork:
         self.records.discard()
         self.outbox.discard()
         self.notifications.discard()
+        self.audit.discard()
 
 
 class SqlUnitOfWorkFactory:

@@ -22,7 +22,12 @@ from mpi.archive.model import (
 )
 from mpi.archive.ports import ArchiveUnitOfWork, BlobStore
 from mpi.authorities import AuthorityRegistry
-from mpi.errors import InvalidObjectError, StudyOwnershipError, UnknownAuthorityError
+from mpi.errors import (
+    ForbiddenError,
+    InvalidObjectError,
+    StudyOwnershipError,
+    UnknownAuthorityError,
+)
 from mpi.events import StudyStored
 from mpi.identity import Actor, IdentityService, RecordData, RegisterRecord
 from mpi.model import Authority, AuthorityKind, Identifier, SourceRecord
@@ -43,7 +48,8 @@ class ArchiveService:
     def domain_of(self, header: InstanceHeader, sender: Sender) -> Authority:
         """The establishment an object's PatientID belongs to: its IssuerOfPatientID (and
         qualifiers) when present, else the sender's. Raises UnknownAuthorityError for an
-        issuer that is not declared or not an establishment, or when nothing names one."""
+        issuer that is not declared or not an establishment, or when nothing names one;
+        ForbiddenError when the sender speaks for another establishment."""
         patient = header.patient
         if patient.issuer or patient.issuer_oid:
             authority = self.registry.find(namespace=patient.issuer, oid=patient.issuer_oid)
@@ -56,6 +62,11 @@ class ArchiveService:
         if authority.kind is not AuthorityKind.ESTABLISHMENT:
             raise UnknownAuthorityError(
                 f"IssuerOfPatientID {authority.code} is not an establishment's domain")
+        if sender.authority is not None and authority.code != sender.authority:
+            # An establishment's sender writes in its own identifier domain only.
+            raise ForbiddenError(
+                f"{sender.name} speaks for {sender.authority} and may not store an object "
+                f"whose IssuerOfPatientID is {authority.code}")
         return authority
 
     def check(self, header: InstanceHeader) -> None:

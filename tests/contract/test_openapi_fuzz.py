@@ -35,29 +35,39 @@ def test_no_request_the_document_allows_gets_a_5xx_or_an_undocumented_answer(
     schema = schemathesis.openapi.from_path(ROOT / "openapi.yaml")
     operations = [result.ok() for result in schema.get_all_operations()]
     assert {op.label for op in operations} >= {"GET /fhir/Patient", "PUT /fhir/Patient",
-                                                "POST /fhir/Patient/$match"}
+                                                "POST /fhir/Patient/$match",
+                                                "POST /oauth/token"}
     service = start_service(database_url, tmp_path)
-    session = requests.Session()
-    statuses: set[int] = set()
+    # A system of the CHRU that may do everything (so that the requests reach past the door),
+    # and nobody at all (so that the refusals are checked too).
+    authorized = requests.Session()
+    authorized.headers.update(service.bearer(establishment="CHRU"))
+    anonymous = requests.Session()
+    statuses: dict[str, set[int]] = {"authorized": set(), "anonymous": set()}
     calls: dict[str, int] = {}
     try:
         for operation in operations:
+            for who, session, examples in (("authorized", authorized, EXAMPLES_PER_OPERATION),
+                                           ("anonymous", anonymous, 3)):
 
-            @given(case=operation.as_strategy())
-            @settings(max_examples=EXAMPLES_PER_OPERATION, deadline=None, database=None,
-                      phases=[Phase.explicit, Phase.generate],
-                      suppress_health_check=list(HealthCheck))
-            def exercise(case: schemathesis.Case) -> None:
-                response = case.call(base_url=service.http_base, session=session, timeout=30)
-                statuses.add(response.status_code)
-                # Run at once, within this iteration: the loop variable is the right one.
-                calls[operation.label] = calls.get(operation.label, 0) + 1  # noqa: B023
-                case.validate_response(response, checks=CHECKS)
+                @given(case=operation.as_strategy())
+                @settings(max_examples=examples, deadline=None, database=None,
+                          phases=[Phase.explicit, Phase.generate],
+                          suppress_health_check=list(HealthCheck))
+                def exercise(case: schemathesis.Case) -> None:
+                    # Run at once, within this iteration: the loop variables are the right ones.
+                    response = case.call(base_url=service.http_base,
+                                         session=session, timeout=30)  # noqa: B023
+                    statuses[who].add(response.status_code)  # noqa: B023
+                    calls[operation.label] = calls.get(operation.label, 0) + 1  # noqa: B023
+                    case.validate_response(response, checks=CHECKS)
 
-            exercise()
+                exercise()
     finally:
-        session.close()
+        authorized.close()
+        anonymous.close()
         service.stop()
     assert set(calls) == {op.label for op in operations}
     assert sum(calls.values()) >= 5 * len(operations)
-    assert statuses & {200, 201} and statuses & {400, 401}
+    assert statuses["authorized"] & {200, 201} and statuses["authorized"] & {400, 404}
+    assert 401 in statuses["anonymous"]

@@ -40,6 +40,7 @@ from tests.service import RunningService, start_service
 
 NIR_BODY = "2800154395123"
 NIR = f"{NIR_BODY}{nir_key(NIR_BODY):02d}"
+READER = "system/Patient.rs system/ImagingStudy.rs"
 CHRU_STUDY, MRUN_STUDY = "1.2.250.1.999.54.9.1", "1.2.250.1.999.54.9.2"
 ORIGINAL_PIXELS = {name: read(bundled(name)).PixelData
                    for name in (UNCOMPRESSED_CT, UNCOMPRESSED_MR, JPEG2000_LOSSLESS, RLE,
@@ -210,9 +211,11 @@ def test_each_site_gets_every_study_of_the_patient_under_its_own_id(
     assert ct.SOPInstanceUID == f"{CHRU_STUDY}.1.1"
     assert identity_of(ct) == expected_for_mrun(master)
     assert ct.PixelData == ORIGINAL_PIXELS[UNCOMPRESSED_CT]
+    # A system of the Maternité is answered in the Maternité's domain.
+    mrun_viewer = service.bearer(READER, "MRUN")
     j2k = multipart_objects(httpx.get(
         f"{service.http_base}/dicomweb/studies/{CHRU_STUDY}/series/{CHRU_STUDY}.2",
-        params={"domain": "MRUN"}))
+        headers=mrun_viewer))
     assert [(d.PatientID, d.file_meta.TransferSyntaxUID) for d in j2k] == [
         ("M5678", "1.2.840.10008.1.2.4.90")]
     assert identity_of(j2k[0]) == expected_for_mrun(master)
@@ -244,8 +247,8 @@ def test_each_site_gets_every_study_of_the_patient_under_its_own_id(
 
     # The same objects through WADO-RS for the CHRU, and coercion is idempotent.
     base = service.http_base
-    response = httpx.get(f"{base}/dicomweb/studies/{MRUN_STUDY}",
-                         headers={"X-Authority": "CHRU", "X-Remote-User": "dr.house"})
+    chru_pacs = service.bearer(READER, "CHRU", name="chru-pacs")
+    response = httpx.get(f"{base}/dicomweb/studies/{MRUN_STUDY}", headers=chru_pacs)
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("multipart/related")
     wado = {d.SOPInstanceUID: d for d in multipart_objects(response)}
@@ -255,7 +258,7 @@ def test_each_site_gets_every_study_of_the_patient_under_its_own_id(
         assert wado[uid].PatientID == "100234" and wado[uid].IssuerOfPatientID == "CHRU"
         assert wado[uid].PixelData == ORIGINAL_PIXELS[name]
     instance = httpx.get(f"{base}/dicomweb/studies/{MRUN_STUDY}/series/{MRUN_STUDY}.2/"
-                         f"instances/{MRUN_STUDY}.2.2", params={"domain": "CHRU"})
+                         f"instances/{MRUN_STUDY}.2.2", headers=chru_pacs)
     body = instance.content.split(b"\r\n\r\n", 1)[1].rsplit(b"\r\n--", 1)[0]
     with service.container.uow_factory(read_only=True) as uow:
         from mpi.archive import coercion_for
@@ -271,22 +274,39 @@ def test_each_site_gets_every_study_of_the_patient_under_its_own_id(
     assert again == body  # nothing left to change: no new OriginalAttributesSequence item
     assert len(read(body).OriginalAttributesSequence) == 1
 
-    # QIDO-RS by the CHRU's IPP, and metadata; the master domain when no domain is named.
-    studies = httpx.get(f"{base}/dicomweb/studies", params={"PatientID": "100234",
-                                                             "domain": "CHRU"}).json()
+    # QIDO-RS by the CHRU's IPP, and metadata; a regional system (no establishment) is
+    # answered in the master domain unless it names one.
+    studies = httpx.get(f"{base}/dicomweb/studies", params={"PatientID": "100234"},
+                        headers=chru_pacs).json()
     assert sorted((s["0020000D"]["Value"][0], s["00100020"]["Value"][0]) for s in studies) == [
         (CHRU_STUDY, "100234"), (MRUN_STUDY, "100234")]
-    series = httpx.get(f"{base}/dicomweb/studies/{MRUN_STUDY}/series").json()
+    regional = service.bearer(READER)
+    series = httpx.get(f"{base}/dicomweb/studies/{MRUN_STUDY}/series", headers=regional).json()
     assert sorted((s["0020000E"]["Value"][0], s["00100020"]["Value"][0],
                    s["00201209"]["Value"][0]) for s in series) == [
         (f"{MRUN_STUDY}.1", master, 1), (f"{MRUN_STUDY}.2", master, 2)]
     metadata = httpx.get(f"{base}/dicomweb/studies/{CHRU_STUDY}/metadata",
-                         params={"domain": "1.2.250.1.999.54.3"}).json()
+                         params={"domain": "1.2.250.1.999.54.3"}, headers=regional).json()
     assert {m["00100020"]["Value"][0] for m in metadata} == {"M5678"}
     assert all("7FE00010" not in m or "Value" not in m["7FE00010"] for m in metadata)
-    assert httpx.get(f"{base}/dicomweb/studies", params={"domain": "NOWHERE"}).status_code == 400
-    assert httpx.get(f"{base}/dicomweb/studies/1.2.3").status_code == 404
-    assert httpx.get(f"{base}/dicomweb/studies", params={"limit": "x"}).status_code == 400
+    assert httpx.get(f"{base}/dicomweb/studies", params={"domain": "NOWHERE"},
+                     headers=regional).status_code == 400
+    # an establishment's system is answered in its own domain, never another's
+    assert httpx.get(f"{base}/dicomweb/studies", params={"domain": "MRUN"},
+                     headers=chru_pacs).status_code == 400
+    assert httpx.get(f"{base}/dicomweb/studies/1.2.3", headers=regional).status_code == 404
+    assert httpx.get(f"{base}/dicomweb/studies", params={"limit": "x"},
+                     headers=regional).status_code == 400
+    # IHE RAD MIMA: a regional caller naming the issuer of its PatientID key
+    mima = httpx.get(f"{base}/dicomweb/studies", headers=regional, params={
+        "PatientID": "M5678", "IssuerOfPatientID": "MRUN"}).json()
+    assert sorted((s["0020000D"]["Value"][0], s["00100020"]["Value"][0]) for s in mima) == [
+        (CHRU_STUDY, "M5678"), (MRUN_STUDY, "M5678")]
+    # without a token, or with a token that reads no study
+    assert httpx.get(f"{base}/dicomweb/studies").status_code == 401
+    assert httpx.get(f"{base}/dicomweb/studies/{CHRU_STUDY}/metadata").status_code == 401
+    assert httpx.get(f"{base}/dicomweb/studies", headers=service.bearer(
+        "system/Patient.rs")).status_code == 403
 
     # What FHIR ImagingStudy will answer: every study of the person, with series and counts.
     with service.container.uow_factory(read_only=True) as uow:
@@ -301,7 +321,7 @@ def test_each_site_gets_every_study_of_the_patient_under_its_own_id(
     assert {(e.channel, e.action.value) for e in trail} >= {
         ("dicom", "search"), ("dicom", "retrieve"), ("dicomweb", "retrieve"),
         ("dicomweb", "search"), ("dicomweb", "read")}
-    assert any(e.actor == "user:dr.house" for e in trail)
+    assert any(e.actor == service.actor("chru-pacs") for e in trail)
 
 
 def test_a_merge_moves_studies_at_once_and_rewrites_no_file(service: RunningService,
@@ -402,41 +422,41 @@ def test_bad_objects_are_refused_and_the_association_goes_on(service: RunningSer
                     sop="1.2.9.1.1")
     body, kind = multipart(("application/dicom", fresh), ("application/dicom", b"not dicom"))
     stow = f"{service.http_base}/dicomweb/studies"
-    # Nobody stores anonymously, nor for a domain merely named, nor for the master domain.
+    # Nobody stores anonymously, nor for a domain merely named, nor as a regional system,
+    # nor with a token that may only read.
+    pacs = {"Content-Type": kind, **service.bearer(establishment="CHRU", name="pacs")}
     assert httpx.post(stow, content=body, headers={"Content-Type": kind}).status_code == 401
     assert httpx.post(stow, content=body, headers={
-        "Content-Type": kind, "X-Authority": "CHRU"}).status_code == 401
-    assert httpx.post(stow, params={"domain": "MRUN"}, content=body, headers={
-        "Content-Type": kind, "X-Authority": "CHRU", "X-Remote-User": "pacs"}).status_code == 400
+        "Content-Type": kind, "Authorization": "Bearer forged"}).status_code == 401
+    assert httpx.post(stow, params={"domain": "MRUN"}, content=body,
+                      headers=pacs).status_code == 400
     assert httpx.post(stow, content=body, headers={
-        "Content-Type": kind, "X-Authority": "GCS", "X-Remote-User": "pacs"}).status_code == 403
+        "Content-Type": kind, **service.bearer()}).status_code == 403
+    assert httpx.post(stow, content=body, headers={
+        "Content-Type": kind, **service.bearer(READER, "CHRU")}).status_code == 403
     response = httpx.post(f"{service.http_base}/dicomweb/studies", content=body,
-                          headers={"Content-Type": kind, "X-Authority": "CHRU",
-                                   "X-Remote-User": "pacs"})
+                          headers=pacs)
     assert response.status_code == 202
     answer = response.json()
     assert answer["00081199"]["Value"][0]["00081155"]["Value"] == ["1.2.9.1.1"]
     assert answer["00081198"]["Value"][0]["00081197"]["Value"] == [0xC000]
     body, kind = multipart(("application/dicom", good[:-3000]))
     response = httpx.post(f"{service.http_base}/dicomweb/studies", content=body,
-                          headers={"Content-Type": kind, "X-Authority": "CHRU",
-                                   "X-Remote-User": "pacs"})
+                          headers={**pacs, "Content-Type": kind})
     assert response.status_code == 409
     # A CHRU client may not create a patient in the Maternité's domain.
     foreign = relabel(UNCOMPRESSED_CT, patient_id="M-UNKNOWN", issuer="MRUN", study="1.2.10",
                       series="1.2.10.1", sop="1.2.10.1.1")
     body, kind = multipart(("application/dicom", foreign))
     response = httpx.post(f"{service.http_base}/dicomweb/studies", content=body,
-                          headers={"Content-Type": kind, "X-Authority": "CHRU",
-                                   "X-Remote-User": "pacs"})
+                          headers={**pacs, "Content-Type": kind})
     assert response.status_code == 409
     assert response.json()["00081198"]["Value"][0]["00081197"]["Value"] == [0xC001]
     response = httpx.post(f"{service.http_base}/dicomweb/studies", content=b"x",
-                          headers={"Content-Type": "application/json"})
+                          headers={**pacs, "Content-Type": "application/json"})
     assert response.status_code == 415
     response = httpx.post(f"{service.http_base}/dicomweb/studies", content=b"garbage",
-                          headers={"Content-Type": kind, "X-Authority": "CHRU",
-                                   "X-Remote-User": "pacs"})
+                          headers={**pacs, "Content-Type": kind})
     assert response.status_code == 400
 
 

@@ -27,8 +27,7 @@ CHRU, ICL, MRUN, MASTER = ("urn:oid:1.2.250.1.999.54.1", "urn:oid:1.2.250.1.999.
                            "urn:oid:1.2.250.1.999.54.3", "urn:oid:1.2.250.1.999.54.0")
 INS_SYSTEM = "urn:oid:1.2.250.1.213.1.4.8"
 INS = "1800354395012" + f"{nir_key('1800354395012'):02d}"
-WRITER = {"X-Remote-User": "dr.house", "X-Establishment": "CHRU"}
-ICL_WRITER = {"X-Remote-User": "icl.feed", "X-Establishment": "ICL"}
+READER_SCOPES = "system/Patient.rs system/ImagingStudy.rs"
 
 
 def patient(system: str, value: str, family: str = "DUPONT", given: str = "Jean",
@@ -59,18 +58,20 @@ def service(database_url: str, tmp_path: Path) -> Iterator[RunningService]:
 
 @pytest.fixture
 def http(service: RunningService) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=service.http_base + "/fhir", timeout=30) as client:
+    """The CHRU's feed: it writes in the CHRU's domain, and reads (reads are regional)."""
+    with httpx.Client(base_url=service.http_base + "/fhir", timeout=30,
+                      headers=service.bearer(establishment="CHRU", name="chru-feed")) as client:
         yield client
 
 
-def client(service: RunningService, headers: dict[str, str] | None = None) -> SyncFHIRClient:
-    return SyncFHIRClient(service.http_base + "/fhir", extra_headers=headers or {})
+def client(service: RunningService, headers: dict[str, str]) -> SyncFHIRClient:
+    return SyncFHIRClient(service.http_base + "/fhir", extra_headers=headers)
 
 
 def put(http: httpx.Client, system: str, value: str, body: dict[str, Any],
-        headers: dict[str, str] = WRITER) -> httpx.Response:
+        headers: dict[str, str] | None = None) -> httpx.Response:
     return http.put("/Patient", params={"identifier": f"{system}|{value}"}, json=body,
-                    headers={**headers, "Content-Type": "application/fhir+json"})
+                    headers={**(headers or {}), "Content-Type": "application/fhir+json"})
 
 
 def outcome(response: httpx.Response, status: int, code: str) -> OperationOutcome:
@@ -96,7 +97,7 @@ def targets(response: httpx.Response) -> tuple[set[str], list[str]]:
 
 
 def test_a_fhir_client_feeds_reads_searches_and_pages(service: RunningService) -> None:
-    writer = client(service, WRITER)
+    writer = client(service, service.bearer(establishment="CHRU", name="chru-feed"))
     people = writer.resources("Patient")
     created, was_created = people.search(identifier=f"{CHRU}|100").update(
         writer.resource("Patient", **patient(CHRU, "100", ins=INS)))
@@ -109,7 +110,7 @@ def test_a_fhir_client_feeds_reads_searches_and_pages(service: RunningService) -
             "Patient", **patient(CHRU, str(200 + number), family=f"MARTIN{'X' * number}",
                                  birth=f"19{50 + number}-03-0{number}")))
 
-    reader = client(service)
+    reader = client(service, service.bearer(READER_SCOPES, name="viewer"))
     read = reader.reference("Patient", created.id).to_resource()
     patient_read = Patient.model_validate(read.serialize())
     assert patient_read.active is True
@@ -130,19 +131,22 @@ def test_a_fhir_client_feeds_reads_searches_and_pages(service: RunningService) -
 
     with pytest.raises(ResourceNotFound):
         reader.reference("Patient", "0999999999").to_resource()
-    trail = service.container.audit.search(actor="user:dr.house")
-    assert {e.action.value for e in trail} == {"update"}
-    anonymous = service.container.audit.search(actor="anonymous")
-    assert {e.action.value for e in anonymous} == {"read", "search"}
-    assert all(e.channel == "fhir" and e.source == "127.0.0.1" for e in anonymous)
-    assert any(e.outcome == "404" for e in anonymous)
+    # its token (authenticate), then what it did with patients
+    trail = service.container.audit.search(actor=service.actor("chru-feed"))
+    assert {e.action.value for e in trail} == {"authenticate", "update"}
+    reads = [e for e in service.container.audit.search(actor=service.actor("viewer"))
+             if e.action.value != "authenticate"]
+    assert {e.action.value for e in reads} == {"read", "search"}
+    assert all(e.channel == "fhir" and e.source == "127.0.0.1" for e in reads)
+    assert any(e.outcome == "404" for e in reads)
 
 
 def test_pixm_query_answers_and_errors_as_ihe_prescribes(
     service: RunningService, http: httpx.Client
 ) -> None:
     assert put(http, CHRU, "1", patient(CHRU, "1", ins=INS)).status_code == 201
-    assert put(http, ICL, "2", patient(ICL, "2", ins=INS), ICL_WRITER).status_code == 201
+    assert put(http, ICL, "2", patient(ICL, "2", ins=INS),
+               service.bearer(establishment="ICL")).status_code == 201
     answer = pix(http, f"{CHRU}|1")
     assert answer.status_code == 200
     identifiers, ids = targets(answer)
@@ -183,19 +187,26 @@ def test_the_feed_merges_deletes_and_refuses_anonymous_or_foreign_writes(
     inactive = http.get("/Patient", params={"_id": first.json()["id"], "active": "false"})
     assert inactive.json()["total"] == 1
 
-    deleted = http.delete("/Patient", params={"identifier": f"{CHRU}|11"}, headers=WRITER)
+    deleted = http.delete("/Patient", params={"identifier": f"{CHRU}|11"}, )
     assert deleted.status_code == 204
     outcome(pix(http, f"{CHRU}|11"), 404, "not-found")
-    outcome(http.delete("/Patient", params={"identifier": f"{CHRU}|11"}, headers=WRITER),
+    outcome(http.delete("/Patient", params={"identifier": f"{CHRU}|11"}, ),
             404, "not-found")
 
     body = patient(CHRU, "12")
-    outcome(put(http, CHRU, "12", body, {}), 401, "login")
-    outcome(put(http, CHRU, "12", body, {"X-Remote-User": "someone"}), 401, "login")
-    outcome(put(http, CHRU, "12", body, ICL_WRITER), 403, "forbidden")
-    outcome(put(http, CHRU, "12", body, {"X-Remote-User": "x", "X-Establishment": "GCS"}),
-            403, "forbidden")
-    outcome(http.delete("/Patient", params={"identifier": f"{CHRU}|10"}), 401, "login")
+    with httpx.Client(base_url=service.http_base + "/fhir") as anonymous:
+        outcome(put(anonymous, CHRU, "12", body), 401, "login")
+        outcome(anonymous.delete("/Patient", params={"identifier": f"{CHRU}|10"}), 401,
+                "login")
+        outcome(anonymous.get("/Patient", params={"family": "LEGRAND"}), 401, "login")
+    outcome(put(http, CHRU, "12", body, {"Authorization": "Bearer not-a-token"}), 401,
+            "login")
+    # another establishment's system, a regional system, a reader: none writes here
+    outcome(put(http, CHRU, "12", body, service.bearer(establishment="ICL")), 403,
+            "forbidden")
+    outcome(put(http, CHRU, "12", body, service.bearer()), 403, "forbidden")
+    outcome(put(http, CHRU, "12", body, service.bearer(READER_SCOPES, "CHRU")), 403,
+            "forbidden")
     outcome(put(http, "urn:oid:1.2.3.4.5", "12", body), 400, "code-invalid")
     outcome(put(http, CHRU, "12", patient(CHRU, "99")), 400, "invalid")
     outcome(put(http, CHRU, "12", {**body, "birthDate": "not-a-date"}), 400, "invalid")
@@ -204,14 +215,14 @@ def test_the_feed_merges_deletes_and_refuses_anonymous_or_foreign_writes(
         {"type": "replaced-by", "other": {"identifier": {"system": CHRU, "value": "nobody"}}}]}),
         422, "processing")
     malformed = http.put("/Patient", params={"identifier": f"{CHRU}|12"}, content=b"{oops",
-                         headers={**WRITER, "Content-Type": "application/fhir+json"})
+                         headers={"Content-Type": "application/fhir+json"})
     outcome(malformed, 400, "structure")
     xml = http.put("/Patient", params={"identifier": f"{CHRU}|12"}, content=b"<Patient/>",
-                   headers={**WRITER, "Content-Type": "application/fhir+xml"})
+                   headers={"Content-Type": "application/fhir+xml"})
     outcome(xml, 415, "not-supported")
     with service.container.uow_factory(read_only=True) as uow:
         assert uow.records.by_identifier(Identifier("CHRU", "12")) is None  # nothing written
-    writes = service.container.audit.search(actor="user:dr.house")
+    writes = service.container.audit.search(actor=service.actor("chru-feed"))
     assert {"update", "delete"} <= {e.action.value for e in writes}
     assert all(e.authority == "CHRU" for e in writes)
 
@@ -222,7 +233,7 @@ def test_match_ranks_grades_and_creates_nothing(
     put(http, CHRU, "1", patient(CHRU, "1", family="ZIMMERMANN", given="Odile", ins=INS))
     put(http, CHRU, "2", patient(CHRU, "2", family="ZIMMERMANN", given="Odile",
                                  birth="1980-01-03"))
-    reader = client(service)
+    reader = client(service, service.bearer(READER_SCOPES))
     query = patient(ICL, "77", family="Zimmermann", given="Odile")
     bundle = reader.execute("Patient/$match", data={"resourceType": "Parameters", "parameter": [
         {"name": "resource", "resource": query}, {"name": "count", "valueInteger": 5}]})
@@ -291,10 +302,9 @@ def test_every_error_is_an_operation_outcome(service: RunningService, http: http
     statement = CapabilityStatement.model_validate(http.get("/metadata").json())
     assert statement.fhirVersion == "4.0.1"
     rest = statement.rest[0].resource
-    assert [r.type for r in rest] == ["Patient", "ImagingStudy"]
+    assert [r.type for r in rest] == ["Patient", "ImagingStudy", "AuditEvent"]
     assert {o.name for o in rest[0].operation} == {"ihe-pix", "match"}
     assert {i.code for i in rest[0].interaction} == {"read", "search-type", "update", "delete"}
     # the other routes keep their JSON errors
     other = httpx.get(service.http_base + "/api/review/1")
-    assert other.status_code == 401 and other.json() == {
-        "detail": "the X-Remote-User header names nobody"}
+    assert other.status_code == 401 and other.json()["detail"]

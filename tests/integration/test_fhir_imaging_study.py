@@ -25,11 +25,15 @@ from tests.integration.test_dicom_archive import (  # noqa: F401 (fixtures)
 from tests.service import RunningService
 
 CHRU_OID, MRUN_OID = "1.2.250.1.999.54.1", "1.2.250.1.999.54.3"
-USER = {"X-Remote-User": "dr.radiologue"}
+
+
+def clinician(service: RunningService) -> httpx.Client:
+    """A radiologist's session (role clinician: reads patients and their studies)."""
+    return service.person("dr.radiologue", "clinician")
 
 
 def studies(service: RunningService, **params: str) -> dict:
-    response = httpx.get(f"{service.http_base}/fhir/ImagingStudy", params=params, headers=USER)
+    response = clinician(service).get("/fhir/ImagingStudy", params=params)
     assert response.status_code == 200, response.text
     assert response.headers["content-type"].startswith("application/fhir+json")
     Bundle.model_validate(response.json())
@@ -62,13 +66,17 @@ def test_a_person_s_studies_from_every_site_answer_by_her_id_or_any_of_her_ident
     assert {c["code"] for c in chru["modality"]} == {s["modality"]["code"] for s in chru["series"]}
     assert "CT" in {c["code"] for c in chru["modality"]}
 
-    read = httpx.get(f"{two_sites.http_base}/fhir/ImagingStudy/{CHRU_STUDY}", headers=USER)
+    read = clinician(two_sites).get(f"/fhir/ImagingStudy/{CHRU_STUDY}")
     assert read.status_code == 200
     assert read.json() == resources[CHRU_STUDY]
 
-    trail = two_sites.container.audit.search(actor="user:dr.radiologue")
+    trail = [e for e in two_sites.container.audit.search(actor="user:dr.radiologue")
+             if e.channel == "fhir"]
     assert [e.action.value for e in trail][:2] == ["read", "search"]
-    assert all(e.channel == "fhir" and e.persons == (person,) for e in trail)
+    assert all(e.persons == (person,) for e in trail)
+    logins = [e for e in two_sites.container.audit.search(actor="user:dr.radiologue")
+              if e.channel == "console"]
+    assert [e.action.value for e in logins] == ["authenticate"]
 
     metadata = httpx.get(f"{two_sites.http_base}/fhir/metadata").json()
     imaging = next(r for r in metadata["rest"][0]["resource"] if r["type"] == "ImagingStudy")
@@ -107,7 +115,8 @@ def test_after_a_merge_the_retired_patient_s_studies_answer_under_the_survivor(
 def test_bad_imaging_study_requests_get_an_operation_outcome(
     service: RunningService,
 ) -> None:
-    base = f"{service.http_base}/fhir/ImagingStudy"
+    base = "/fhir/ImagingStudy"
+    http = clinician(service)
     cases = [
         ({}, 400),  # a search needs the patient
         ({"patient": "Patient/0000000001", "patient.identifier": f"urn:oid:{CHRU_OID}|1"}, 400),
@@ -118,11 +127,18 @@ def test_bad_imaging_study_requests_get_an_operation_outcome(
         ({"patient": "Patient/0000000001", "_format": "xml"}, 406),
     ]
     for params, status in cases:
-        response = httpx.get(base, params=params)
+        response = http.get(base, params=params)
         assert response.status_code == status, (params, response.text)
         assert response.json()["resourceType"] == "OperationOutcome"
-    nobody = httpx.get(base, params={"patient": "Patient/0000009999"})
+    nobody = http.get(base, params={"patient": "Patient/0000009999"})
     assert nobody.status_code == 200 and nobody.json()["total"] == 0
-    missing = httpx.get(f"{base}/1.2.3.999")
+    missing = http.get(f"{base}/1.2.3.999")
     assert missing.status_code == 404
     assert missing.json()["issue"][0]["code"] == "not-found"
+    # without credentials, or with a role that reads no study
+    anonymous = httpx.get(service.http_base + base, params={"patient": "Patient/0000000001"})
+    assert anonymous.status_code == 401
+    assert anonymous.json()["issue"][0]["code"] == "login"
+    admin = service.person("root", "admin").get(base, params={"patient": "Patient/0000000001"})
+    assert admin.status_code == 403
+    assert admin.json()["issue"][0]["code"] == "forbidden"

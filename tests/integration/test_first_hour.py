@@ -1,6 +1,8 @@
 """The README's five-minute tour, command by command, as a new user runs it: in a fresh data
 folder, with the commands read from README.md itself (so that the README cannot drift). Only
-the ports change, to free ones, so that the tour runs beside anything else on the machine."""
+the ports change, to free ones, so that the tour runs beside anything else on the machine; and
+the folder it runs in is a scratch one holding the checkout's fixtures, so that the files the
+tour writes (viewer.json, token) stay out of the checkout."""
 
 from __future__ import annotations
 
@@ -61,8 +63,11 @@ def test_the_readme_tour_runs_as_written_in_a_fresh_data_folder(tmp_path: Path) 
                       MPI_MLLP_PORT=str(ports["mllp"]), MPI_DICOM_PORT=str(ports["dicom"]))
     # As the reader of the tour: the virtualenv's commands on the PATH.
     env["PATH"] = f"{Path(mpi_executable()).parent}{os.pathsep}{env.get('PATH', '')}"
+    folder = tmp_path / "checkout"
+    folder.mkdir()
+    (folder / "fixtures").symlink_to(ROOT / "fixtures")
     log = open(tmp_path / "serve.log", "wb")
-    server = subprocess.Popen(serve_command.split(), cwd=ROOT, env=env, stdout=log,
+    server = subprocess.Popen(serve_command.split(), cwd=folder, env=env, stdout=log,
                               stderr=subprocess.STDOUT)
     try:
         wait_healthy(ports["http"], server)
@@ -70,7 +75,7 @@ def test_the_readme_tour_runs_as_written_in_a_fresh_data_folder(tmp_path: Path) 
                     if line.strip() and not line.lstrip().startswith("#")]
         outputs = []
         for command in commands:
-            done = subprocess.run(["bash", "-c", on_ports(command, ports)], cwd=ROOT, env=env,
+            done = subprocess.run(["bash", "-c", on_ports(command, ports)], cwd=folder, env=env,
                                   capture_output=True, text=True, timeout=120)
             assert done.returncode == 0, (command, done.stdout, done.stderr)
             outputs.append(done.stdout)
@@ -83,15 +88,17 @@ def test_the_readme_tour_runs_as_written_in_a_fresh_data_folder(tmp_path: Path) 
                 server.kill()
             log.close()
 
-    sent, pix, _, _, qido, audit = outputs
+    sent, registered, _, pix, _, _, qido, refused, audit = outputs
     assert sent.count("MSA|AA|") == 2
+    assert registered == "" and json.loads((folder / "viewer.json").read_text())["client_secret"]
+    assert refused.strip() == "401"
     pix_values = {p.get("valueIdentifier", {}).get("value")
                   for p in json.loads(pix)["parameter"]}
     assert "M5001" in pix_values  # the maternity's IPP of the CHRU's patient
     (study,) = json.loads(qido)
     assert study["0020000D"]["Value"] == ["1.2.250.1.999.54.100.9.1"]
     assert study["00100020"]["Value"] == ["M5001"]  # under the asker's own IPP
-    assert "dicomweb" in audit and "dicom" in audit
+    assert "dicomweb" in audit and "dicom" in audit and "client:mrun-viewer" in audit
     assert (tmp_path / "var" / "mpi.sqlite3").exists()
 
     # The log of the tour: one line per HL7 message, per DICOM association and operation, per
@@ -104,6 +111,9 @@ def test_the_readme_tour_runs_as_written_in_a_fresh_data_folder(tmp_path: Path) 
     assert any("http request" in line and "route=/dicomweb/studies" in line
                and "status=200" in line for line in lines)
     for secret in ("DUPONT", "Hélène", "HELENE", "100001", "M5001", "280015439500744",
-                   "19800102"):
+                   "19800102", json.loads((folder / "viewer.json").read_text())["client_secret"],
+                   (folder / "token").read_text().strip()):
         assert not [line for line in lines if secret in line], secret
+    # The first start created the administrator and said so once, on the console.
+    assert sum("created the user account 'admin'" in line for line in lines) == 1
     assert not [line for line in lines if "pynetdicom" in line]

@@ -3,15 +3,12 @@ population, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
-from fastapi.testclient import TestClient
+import httpx
 
-from adapters.bootstrap import http_app as create_app
 from adapters.evaluation import evaluate
 from tests.feeds import Peer
 from tests.hl7_messages import registration
 from tests.service import start_service
-
-USER = {"X-Remote-User": "dr.vigilance"}
 
 
 def test_review_tasks_are_listed_shown_and_decided_over_http(database_url, tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -21,40 +18,49 @@ def test_review_tasks_are_listed_shown_and_decided_over_http(database_url, tmp_p
             # Twins: same family name, birth date and address, different first given names.
             peer.send(registration("CHRU", "880001", "ZIMMERMANN", "Claire", "19750614", "F"))
             peer.send(registration("ICL", "I880002", "ZIMMERMANN", "Hélène", "19750614", "F"))
-        client = TestClient(create_app(service.container))
-        assert client.get("/api/review").status_code == 401  # nobody acts anonymously
-        listing = client.get("/api/review", headers=USER).json()
+        assert httpx.get(service.http_base + "/api/review").status_code == 401  # nobody acts anonymously
+        client = service.person("dr.vigilance", "identity-vigilance")
+        listing = client.get("/api/review").json()
         assert listing["total"] == 1
         task = listing["tasks"][0]
         assert task["evidence"]["twins"] is True
-        shown = client.get(f"/api/review/{task['id']}", headers=USER).json()
+        shown = client.get(f"/api/review/{task['id']}").json()
         assert shown["record"]["identifier"] == "ICL|I880002"
         assert "CHRU|880001" in shown["candidate"]["identifiers"]
-        assert client.get("/api/review/999999", headers=USER).status_code == 404
-        bad = client.post(f"/api/review/{task['id']}/decision", headers=USER,
-                          json={"decision": "link"})
+        assert client.get("/api/review/999999").status_code == 404
+        bad = client.post(f"/api/review/{task['id']}/decision", json={"decision": "link"})
         assert bad.status_code == 422  # a decision needs its reason
-        decided = client.post(f"/api/review/{task['id']}/decision", headers=USER,
+        # a clinician does not decide, and a change without the session's CSRF token is refused
+        clinician = service.person("dr.house", "clinician")
+        assert clinician.get("/api/review").status_code == 403
+        forged = client.post(f"/api/review/{task['id']}/decision",
+                             json={"decision": "link", "reason": "forged"},
+                             headers={"X-CSRF-Token": "not-the-session-s"})
+        assert forged.status_code == 403
+        decided = client.post(f"/api/review/{task['id']}/decision",
                               json={"decision": "keep-apart", "reason": "twins, seen at desk"})
         assert decided.status_code == 200
         assert decided.json()["decided_by"] == "user:dr.vigilance"
-        again = client.post(f"/api/review/{task['id']}/decision", headers=USER,
+        again = client.post(f"/api/review/{task['id']}/decision",
                             json={"decision": "link", "reason": "changed my mind"})
         assert again.status_code == 409
-        assert client.get("/api/review", headers=USER).json()["total"] == 0
+        assert client.get("/api/review").json()["total"] == 0
 
         # Every access to these patients' data was traced: who, what, from where, whom.
-        trail = service.container.audit.search(actor="user:dr.vigilance")
-        assert [(e.channel, e.action.value) for e in trail] == [
-            ("api", "search"), ("api", "update"), ("api", "read"), ("api", "search"),
-        ]
+        trail = [e for e in service.container.audit.search(actor="user:dr.vigilance")
+                 if e.channel == "api" and e.outcome == "success"]
+        assert [e.action.value for e in trail] == ["search", "update", "read", "search"]
         read = trail[2]
         assert read.subject == f"/api/review/{task['id']}"
         assert read.detail == {"review_task": task["id"]}
-        assert read.source == "testclient"
+        assert read.source == "127.0.0.1"
+        assert read.roles == ("identity-vigilance",)
         assert set(read.persons) == {task["person_id"], shown["record_person"]["id"]}
+        refused = service.container.audit.search(actor="user:dr.house")
+        assert any(e.action.value == "alert" and e.outcome == "403" for e in refused)
         about_candidate = service.container.audit.search(person_id=task["person_id"])
-        assert {e.action.value for e in about_candidate} == {"read", "update", "search"}
+        assert {(e.channel, e.action.value) for e in about_candidate} >= {
+            ("api", "read"), ("api", "update"), ("api", "search")}
         assert service.container.audit.search(person_id=987654321) == []
     finally:
         service.stop()

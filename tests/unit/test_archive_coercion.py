@@ -18,7 +18,7 @@ from mpi.archive import (
     coercion_for,
     is_valid_uid,
 )
-from mpi.errors import InvalidObjectError, UnknownAuthorityError
+from mpi.errors import ForbiddenError, InvalidObjectError, UnknownAuthorityError
 from mpi.model import Demographics, Identifier, Person, SourceRecord
 from mpi.queries import PersonView
 
@@ -84,8 +84,10 @@ def test_the_domain_comes_from_the_issuer_first_then_from_the_sender() -> None:
     service = ArchiveService(REGISTRY, None, None, None)  # type: ignore[arg-type]
     chru = Sender("CHRU", "CHRU")
     assert service.domain_of(header(), chru).code == "CHRU"
-    assert service.domain_of(header(patient=PatientAsReceived("5", issuer="MRUN")), chru).code \
-        == "MRUN"
+    assert service.domain_of(header(patient=PatientAsReceived("5", issuer="MRUN")),
+                             Sender("import", None)).code == "MRUN"
+    with pytest.raises(ForbiddenError):  # an establishment's sender stays in its own domain
+        service.domain_of(header(patient=PatientAsReceived("5", issuer="MRUN")), chru)
     assert service.domain_of(header(patient=PatientAsReceived(
         "5", issuer_oid="1.2.250.1.999.54.4")), Sender("x", None)).code == "CCEG"
     with pytest.raises(UnknownAuthorityError):

@@ -192,12 +192,21 @@ def test_an_object_of_a_known_patient_reuses_its_record(archive: Archive) -> Non
         assert len(uow.store.archive_patients) == 1
 
 
-def test_a_sender_may_file_objects_under_another_domain_s_known_patient(
+def test_an_establishment_s_sender_files_nothing_in_another_domain(
     archive: Archive,
 ) -> None:
+    # Even under a patient the other domain knows: the sender's establishment (proven by its
+    # certificate or its loopback configuration) writes in its own identifier domain only; a
+    # sender of no establishment (an import) may file it.
     known = archive.register("MRUN", "M7", birth_family_name="DUPONT")
+    with archive.uow as uow:
+        before = Archive.archive_state(uow)
+    with pytest.raises(ForbiddenError):
+        archive.store(header(patient=PatientAsReceived("M7", issuer="MRUN")), b"object", CHRU)
+    with archive.uow as uow:
+        assert Archive.archive_state(uow) == before
     result = archive.store(header(patient=PatientAsReceived("M7", issuer="MRUN")), b"object",
-                           CHRU)
+                           Sender("import", None))
     assert result.record_id == known.id
     with archive.uow as uow:
         assert uow.archive.patient(Identifier("MRUN", "M7")) is not None

@@ -16,9 +16,19 @@ from adapters.sql.repositories.messaging import (
 from adapters.sql.repositories.persons import SqlPersonRepository
 from adapters.sql.repositories.records import SqlRecordRepository
 from adapters.sql.repositories.reviews import SqlModelRepository, SqlReviewRepository
+from adapters.sql.repositories.security import (
+    SqlAssertionRepository,
+    SqlClientRepository,
+    SqlSessionRepository,
+    SqlUserRepository,
+)
 
 __all__ = [
     "SqlArchiveRepository",
+    "SqlAssertionRepository",
+    "SqlClientRepository",
+    "SqlSessionRepository",
+    "SqlUserRepository",
     "SqlJournalRepository",
     "SqlLifecycleRepository",
     "SqlLinkRepository",

@@ -47,6 +47,9 @@ class SqlOutbox:
     def add(self, event: Event) -> None:
         self._events.append(event)
 
+    def added(self) -> builtins.list[Event]:
+        return list(self._events)
+
     def take_pending(self) -> tuple[Table, list[dict[str, Any]]]:
         """The buffered events as rows, for the unit of work to write at commit."""
         now = utc_now()
