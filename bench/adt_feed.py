@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
+import json
 import os
 import random
 import shutil
@@ -24,7 +26,9 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 import urllib.request
+import uuid
 from pathlib import Path
 
 import hl7
@@ -132,6 +136,7 @@ class Server:
         self.mllp_port, self.http_port = free_port(), free_port()
         env = dict(os.environ, MPI_DATABASE_URL=database_url, MPI_LOG_LEVEL="WARNING")
         mpi = shutil.which("mpi") or str(Path(sys.executable).parent / "mpi")
+        self._env, self._mpi, self._data_dir = env, mpi, data_dir
         subprocess.run([mpi, "db", "upgrade", "--data-dir", str(data_dir)], env=env, check=True,
                        capture_output=True)
         self.process = subprocess.Popen(
@@ -147,6 +152,24 @@ class Server:
             except OSError:
                 time.sleep(0.2)
         raise RuntimeError("mpi serve did not start")
+
+    def token(self, scopes: str = "system/*.rs", establishment: str | None = None) -> str:
+        """A bearer token the way a system gets one: `mpi client add`, then client
+        credentials at /oauth/token (valid five minutes: a run asks for one per query kind)."""
+        command = [self._mpi, "client", "add", f"bench-{uuid.uuid4().hex[:8]}", "--scope",
+                   scopes, "--data-dir", str(self._data_dir)]
+        if establishment:
+            command += ["--establishment", establishment]
+        added = json.loads(subprocess.run(command, env=self._env, check=True,
+                                          capture_output=True, text=True).stdout)
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{self.http_port}/oauth/token",
+            data=urllib.parse.urlencode({"grant_type": "client_credentials"}).encode(),
+            headers={"Authorization": "Basic " + base64.b64encode(
+                f"{added['client_id']}:{added['client_secret']}".encode()).decode()})
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            token: str = json.load(answer)["access_token"]
+        return token
 
     def peak_memory_mb(self) -> float:
         """Peak resident memory of `mpi serve` and its worker processes, added up."""

@@ -18,6 +18,7 @@ postgresql+psycopg://postgres@127.0.0.1:5432/test).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import socket
 import subprocess
@@ -38,9 +39,9 @@ sys.path.insert(0, str(ROOT / "bench"))
 from scratch import database_url  # noqa: E402
 
 from adapters.bootstrap import bootstrap  # noqa: E402
-from adapters.dicom.service import Query  # noqa: E402
 from adapters.settings import Settings  # noqa: E402
 from mpi.archive import Sender  # noqa: E402
+from mpi.archive.reading import ArchiveQuery  # noqa: E402
 from mpi.identity import Actor, MergeRecords, RecordData, RegisterRecord  # noqa: E402
 from mpi.model import Identifier  # noqa: E402
 
@@ -150,10 +151,19 @@ def bench_ingest_and_retrieval(kind: str, instances: int, work: Path) -> None:
         studies = sorted({p.parent.parent.name for p in blobs})
         start = time.perf_counter()
         received = 0
-        with httpx.Client(base_url=f"http://127.0.0.1:{http_port}", timeout=120) as client:
+        # The Maternité's viewer, with its token: answered in its own domain.
+        added = json.loads(subprocess.run(
+            [mpi, "client", "add", "bench-viewer", "--establishment", "MRUN", "--scope",
+             "system/ImagingStudy.rs"], env=env, check=True, capture_output=True,
+            text=True).stdout)
+        token = httpx.post(f"http://127.0.0.1:{http_port}/oauth/token",
+                           data={"grant_type": "client_credentials"},
+                           auth=(added["client_id"], added["client_secret"])
+                           ).raise_for_status().json()["access_token"]
+        with httpx.Client(base_url=f"http://127.0.0.1:{http_port}", timeout=120,
+                          headers={"Authorization": f"Bearer {token}"}) as client:
             for study in studies:
-                with client.stream("GET", f"/dicomweb/studies/{study}",
-                                   params={"domain": "MRUN"}) as response:
+                with client.stream("GET", f"/dicomweb/studies/{study}") as response:
                     for chunk in response.iter_bytes():
                         received += len(chunk)
         wado_seconds = time.perf_counter() - start
@@ -201,7 +211,7 @@ def bench_merge(kind: str, count: int, work: Path) -> None:
                                      Actor("HIS", "CHRU"))
             uow.commit()
         committed = time.perf_counter() - start
-        found = container.dicom.instances(Query("PATIENT", patient_id="1"), asker)
+        found = container.dicom.instances(ArchiveQuery("PATIENT", patient_id="1"), asker)
         merge_seconds = time.perf_counter() - start
         assert len(found) == count and all(plan.patient_id.value == "1" for _, plan in found)
     finally:

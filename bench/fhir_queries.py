@@ -125,11 +125,13 @@ async def client_lane(client: httpx.AsyncClient, work: list[Any], latencies: lis
             failures.append(f"{response.status_code} {response.text[:200]}")
 
 
-async def drive(base: str, work: list[Any], clients: int) -> tuple[list[float], float, list[str]]:
+async def drive(base: str, work: list[Any], clients: int,
+                token: str) -> tuple[list[float], float, list[str]]:
     latencies: list[float] = []
     failures: list[str] = []
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    async with httpx.AsyncClient(base_url=base, limits=limits, timeout=60) as client:
+    async with httpx.AsyncClient(base_url=base, limits=limits, timeout=60,
+                                 headers={"Authorization": f"Bearer {token}"}) as client:
         for method, path, params, body in work[:clients]:  # warm the connections
             await client.request(method, path, params=params, json=body)
         lanes = [work[i::clients] for i in range(clients)]
@@ -151,7 +153,9 @@ def run(database: str, rows: list[SourceRow], work: dict[str, list[Any]], client
         print(f"  {'query':<24}{'req/s':>9}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}"
               f"{'mean ms':>9}{'errors':>8}")
         for name, requests in work.items():
-            latencies, elapsed, failures = asyncio.run(drive(base, requests, clients))
+            # a regional viewer's token (every request checks its signature and claims)
+            token = server.token("system/Patient.rs system/ImagingStudy.rs")
+            latencies, elapsed, failures = asyncio.run(drive(base, requests, clients, token))
             print(f"  {name:<24}{len(latencies) / elapsed:>9,.0f}"
                   f"{percentile(latencies, 0.50) * 1000:>9.2f}"
                   f"{percentile(latencies, 0.95) * 1000:>9.2f}"
