@@ -42,13 +42,13 @@ from adapters.jobs import (
     outbox_job,
     retention_job,
 )
-from adapters.settings import Settings
+from adapters.settings import Settings, SettingsError
 from adapters.sql.audit import SqlAuditTrail
 from adapters.sql.engine import create_engine_for
 from adapters.sql.migrate import current_revision, head_revision, upgrade
 from adapters.sql.tables import sync_authorities
 from adapters.sql.uow import SqlUnitOfWorkFactory
-from mpi.archive import ArchiveService
+from mpi.archive import ArchiveService, BlobStore
 from mpi.archive.retention import RETENTION_EVENTS, RetentionPolicy, RetentionRecomputation
 from mpi.authorities import AuthorityRegistry
 from mpi.events import PersonIdentifiersChanged
@@ -62,6 +62,19 @@ __all__ = ["bootstrap", "http_app", "declared_jobs", "DatabaseNotReadyError"]
 
 class DatabaseNotReadyError(AdapterError):
     """The database schema is behind the code: run `mpi db upgrade`."""
+
+
+def blob_store(settings: Settings) -> BlobStore:
+    """Where stored objects live: an S3 bucket when archive_url says so, else a folder."""
+    if settings.archive_url:
+        try:
+            from adapters.dicom.s3 import S3BlobStore
+
+            return S3BlobStore.from_url(settings.archive_url)
+        except ImportError:
+            raise SettingsError(f"archive_url is {settings.archive_url} but boto3, the S3 "
+                                "client, is not installed: pip install -e '.[s3]'") from None
+    return FilesystemBlobStore(settings.resolved_archive_dir(), fsync=settings.archive_fsync)
 
 
 def bootstrap(settings: Settings, *, migrate: bool | None = None) -> Container:
@@ -92,7 +105,7 @@ def bootstrap(settings: Settings, *, migrate: bool | None = None) -> Container:
     identity = IdentityService(registry, clock, matcher)
     hl7 = Hl7Application(registry, identity, uow_factory, clock, settings.default_charset)
     audit = SqlAuditTrail(engine)
-    blobs = FilesystemBlobStore(settings.resolved_archive_dir(), fsync=settings.archive_fsync)
+    blobs = blob_store(settings)
     dicom = DicomArchive(registry, uow_factory, ArchiveService(registry, identity, blobs, clock.now),
                          blobs, audit, clock, settings.dicom_ae_title)
     policy = RetentionPolicy(settings.retention_years)

@@ -93,6 +93,10 @@ class Settings(BaseSettings):
                                      "<data dir>/archive")
     archive_fsync: bool = Field(True, description="flush every stored object to disk before "
                                 "acknowledging it")
+    archive_url: str | None = Field(None, pattern=r"^s3://[^/]+(/.*)?$", description="stored "
+                                    "objects in an S3-compatible object store instead of "
+                                    "archive_dir: s3://bucket/prefix (endpoint and credentials "
+                                    "from the AWS_* variables)")
     default_charset: str = Field("utf-8", description="codec of HL7 messages whose MSH-18 is "
                                  "empty (latin-1 is common in France)")
     mllp_max_message_bytes: int = Field(1_048_576, ge=4096, description="larger messages get "

@@ -148,7 +148,7 @@ def open_container(ctx: click.Context, *, create: bool = False,
     except DatabaseNotReadyError as exc:
         raise DatabaseError(f"{exc.message}; or point at the right database with "
                             "--database-url / MPI_DATABASE_URL") from None
-    except AuthoritiesFileError as exc:
+    except (AuthoritiesFileError, SettingsError) as exc:
         raise BadSettingsError(exc.message) from None
 
 

@@ -15,7 +15,6 @@ from typing import Any
 
 from pydicom.dataset import Dataset
 
-from adapters.dicom.blobstore import FilesystemBlobStore
 from adapters.dicom.coerce import (
     apply_coercion,
     coerced_chunks,
@@ -31,6 +30,7 @@ from mpi.archive import (
     ArchiveReader,
     ArchiveService,
     ArchiveUnitOfWork,
+    BlobStore,
     PatientCoercion,
     Sender,
     StoredInstance,
@@ -117,7 +117,7 @@ class StoreTrail:
 class DicomArchive:
     def __init__(self, registry: AuthorityRegistry,
                  uow_factory: Callable[..., ArchiveUnitOfWork],
-                 service: ArchiveService, blobs: FilesystemBlobStore, audit: AuditTrail,
+                 service: ArchiveService, blobs: BlobStore, audit: AuditTrail,
                  clock: Clock, ae_title: str = "VNA") -> None:
         self.registry = registry
         self.uow_factory = uow_factory
