@@ -116,7 +116,7 @@ class RunningService:
         form = client.get(self.http_base + "/console/login")
         assert form.status_code == 200, form.text
         logged = client.post(self.http_base + "/console/login", data={
-            "name": name, "password": PASSWORD,
+            "username": name, "password": PASSWORD,
             "login_csrf": form.cookies["mpi_login"]})
         assert logged.status_code == 303, logged.text
         session = client.get(self.http_base + "/console/session")

@@ -124,7 +124,8 @@ def login_page(request: Request, next: str = HOME) -> HTMLResponse:
 @public
 async def login(request: Request, container: ContainerDep) -> Response:
     form = await request.form()
-    name = str(form.get("name", "")).strip()
+    # ``username`` as the login form names it (``name`` still accepted from older scripts)
+    name = str(form.get("username") or form.get("name") or "").strip()
     password = str(form.get("password", ""))
     target = safe_next(str(form.get("next", HOME)))
     expected = request.cookies.get(LOGIN_COOKIE, "")
