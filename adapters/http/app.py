@@ -114,6 +114,22 @@ def create_app(container: Any, mounts: Sequence[Mount]) -> FastAPI:
                 body["status"] = "degraded"  # a stored file changed: restore it from a copy
         return JSONResponse(body, status_code=200 if database_ok else 503)
 
+    @app.get("/health/live", tags=["service"],
+             summary="Liveness: the process answers (for a supervisor's restart decision)")
+    @public
+    def live() -> JSONResponse:
+        return JSONResponse({"status": "live", "version": service_version()})
+
+    @app.get("/health/ready", tags=["service"],
+             summary="Readiness: the database answers (for a load balancer's routing)")
+    @public
+    def ready(request: Request) -> JSONResponse:
+        database_ok = request.app.state.container.database_ok()
+        return JSONResponse({"status": "ready" if database_ok else "not-ready",
+                             "database": database_ok},
+                            status_code=200 if database_ok else 503,
+                            headers={} if database_ok else {"Retry-After": "5"})
+
     @app.get("/openapi.yaml", include_in_schema=False)
     @public
     def openapi_yaml() -> PlainTextResponse:
