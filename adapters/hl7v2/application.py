@@ -157,7 +157,7 @@ class Hl7Application:
         # (same sender and control ID): its transaction is rolled back and the stored reply
         # returned. Retransmissions are rare; a lookup before every message is not free.
         return self._process(message, header, text, codec, message.msh.value(4),
-                             header.control_id, peer), message
+                             header.control_id, peer, certificate), message
 
     def replay(self, entry_id: int) -> JournalEntry:
         """Apply a journaled message again (after a fix). Raises KeyError for an unknown entry,
@@ -205,8 +205,11 @@ class Hl7Application:
     # -- internals -------------------------------------------------------------------------
 
     def _process(self, message: Message, header: ReplyHeader, text: str, codec: str,
-                 sender: str, control_id: str, peer: str = "") -> Reply:
+                 sender: str, control_id: str, peer: str = "",
+                 certificate: str | None = None) -> Reply:
         message_type = message.msh.raw(9)
+        # On TLS, the trail also names the certificate that spoke for the sender.
+        proven: dict[str, object] = {"certificate": certificate} if certificate else {}
 
         def apply_once() -> Reply:
             try:
@@ -223,7 +226,7 @@ class Hl7Application:
                     uow.audit.record(self._trail(
                         message, action, persons,
                         "success" if problem is None else f"{problem.ack_code} {problem.error_code}",
-                        peer))
+                        peer, proven))
                     uow.commit()
                     return Reply.of(entry, codec)
             except ConcurrencyError:
@@ -252,7 +255,7 @@ class Hl7Application:
             self._entry(text, sender, control_id, message_type, reply_text, status, problem), codec,
             self._trail(message, self._action(message), set(),
                         f"{problem.ack_code} {problem.error_code}", peer,
-                        {"reason": problem.text}))
+                        {"reason": problem.text, **proven}))
 
     def _refuse_for_certificate(self, message: Message, header: ReplyHeader, text: str,
                                 codec: str, peer: str, establishment: str,

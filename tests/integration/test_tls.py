@@ -131,6 +131,9 @@ def test_mllp_over_tls_the_certificate_decides_the_establishment(
     assert alerts[0].detail["sending_facility"] == "ICL"
     logins = trail(service, AuditAction.AUTHENTICATE, "mllp")
     assert [(a.actor, a.authority) for a in logins] == [("tls:chru-his.example", "CHRU")]
+    applied = [e for e in container.audit.search(limit=50) if e.actor.startswith("hl7:")]
+    assert len(applied) == 2
+    assert {e.detail.get("certificate") for e in applied} == {"chru-his.example"}
     refusals = [r.getMessage() for r in caplog.records if "refused HL7 message" in
                 r.getMessage()]
     assert len(refusals) == 1 and "sender=ICL" in refusals[0]
