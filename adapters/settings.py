@@ -75,7 +75,8 @@ class Settings(BaseSettings):
 
     config: Path | None = Field(None, description="configuration file (TOML) read for the "
                                 "settings not given by a flag or the environment")
-    host: str = Field("127.0.0.1", description="address the servers listen on")
+    host: str = Field("127.0.0.1", description="address the plain (not TLS) servers listen "
+                      "on; loopback only, unless allow_plaintext")
     mllp_port: int = Field(2575, ge=0, le=65535, description="HL7 v2 over MLLP")
     http_port: int = Field(8080, ge=0, le=65535, description="HTTP: /health, /fhir, "
                            "/dicomweb, /api, /docs")
