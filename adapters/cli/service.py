@@ -216,20 +216,44 @@ def hl7() -> None:
 @click.argument("files", nargs=-1, required=True,
                 type=click.Path(path_type=Path, exists=True, dir_okay=False, allow_dash=True))
 @click.option("--host", help="Where the MLLP listener is [the service's MPI_HOST]")
-@click.option("--port", type=int, help="Its port [the service's MPI_MLLP_PORT, 2575]")
+@click.option("--port", type=int, help="Its port [the service's MPI_MLLP_PORT, 2575; "
+                                        "MPI_MLLP_TLS_PORT, 2576, over TLS]")
+@click.option("--client-cert", type=click.Path(path_type=Path, exists=True, dir_okay=False),
+              help="Send over TLS with this client certificate (PEM)")
+@click.option("--client-key", type=click.Path(path_type=Path, exists=True, dir_okay=False),
+              help="The client certificate's key (PEM)")
+@click.option("--server-ca", type=click.Path(path_type=Path, exists=True, dir_okay=False),
+              help="The authority of the service's certificate (PEM) [the system's]")
 @click.option("--timeout", type=float, default=10.0, show_default=True)
 @common_options
 @click.pass_context
 def hl7_send(ctx: click.Context, files: tuple[Path, ...], host: str | None, port: int | None,
+             client_cert: Path | None, client_key: Path | None, server_ca: Path | None,
              timeout: float, **options: Any) -> None:
     """Send each message of FILES (ER7, one message per file or several separated by a
     blank line; `-` reads standard input) over MLLP and print each acknowledgement. Exits 1
-    when one is not AA. Talks to the service the settings describe unless told otherwise."""
+    when one is not AA. Talks to the service the settings describe unless told otherwise;
+    with --client-cert, over TLS to its MLLP TLS port."""
+    import ssl
+
     from adapters.hl7v2.mllp import MLLPClient, MLLPError
 
     settings, _ = settings_of(ctx, **options)
-    host = host or settings.host
-    port = port or settings.mllp_port
+    tls = None
+    if client_cert is not None or client_key is not None:
+        if client_cert is None or client_key is None:
+            raise BadSettingsError("--client-cert and --client-key go together")
+        tls = ssl.create_default_context(cafile=server_ca)
+        tls.minimum_version = ssl.TLSVersion.TLSv1_2
+        try:
+            tls.load_cert_chain(client_cert, client_key)
+        except ssl.SSLError as exc:
+            raise BadSettingsError(f"{client_cert} and {client_key} are not a PEM "
+                                   f"certificate and its key: {exc}") from None
+    host = host or (settings.resolved_tls_host() if tls else settings.host)
+    if tls is not None and host in ("0.0.0.0", "::"):
+        host = "localhost"
+    port = port or (settings.mllp_tls_port if tls else settings.mllp_port)
 
     messages: list[bytes] = []
     for path in files:
@@ -238,7 +262,7 @@ def hl7_send(ctx: click.Context, files: tuple[Path, ...], host: str | None, port
         messages += [m.strip(b"\r") + b"\r" for m in text.split(b"\r\r") if m.strip(b"\r")]
 
     async def exchange() -> list[bytes]:
-        client = await MLLPClient.connect(host, port, timeout)
+        client = await MLLPClient.connect(host, port, timeout, tls=tls)
         try:
             return [await client.request(message, timeout) for message in messages]
         finally:
@@ -247,7 +271,8 @@ def hl7_send(ctx: click.Context, files: tuple[Path, ...], host: str | None, port
     try:
         replies = asyncio.run(exchange())
     except (MLLPError, OSError) as exc:
-        raise CommandError(f"cannot exchange with {host}:{port}: {exc}") from None
+        refused = " (the service refused the TLS connection: see its log)" if tls else ""
+        raise CommandError(f"cannot exchange with {host}:{port}: {exc}{refused}") from None
     failed = 0
     for reply in replies:
         text = reply.decode("utf-8", errors="replace").replace("\r", "\n").strip()

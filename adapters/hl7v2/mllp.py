@@ -713,9 +713,11 @@ class MLLPClient:
 
     @classmethod
     async def connect(
-        cls, host: str, port: int, timeout: float, *, max_message_bytes: int = 1_048_576
+        cls, host: str, port: int, timeout: float, *, max_message_bytes: int = 1_048_576,
+        tls: ssl.SSLContext | None = None,
     ) -> MLLPClient:
-        """Open a connection to an MLLP server.
+        """Open a connection to an MLLP server, over TLS with a ``tls`` client context (the
+        server's name checked against ``host``).
 
         Raises:
             MLLPError: if the connection cannot be established within ``timeout``
@@ -723,7 +725,7 @@ class MLLPClient:
         """
         try:
             reader, writer = await asyncio.wait_for(
-                asyncio.open_connection(host, port), timeout=timeout
+                asyncio.open_connection(host, port, ssl=tls), timeout=timeout
             )
         except TimeoutError as exc:
             raise MLLPError(f"timed out after {timeout} s connecting to {host}:{port}") from exc

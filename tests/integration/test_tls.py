@@ -159,6 +159,28 @@ def test_mllp_over_tls_refuses_what_no_declared_establishment_speaks_for(
         assert segments(local.send(registration("CHRU", "PLAIN-1")))["MSA"][0][1] == "AA"
 
 
+def test_hl7_send_speaks_mllp_over_tls(service: RunningService, pki: Pki,
+                                      tmp_path: Path) -> None:
+    message = tmp_path / "a28.hl7"
+    message.write_text(registration("ICL", "SEND-1"), encoding="utf-8")
+    port = str(service.ports["mllp_tls"])
+
+    def send(code: str) -> tuple[int, str]:
+        key, cert = pki.client(code)
+        result = CliRunner().invoke(main, [
+            "hl7", "send", str(message), "--host", "localhost", "--port", port,
+            "--client-cert", str(cert), "--client-key", str(key),
+            "--server-ca", str(pki.trusted.ca_cert)])
+        return result.exit_code, result.output
+
+    code, output = send("ICL")
+    assert code == 0 and "MSA|AA|" in output
+    code, output = send("CHRU")  # a CHRU certificate, an ICL message
+    assert code == 1 and "MSA|AR|" in output
+    code, output = send("STRANGER")
+    assert code == 1 and "refused the TLS connection" in output
+
+
 def test_mllp_over_tls_through_worker_processes(database_url: str, tmp_path: Path,
                                                 pki: Pki) -> None:
     running = start_service(database_url, tmp_path / "data", workers=2, **tls_settings(pki))
@@ -177,10 +199,10 @@ def test_mllp_over_tls_through_worker_processes(database_url: str, tmp_path: Pat
 
 # -- DICOM --------------------------------------------------------------------------------
 
-def dcmtk_tls(pki: Pki, code: str | None) -> list[str]:
+def dcmtk_tls(pki: Pki, code: str | None, ca: DevCa | None = None) -> list[str]:
     if code is None:
         return ["+tla", "+cf", str(pki.trusted.ca_cert)]  # TLS without a certificate
-    key, cert = pki.client(code)
+    key, cert = pki.client(code, ca)
     return ["+tls", str(key), str(cert), "+cf", str(pki.trusted.ca_cert)]
 
 
@@ -218,19 +240,23 @@ def test_dicom_over_tls_refuses_another_establishments_title_and_bad_certificate
                 "localhost", port, str(image))
     assert other.returncode != 0
     assert "Rejected" in other.stderr and "Calling AE Title Not Recognized" in other.stderr
-    # No certificate, a name no establishment lists: no association at all.
+    # No certificate, one of another CA, a name no establishment lists: no association.
     anonymous = run("storescu", *dcmtk_tls(pki, None), "-aet", "CHRU", "-aec", "VNA",
                     "localhost", port, str(image))
     assert anonymous.returncode != 0
+    foreign = run("storescu", *dcmtk_tls(pki, "CHRU", pki.foreign), "-aet", "CHRU",
+                  "-aec", "VNA", "localhost", port, str(image))
+    assert foreign.returncode != 0
     stranger = run("storescu", *dcmtk_tls(pki, "STRANGER"), "-aet", "CHRU", "-aec", "VNA",
                    "localhost", port, str(image))
     assert stranger.returncode != 0
     with service.container.uow_factory(read_only=True) as uow:
         assert uow.records.by_identifier(Identifier("CHRU", "TLS-78")) is None
         assert uow.records.by_identifier(Identifier("ICL", "TLS-78")) is None
-    alerts = trail(service, AuditAction.ALERT, "dicom", 3)
+    alerts = trail(service, AuditAction.ALERT, "dicom", 4)
     assert sorted(a.subject for a in alerts) == ["A-ASSOCIATE-RQ from ICL",
                                                  "TLS client refused",
+                                                 "TLS handshake refused",
                                                  "TLS handshake refused"]
     rejected = next(a for a in alerts if a.subject.startswith("A-ASSOCIATE"))
     assert (rejected.actor, rejected.authority) == ("tls:chru-his.example", "CHRU")
