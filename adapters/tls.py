@@ -14,7 +14,6 @@ import ipaddress
 import logging
 import socket
 import ssl
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,7 +26,7 @@ from mpi.model import Authority
 from mpi.ports import AuditTrail, Clock
 
 __all__ = ["TlsError", "server_context", "certificate_names", "ClientIdentities",
-           "TlsPeer", "TlsTrail", "is_loopback", "BCP195_CIPHERS"]
+           "TlsPeer", "TlsTrail", "is_loopback", "left_early", "BCP195_CIPHERS"]
 
 log = logging.getLogger("mpi.tls")
 
@@ -145,11 +144,10 @@ class TlsTrail:
     def handshake_failed(self, address: str, exc: BaseException) -> None:
         reason = _reason(exc)
         log_event(log, logging.WARNING, f"refused {self.channel.upper()} TLS handshake: "
-                  "no valid client certificate from a trusted authority (MPI_TLS_CLIENT_CA)",
-                  address=address, reason=reason)
+                  f"{_meaning(reason)}", address=address, reason=reason)
         self._record("tls:?", "TLS handshake refused", address, None, {"reason": reason})
 
-    def undeclared(self, address: str, names: Iterable[str]) -> None:
+    def undeclared(self, address: str, names: tuple[str, ...]) -> None:
         shown = ", ".join(names) or "(none)"
         log_event(log, logging.WARNING, f"refused {self.channel.upper()} TLS client: its "
                   "certificate names no declared establishment; add one of its names to the "
@@ -173,6 +171,23 @@ class TlsTrail:
                 source=address, detail=dict(detail)))
         except Exception:  # the refusal stands; the trail's failure is its own problem
             log.exception("could not write a security alert to the access trail")
+
+
+def left_early(exc: BaseException) -> bool:
+    """Whether a failed handshake is a peer that closed before finishing it (a port probe, a
+    peer giving up), which is logged but is no security alert."""
+    return isinstance(exc, ssl.SSLEOFError | ConnectionError | EOFError | TimeoutError) or (
+        isinstance(exc, ssl.SSLError) and exc.reason == "UNEXPECTED_EOF_WHILE_READING")
+
+
+def _meaning(reason: str) -> str:
+    if reason in ("WRONG_VERSION_NUMBER", "HTTP_REQUEST", "UNSUPPORTED_PROTOCOL",
+                  "VERSION_TOO_LOW"):
+        return "the peer does not speak TLS 1.2 or later (a plain client on the TLS port?)"
+    if reason in ("NO_SHARED_CIPHER", "NO_CIPHERS_AVAILABLE"):
+        return "the peer offers none of the BCP 195 cipher suites"
+    return ("no valid client certificate from a trusted authority (MPI_TLS_CLIENT_CA, "
+            "certificate dates)")
 
 
 def _reason(exc: BaseException) -> str:

@@ -58,7 +58,7 @@ from adapters.dicom.service import DicomArchive, StoreTrail, match_dataset
 from adapters.dicom.status import INVALID_OBJECT, NOT_AUTHORIZED, OUT_OF_RESOURCES, store_failure
 from adapters.errors import AdapterError
 from adapters.logs import log_event
-from adapters.tls import ClientIdentities, TlsPeer, TlsTrail, certificate_names
+from adapters.tls import ClientIdentities, TlsPeer, TlsTrail, certificate_names, left_early
 from mpi.archive import LEVELS, ArchiveQuery, Sender
 from mpi.audit import AuditAction
 from mpi.errors import MPIError, UnknownAuthorityError
@@ -251,11 +251,11 @@ class DicomServer:
             connection.settimeout(self.ae.acse_timeout or 30)
             connection.do_handshake()
             connection.settimeout(None)
-        except ssl.SSLError as exc:
-            self.tls_trail.handshake_failed(shown, exc)
-            return False
-        except OSError as exc:  # the peer left, or never spoke
-            log.info("DICOM TLS peer %s left during the handshake: %s", shown, exc)
+        except OSError as exc:
+            if left_early(exc):  # the peer left, or never spoke
+                log.info("DICOM TLS peer %s left during the handshake: %s", shown, exc)
+            else:
+                self.tls_trail.handshake_failed(shown, exc)
             return False
         certificate = connection.getpeercert()
         who = self._identities.identify(certificate)

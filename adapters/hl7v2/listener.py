@@ -10,6 +10,7 @@ the application then refuses a message whose MSH-4 is not one of its sending fac
 from __future__ import annotations
 
 import asyncio
+import logging
 import ssl
 from datetime import UTC, datetime
 from typing import Any
@@ -19,9 +20,11 @@ from adapters.hl7v2.charset import encode_reply
 from adapters.hl7v2.er7 import ParseError, parse
 from adapters.hl7v2.mllp import Frame, Handler, MLLPServer, PeerInfo, TlsOptions
 from adapters.hl7v2.replies import APPLICATION_INTERNAL_ERROR, Problem, ReplyHeader, ack
-from adapters.tls import ClientIdentities, TlsTrail, certificate_names
+from adapters.tls import ClientIdentities, TlsTrail, certificate_names, left_early
 
 __all__ = ["in_process_handler", "fallback_reply", "mllp_server", "mllp_tls"]
+
+log = logging.getLogger("mpi.tls")
 
 
 def in_process_handler(application: Hl7Application) -> Handler:
@@ -74,6 +77,10 @@ def mllp_tls(context: ssl.SSLContext, identities: ClientIdentities,
         return peer.with_certificate(who.establishment.code, who.name)
 
     def handshake_failed(peer: PeerInfo, exc: BaseException) -> None:
-        trail.handshake_failed(f"{peer.host}:{peer.port}", exc)
+        if left_early(exc):
+            log.info("MLLP TLS peer %s:%d left during the handshake: %s", peer.host,
+                     peer.port, exc)
+        else:
+            trail.handshake_failed(f"{peer.host}:{peer.port}", exc)
 
     return TlsOptions(context, admit, handshake_failed)

@@ -221,7 +221,8 @@ class TlsOptions:
     """TLS on a server: the context (it decides whether a client certificate is required),
     ``admit(peer, certificate)`` returning the peer as its messages will be handled (with its
     establishment) or None to close the connection, ``handshake_failed(peer, error)`` told of
-    every handshake that fails. Neither callable may raise."""
+    every handshake that fails (including a peer that leaves before finishing it). Neither
+    callable may raise."""
 
     context: ssl.SSLContext
     admit: Callable[[PeerInfo, dict[str, Any] | None], PeerInfo | None]
@@ -640,11 +641,7 @@ class _TlsGate(asyncio.Protocol):
             raise
         except (OSError, TimeoutError, EOFError) as exc:
             transport.abort()
-            if isinstance(exc, ssl.SSLError) or not isinstance(exc, ConnectionError):
-                tls.handshake_failed(peer, exc)
-            else:
-                logger.info("MLLP TLS peer %s:%d left during the handshake: %s",
-                            peer.host, peer.port, exc)
+            tls.handshake_failed(peer, exc)
             return
         if secured is None:  # the loop closed it meanwhile
             return

@@ -143,6 +143,8 @@ def test_mllp_over_tls_the_certificate_decides_the_establishment(
 def test_mllp_over_tls_refuses_what_no_declared_establishment_speaks_for(
         service: RunningService, pki: Pki) -> None:
     port = service.ports["mllp_tls"]
+    socket.create_connection(("127.0.0.1", port)).close()  # a port probe: no alert
+    time.sleep(0.2)
     assert refused(port, client_context(pki, None))  # no client certificate
     assert refused(port, client_context(pki, "CHRU", pki.foreign))  # another CA
     assert refused(port, client_context(pki, "STRANGER"))  # a name no establishment lists
