@@ -4,6 +4,7 @@ peers: the hl7 package's MLLP client over a TLS socket, dcmtk's storescu and fin
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import ssl
@@ -18,6 +19,7 @@ import httpx
 import pytest
 from click.testing import CliRunner
 
+from adapters.authorities_file import AuthoritiesFileError, load_authorities
 from adapters.cli import main
 from adapters.dev_ca import DevCa, write_dev_ca
 from adapters.tls import BCP195_CIPHERS
@@ -373,3 +375,27 @@ def test_dev_ca_writes_certificates_the_authorities_file_declares(tmp_path: Path
     unknown = CliRunner().invoke(main, ["tls", "dev-ca", str(tmp_path / "x"),
                                         "--establishment", "GCS"])
     assert unknown.exit_code == 2 and "not an establishment" in unknown.output
+
+
+# -- settings and the authorities file ----------------------------------------------------
+
+def test_tls_settings_come_from_the_environment_and_names_speak_for_one_establishment(
+        tmp_path: Path, pki: Pki, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MPI_TLS_CERT", str(pki.trusted.server_cert))
+    monkeypatch.setenv("MPI_TLS_KEY", str(pki.trusted.server_key))
+    monkeypatch.setenv("MPI_TLS_CLIENT_CA", str(pki.trusted.ca_cert))
+    shown = CliRunner().invoke(main, ["config", "show", "--format", "json"])
+    assert shown.exit_code == 0, shown.output
+    rows = {row["setting"]: row for row in json.loads(shown.output)}
+    assert rows["tls_cert"]["source"] == "environment (MPI_TLS_CERT)"
+    assert (rows["mllp_tls_port"]["value"], rows["dicom_tls_port"]["value"],
+            rows["https_port"]["value"], rows["allow_plaintext"]["value"]) == (
+        "2576", "2762", "8443", "False")
+
+    twice = tmp_path / "twice.toml"
+    twice.write_text('[[authority]]\ncode = "A"\nkind = "establishment"\noid = "1.1"\n'
+                     'tls_client_names = ["his.example"]\n\n'
+                     '[[authority]]\ncode = "B"\nkind = "establishment"\noid = "1.2"\n'
+                     'tls_client_names = ["HIS.example"]\n')
+    with pytest.raises(AuthoritiesFileError, match="in the tls_client_names of both A and B"):
+        load_authorities(twice)
