@@ -39,10 +39,29 @@ def load_authorities(path: Path | str) -> AuthorityRegistry:
     authorities = _entries(path, text, data, "authority", _authority)
     consumers = _entries(path, text, data, "consumer", _consumer)
     destinations = _entries(path, text, data, "dicom_destination", _destination)
+    _check_tls_client_names(path, authorities)
     try:
         return AuthorityRegistry(authorities, consumers, destinations)
     except ValueError as exc:
         raise AuthoritiesFileError(f"{path}: {exc}") from exc
+
+
+def _check_tls_client_names(path: Path, authorities: list[Authority]) -> None:
+    """A certificate name speaks for one establishment only, and only establishments have
+    certificates."""
+    owner: dict[str, str] = {}
+    for authority in authorities:
+        if authority.tls_client_names and authority.kind is not AuthorityKind.ESTABLISHMENT:
+            raise AuthoritiesFileError(f"{path}: {authority.code} is not an establishment: "
+                                       "it cannot have tls_client_names")
+        for name in authority.tls_client_names:
+            if not name:
+                raise AuthoritiesFileError(f"{path}: {authority.code} has an empty "
+                                           "tls_client_names entry")
+            if owner.setdefault(name, authority.code) != authority.code:
+                raise AuthoritiesFileError(
+                    f"{path}: the certificate name {name} is in the tls_client_names of "
+                    f"both {owner[name]} and {authority.code}; it may speak for one only")
 
 
 def _entries(path: Path, text: str, data: dict[str, Any], table: str,
@@ -78,6 +97,8 @@ def _authority(item: dict[str, Any]) -> Authority:
         oid=str(item["oid"]),
         sending_facilities=tuple(str(f) for f in item.get("sending_facilities", ())),
         ae_titles=tuple(str(t) for t in item.get("ae_titles", ())),
+        tls_client_names=tuple(str(n).strip().lower()
+                               for n in item.get("tls_client_names", ())),
     )
 
 

@@ -1,5 +1,11 @@
 """`mpi serve`: the MLLP listener, the HTTP server, the DICOM service and the background
-loops in one process, stopped cleanly by SIGTERM or SIGINT."""
+loops in one process, stopped cleanly by SIGTERM or SIGINT.
+
+With a TLS certificate, key and client authorities, TLS listeners start beside the plain ones
+(MLLP and DICOM with a client certificate required, HTTPS with one optional; see
+``adapters/tls.py``). The plain listeners listen on loopback only, unless allow_plaintext says
+otherwise: the network is served over TLS.
+"""
 
 from __future__ import annotations
 
@@ -9,23 +15,28 @@ import errno
 import logging
 import signal
 import socket
+import ssl
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from multiprocessing.synchronize import Event as ProcessEvent
 
 import uvicorn
+from fastapi import FastAPI
 
 from adapters.bootstrap import bootstrap, http_app
 from adapters.container import Container
 from adapters.dicom.scp import DicomServer
 from adapters.errors import AdapterError
-from adapters.hl7v2.listener import in_process_handler, mllp_server
+from adapters.hl7v2.listener import in_process_handler, mllp_server, mllp_tls
 from adapters.hl7v2.mllp import MLLPServer
 from adapters.hl7v2.workers import WorkerGroup, serve_handed_connections
 from adapters.logs import configure_logging, log_event
 from adapters.settings import Settings, displayed_database_url
+from adapters.tls import ClientIdentities, TlsTrail, is_loopback, server_context
 
-__all__ = ["serve", "run_services", "hl7_worker", "ListenError"]
+__all__ = ["serve", "run_services", "hl7_worker", "ListenError", "PlaintextError",
+           "check_plaintext", "TlsContexts", "tls_contexts"]
 
 log = logging.getLogger("mpi.serve")
 
@@ -38,20 +49,66 @@ class _Server(uvicorn.Server):
         yield
 
 
-def _mllp_server(settings: Settings, container: Container, port: int) -> MLLPServer:
-    return mllp_server(in_process_handler(container.hl7), host=settings.host, port=port,
+class PlaintextError(AdapterError):
+    """The plain listeners would listen on an address other than loopback."""
+
+
+def check_plaintext(settings: Settings) -> None:
+    """Raises PlaintextError when the plain MLLP, DICOM and HTTP listeners would be reachable
+    from the network and allow_plaintext does not say so."""
+    if settings.allow_plaintext or is_loopback(settings.host):
+        return
+    raise PlaintextError(
+        f"refusing to listen in plain text on {settings.host}: MLLP, DICOM and HTTP without "
+        "TLS would let anyone on the network write and read patient data; keep MPI_HOST on "
+        "127.0.0.1 and serve the network over TLS (--tls-cert, --tls-key, --tls-client-ca, "
+        "--tls-host), or give --allow-plaintext (MPI_ALLOW_PLAINTEXT) on a network that is "
+        "protected otherwise")
+
+
+@dataclass(frozen=True)
+class TlsContexts:
+    """The server contexts of the TLS listeners: client certificate required (MLLP, DICOM),
+    optional (HTTPS)."""
+
+    required: ssl.SSLContext
+    optional: ssl.SSLContext
+
+
+def tls_contexts(settings: Settings) -> TlsContexts | None:
+    """The TLS contexts when the settings turn TLS on, else None. Raises TlsError."""
+    if not settings.tls_enabled():
+        return None
+    assert settings.tls_cert and settings.tls_key and settings.tls_client_ca
+    files = (settings.tls_cert, settings.tls_key, settings.tls_client_ca)
+    return TlsContexts(server_context(*files, client_certificate=ssl.CERT_REQUIRED),
+                       server_context(*files, client_certificate=ssl.CERT_OPTIONAL))
+
+
+def _mllp_server(settings: Settings, container: Container, port: int,
+                 context: ssl.SSLContext | None = None) -> MLLPServer:
+    tls = None
+    if context is not None:
+        tls = mllp_tls(context, ClientIdentities(container.registry),
+                       TlsTrail(container.audit, container.clock, "mllp"))
+    return mllp_server(in_process_handler(container.hl7),
+                       host=settings.resolved_tls_host() if tls else settings.host, port=port,
                        max_message_bytes=settings.mllp_max_message_bytes,
-                       idle_timeout=settings.mllp_idle_timeout)
+                       idle_timeout=settings.mllp_idle_timeout, tls=tls)
 
 
 def hl7_worker(settings_json: str, handoff: Connection, ready: ProcessEvent,
                stop: ProcessEvent) -> None:
     """The entry point of an HL7 worker process: its own service parts, serving the MLLP
-    connections the main process hands it."""
+    connections the main process hands it (those of the TLS port over TLS)."""
     settings = Settings.model_validate_json(settings_json)
     configure_logging(settings.log_level, settings.log_format, process="worker")
+    contexts = tls_contexts(settings)
     with bootstrap(settings, migrate=False) as container:
-        serve_handed_connections(_mllp_server(settings, container, 0), handoff, ready, stop)
+        tls_server = (_mllp_server(settings, container, 0, contexts.required)
+                      if contexts is not None else None)
+        serve_handed_connections(_mllp_server(settings, container, 0), handoff, ready, stop,
+                                 tls_server)
 
 
 class ListenError(AdapterError):
@@ -67,23 +124,43 @@ def _listen_error(what: str, host: str, port: int, variable: str,
 
 
 async def run_services(container: Container, stop: asyncio.Event,
-                       on_ready: Callable[[int, int], None] | None = None) -> None:
+                       on_ready: Callable[[int, int], None] | None = None,
+                       ports: dict[str, int] | None = None) -> None:
     """Run until ``stop`` is set. ``on_ready(mllp_port, http_port)`` is called once every
     listener is bound (ports given as 0 in the settings are chosen by the system; the DICOM
-    port is ``container.dicom.bound_port``). Raises ListenError when a server cannot listen,
-    after stopping whatever had started."""
+    port is ``container.dicom.bound_port``); before it, ``ports`` is given every bound port
+    by listener name (mllp, http, dicom, and mllp_tls, dicom_tls, https with TLS). Raises
+    PlaintextError for plain listeners off loopback, TlsError for unusable TLS files,
+    ListenError when a server cannot listen, after stopping whatever had started."""
     settings = container.settings
-    host = settings.host
+    check_plaintext(settings)
+    contexts = tls_contexts(settings)
+    host, tls_host = settings.host, settings.resolved_tls_host()
+    bound: dict[str, int] = {}
     async with contextlib.AsyncExitStack() as started:
-        mllp_port = await _start_mllp(container, started)
-        http_port = await _start_http(container, started)
+        bound["mllp"], tls_port = await _start_mllp(container, started, contexts)
+        app = http_app(container)
+        bound["http"] = await _start_http(app, container, started, host, settings.http_port,
+                                          "MPI_HTTP_PORT")
         dicom = DicomServer(container.dicom)
+        started.callback(dicom.stop)
         try:
-            dicom_port = dicom.start(host, settings.dicom_port)
+            bound["dicom"] = dicom.start(host, settings.dicom_port)
         except OSError as exc:
             raise _listen_error(f"DICOM (AE title {settings.dicom_ae_title})", host,
                                 settings.dicom_port, "MPI_DICOM_PORT", exc) from None
-        started.callback(dicom.stop)
+        if contexts is not None:
+            assert tls_port is not None
+            bound["mllp_tls"] = tls_port
+            bound["https"] = await _start_http(app, container, started, tls_host,
+                                               settings.https_port, "MPI_HTTPS_PORT",
+                                               contexts.optional)
+            try:
+                bound["dicom_tls"] = dicom.start_tls(tls_host, settings.dicom_tls_port,
+                                                     contexts.required)
+            except OSError as exc:
+                raise _listen_error("DICOM over TLS", tls_host, settings.dicom_tls_port,
+                                    "MPI_DICOM_TLS_PORT", exc) from None
         jobs = asyncio.create_task(container.jobs.run(stop))
 
         async def stop_jobs() -> None:
@@ -91,50 +168,78 @@ async def run_services(container: Container, stop: asyncio.Event,
             await jobs
 
         started.push_async_callback(stop_jobs)
-        log_event(log, logging.INFO, "listening", mllp=f"{host}:{mllp_port}",
-                  http=f"{host}:{http_port}",
-                  dicom=f"{settings.dicom_ae_title}@{host}:{dicom_port}",
+        log_event(log, logging.INFO, "listening", mllp=f"{host}:{bound['mllp']}",
+                  http=f"{host}:{bound['http']}",
+                  dicom=f"{settings.dicom_ae_title}@{host}:{bound['dicom']}",
+                  mllp_tls=f"{tls_host}:{bound['mllp_tls']}" if contexts else None,
+                  https=f"{tls_host}:{bound['https']}" if contexts else None,
+                  dicom_tls=(f"{settings.dicom_ae_title}@{tls_host}:{bound['dicom_tls']}"
+                             if contexts else None),
                   database=displayed_database_url(settings.resolved_database_url()))
+        if ports is not None:
+            ports.update(bound)
         if on_ready is not None:
-            on_ready(mllp_port, http_port)
+            on_ready(bound["mllp"], bound["http"])
         await stop.wait()
         log.info("stopping")
 
 
-async def _start_mllp(container: Container, started: contextlib.AsyncExitStack) -> int:
-    """The MLLP listener: worker processes on PostgreSQL, this process's threads on SQLite."""
+async def _start_mllp(container: Container, started: contextlib.AsyncExitStack,
+                      contexts: TlsContexts | None) -> tuple[int, int | None]:
+    """The MLLP listener, and the MLLP over TLS one: worker processes on PostgreSQL, this
+    process's threads on SQLite. Returns their ports."""
     settings = container.settings
     workers = settings.hl7_workers(container.engine.dialect.name)
-    try:
-        if workers:
-            group = WorkerGroup(hl7_worker, (settings.model_dump_json(),), settings.host,
-                                settings.mllp_port, workers)
-        else:
-            mllp = _mllp_server(settings, container, settings.mllp_port)
-            await mllp.start()
-    except OSError as exc:
-        raise _listen_error("HL7 v2 (MLLP)", settings.host, settings.mllp_port,
-                            "MPI_MLLP_PORT", exc) from None
+    tls_host = settings.resolved_tls_host()
     if workers:
+        try:
+            group = WorkerGroup(hl7_worker, (settings.model_dump_json(),), settings.host,
+                                settings.mllp_port, workers,
+                                (tls_host, settings.mllp_tls_port) if contexts else None)
+        except OSError as exc:
+            raise _listen_error("HL7 v2 (MLLP, plain or TLS)", f"{settings.host}/{tls_host}",
+                                settings.mllp_port, "MPI_MLLP_PORT / MPI_MLLP_TLS_PORT",
+                                exc) from None
         started.push_async_callback(asyncio.to_thread, group.stop)
         await group.start()
         log_event(log, logging.INFO, "HL7 messages answered by worker processes",
                   workers=workers)
-        return group.port
+        return group.port, group.tls_port
+    mllp = _mllp_server(settings, container, settings.mllp_port)
+    try:
+        await mllp.start()
+    except OSError as exc:
+        raise _listen_error("HL7 v2 (MLLP)", settings.host, settings.mllp_port,
+                            "MPI_MLLP_PORT", exc) from None
     started.push_async_callback(mllp.close)
-    return mllp.port
+    if contexts is None:
+        return mllp.port, None
+    secured = _mllp_server(settings, container, settings.mllp_tls_port, contexts.required)
+    try:
+        await secured.start()
+    except OSError as exc:
+        raise _listen_error("HL7 v2 (MLLP over TLS)", tls_host, settings.mllp_tls_port,
+                            "MPI_MLLP_TLS_PORT", exc) from None
+    started.push_async_callback(secured.close)
+    return mllp.port, secured.port
 
 
-async def _start_http(container: Container, started: contextlib.AsyncExitStack) -> int:
-    """The HTTP server on a socket bound here, so that a port in use is one clear error."""
+async def _start_http(app: FastAPI, container: Container, started: contextlib.AsyncExitStack,
+                      host: str, port: int, variable: str,
+                      context: ssl.SSLContext | None = None) -> int:
+    """An HTTP server (HTTPS with ``context``) on a socket bound here, so that a port in use
+    is one clear error."""
     settings = container.settings
     try:
-        sock = socket.create_server((settings.host, settings.http_port), backlog=2048)
+        sock = socket.create_server((host, port), backlog=2048)
     except OSError as exc:
-        raise _listen_error("HTTP", settings.host, settings.http_port, "MPI_HTTP_PORT",
+        raise _listen_error("HTTPS" if context else "HTTP", host, port, variable,
                             exc) from None
-    config = uvicorn.Config(http_app(container), log_level=settings.log_level,
+    config = uvicorn.Config(app, log_level=settings.log_level,
                             lifespan="off", access_log=False, log_config=None)
+    if context is not None:
+        config.load()
+        config.ssl = context  # ours (TLS 1.2+, BCP 195) rather than one uvicorn builds
     http = _Server(config)
     task = asyncio.create_task(http.serve(sockets=[sock]))
 

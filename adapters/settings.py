@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 from sqlalchemy.engine import make_url
@@ -75,7 +75,8 @@ class Settings(BaseSettings):
 
     config: Path | None = Field(None, description="configuration file (TOML) read for the "
                                 "settings not given by a flag or the environment")
-    host: str = Field("127.0.0.1", description="address the servers listen on")
+    host: str = Field("127.0.0.1", description="address the plain (not TLS) servers listen "
+                      "on; loopback only, unless allow_plaintext")
     mllp_port: int = Field(2575, ge=0, le=65535, description="HL7 v2 over MLLP")
     http_port: int = Field(8080, ge=0, le=65535, description="HTTP: /health, /fhir, "
                            "/dicomweb, /api, /docs")
@@ -118,6 +119,23 @@ class Settings(BaseSettings):
         "messages)")
     log_format: Literal["text", "json"] = Field("text", description="text lines, or one JSON "
                                                 "object per line for log collectors")
+
+    tls_cert: Path | None = Field(None, description="the service's TLS certificate (PEM, "
+                                  "the chain after it); with tls_key and tls_client_ca, "
+                                  "turns the TLS listeners on")
+    tls_key: Path | None = Field(None, description="the private key of tls_cert (PEM)")
+    tls_client_ca: Path | None = Field(None, description="the certificate authorities (PEM) "
+                                       "whose client certificates are accepted")
+    tls_host: str | None = Field(None, description="address the TLS listeners listen on "
+                                 "(e.g. 0.0.0.0); default: host")
+    mllp_tls_port: int = Field(2576, ge=0, le=65535, description="HL7 v2 over MLLP over TLS "
+                               "(client certificate required)")
+    dicom_tls_port: int = Field(2762, ge=0, le=65535, description="DICOM over TLS (client "
+                                "certificate required)")
+    https_port: int = Field(8443, ge=0, le=65535, description="HTTPS (client certificate "
+                            "optional)")
+    allow_plaintext: bool = Field(False, description="let the plain MLLP, DICOM and HTTP "
+                                  "listeners listen on an address other than loopback")
 
     public_url: str | None = Field(None, description="the service's address as its callers "
                                    "reach it (e.g. https://mpi.gcs.invalid): the tokens' issuer "
@@ -169,6 +187,16 @@ class Settings(BaseSettings):
     def _lower_case(cls, value: object) -> object:
         return value.lower() if isinstance(value, str) else value
 
+    @model_validator(mode="after")
+    def _tls_files_together(self) -> Settings:
+        given = [name for name in ("tls_cert", "tls_key", "tls_client_ca")
+                 if getattr(self, name) is not None]
+        if given and len(given) != 3:
+            missing = sorted({"tls_cert", "tls_key", "tls_client_ca"} - set(given))
+            raise ValueError(f"TLS needs tls_cert, tls_key and tls_client_ca together; "
+                             f"missing: {', '.join(missing)}")
+        return self
+
     @classmethod
     def settings_customise_sources(
         cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
@@ -196,6 +224,14 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'mpi.sqlite3').resolve()}"
+
+    def tls_enabled(self) -> bool:
+        """Whether the TLS listeners start (certificate, key and client CAs all given)."""
+        return self.tls_cert is not None
+
+    def resolved_tls_host(self) -> str:
+        """Where the TLS listeners listen: MPI_TLS_HOST, else the plain listeners' host."""
+        return self.tls_host or self.host
 
     def issuer(self) -> str:
         """The tokens' issuer: the public URL, else the HTTP listener's address."""
@@ -226,7 +262,8 @@ def load_settings(flags: dict[str, Any]) -> tuple[Settings, dict[str, Provenance
         settings = Settings(**given)
     except ValidationError as exc:
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in error['loc'])}: {error['msg']}" for error in exc.errors())
+            ".".join(str(p) for p in error["loc"]) + ": " + error["msg"] if error["loc"]
+            else error["msg"].removeprefix("Value error, ") for error in exc.errors())
         raise SettingsError(f"bad setting: {problems}") from None
     path = settings.config
     in_file = read_config_file(path, set(Settings.model_fields)) if path else {}

@@ -53,6 +53,8 @@ class Authority:
     oid: str
     sending_facilities: tuple[str, ...] = ()
     ae_titles: tuple[str, ...] = ()
+    # TLS client certificate names (subject CN or DNS SAN) that speak for it.
+    tls_client_names: tuple[str, ...] = ()
 
     @property
     def is_national(self) -> bool:

@@ -30,6 +30,7 @@ class RunningService:
         self.container = container
         self.mllp_port = 0
         self.http_port = 0
+        self.ports: dict[str, int] = {}  # every bound port by listener (mllp_tls, https...)
         self._ready = threading.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
@@ -47,7 +48,7 @@ class RunningService:
                 self.mllp_port, self.http_port = mllp_port, http_port
                 self._ready.set()
 
-            await run_services(self.container, self._stop, ready)
+            await run_services(self.container, self._stop, ready, self.ports)
 
         try:
             asyncio.run(main())

@@ -31,23 +31,47 @@ __all__ = ["COMMANDS"]
 @click.option("--mllp-port", type=int, help="MLLP port [MPI_MLLP_PORT, 2575]")
 @click.option("--http-port", type=int, help="HTTP port [MPI_HTTP_PORT, 8080]")
 @click.option("--dicom-port", type=int, help="DICOM port, AE title VNA [MPI_DICOM_PORT, 11112]")
+@click.option("--tls-cert", type=click.Path(path_type=Path, dir_okay=False),
+              help="The service's TLS certificate (PEM); with --tls-key and --tls-client-ca, "
+                   "starts the TLS listeners [MPI_TLS_CERT]")
+@click.option("--tls-key", type=click.Path(path_type=Path, dir_okay=False),
+              help="Its private key (PEM) [MPI_TLS_KEY]")
+@click.option("--tls-client-ca", type=click.Path(path_type=Path, dir_okay=False),
+              help="Authorities of the accepted client certificates (PEM) [MPI_TLS_CLIENT_CA]")
+@click.option("--tls-host", help="Address the TLS listeners listen on [MPI_TLS_HOST, --host]")
+@click.option("--mllp-tls-port", type=int, help="MLLP over TLS port [MPI_MLLP_TLS_PORT, 2576]")
+@click.option("--dicom-tls-port", type=int,
+              help="DICOM over TLS port [MPI_DICOM_TLS_PORT, 2762]")
+@click.option("--https-port", type=int, help="HTTPS port [MPI_HTTPS_PORT, 8443]")
+@click.option("--allow-plaintext", is_flag=True, default=None,
+              help="Let the plain listeners listen on an address other than loopback "
+                   "[MPI_ALLOW_PLAINTEXT]")
 @common_options
 @click.pass_context
 def serve(ctx: click.Context, **options: Any) -> None:
     """Run the MLLP listener, the HTTP server, the DICOM service and the background jobs
-    until SIGTERM/SIGINT. Creates and migrates an SQLite index on its first start."""
+    until SIGTERM/SIGINT, and their TLS listeners when a certificate is given. Creates and
+    migrates an SQLite index on its first start."""
     from adapters.logs import configure_logging
-    from adapters.serve import ListenError
+    from adapters.serve import ListenError, PlaintextError, check_plaintext, tls_contexts
     from adapters.serve import serve as run
+    from adapters.tls import TlsError
 
     settings, _ = settings_of(ctx, **options)
     configure_logging(settings.log_level, settings.log_format)
+    try:  # refused before a database is opened or created
+        check_plaintext(settings)
+        tls_contexts(settings)
+    except (PlaintextError, TlsError) as exc:
+        raise BadSettingsError(exc.message) from None
     container = open_container(ctx, create=settings.sqlite_file() is not None, **options)
     announce_first_admin(container)
     try:
         run(container)  # closes the container when it stops
     except ListenError as exc:
         raise ListenFailure(exc.message) from None
+    except (PlaintextError, TlsError) as exc:
+        raise BadSettingsError(exc.message) from None
 
 
 def announce_first_admin(container: Any) -> None:
@@ -118,7 +142,8 @@ def upgrade(ctx: click.Context, **options: Any) -> None:
 @common_options
 @click.pass_context
 def authorities(ctx: click.Context, output_format: str, **options: Any) -> None:
-    """The identifier domains, who speaks for them (MSH-4, AE titles), the ITI-10 consumers
+    """The identifier domains, who speaks for them (MSH-4, AE titles, TLS client certificate
+    names), the ITI-10 consumers
     and the C-MOVE destinations."""
     settings, _ = settings_of(ctx, **options)
     try:
@@ -127,7 +152,9 @@ def authorities(ctx: click.Context, output_format: str, **options: Any) -> None:
         raise BadSettingsError(exc.message) from None
     rows = [{"code": a.code, "kind": a.kind.value, "oid": a.oid, "namespace": a.namespace,
              "speaks_for_it": [*(f"MSH-4 {f}" for f in a.sending_facilities),
-                               *(f"AE {t}" for t in a.ae_titles)]} for a in registry.all]
+                               *(f"AE {t}" for t in a.ae_titles),
+                               *(f"TLS {n}" for n in a.tls_client_names)]}
+            for a in registry.all]
     if output_format == "json":
         emit("json", rows, (), document={
             "authorities": rows,
@@ -189,20 +216,44 @@ def hl7() -> None:
 @click.argument("files", nargs=-1, required=True,
                 type=click.Path(path_type=Path, exists=True, dir_okay=False, allow_dash=True))
 @click.option("--host", help="Where the MLLP listener is [the service's MPI_HOST]")
-@click.option("--port", type=int, help="Its port [the service's MPI_MLLP_PORT, 2575]")
+@click.option("--port", type=int, help="Its port [the service's MPI_MLLP_PORT, 2575; "
+                                        "MPI_MLLP_TLS_PORT, 2576, over TLS]")
+@click.option("--client-cert", type=click.Path(path_type=Path, exists=True, dir_okay=False),
+              help="Send over TLS with this client certificate (PEM)")
+@click.option("--client-key", type=click.Path(path_type=Path, exists=True, dir_okay=False),
+              help="The client certificate's key (PEM)")
+@click.option("--server-ca", type=click.Path(path_type=Path, exists=True, dir_okay=False),
+              help="The authority of the service's certificate (PEM) [the system's]")
 @click.option("--timeout", type=float, default=10.0, show_default=True)
 @common_options
 @click.pass_context
 def hl7_send(ctx: click.Context, files: tuple[Path, ...], host: str | None, port: int | None,
+             client_cert: Path | None, client_key: Path | None, server_ca: Path | None,
              timeout: float, **options: Any) -> None:
     """Send each message of FILES (ER7, one message per file or several separated by a
     blank line; `-` reads standard input) over MLLP and print each acknowledgement. Exits 1
-    when one is not AA. Talks to the service the settings describe unless told otherwise."""
+    when one is not AA. Talks to the service the settings describe unless told otherwise;
+    with --client-cert, over TLS to its MLLP TLS port."""
+    import ssl
+
     from adapters.hl7v2.mllp import MLLPClient, MLLPError
 
     settings, _ = settings_of(ctx, **options)
-    host = host or settings.host
-    port = port or settings.mllp_port
+    tls = None
+    if client_cert is not None or client_key is not None:
+        if client_cert is None or client_key is None:
+            raise BadSettingsError("--client-cert and --client-key go together")
+        tls = ssl.create_default_context(cafile=server_ca)
+        tls.minimum_version = ssl.TLSVersion.TLSv1_2
+        try:
+            tls.load_cert_chain(client_cert, client_key)
+        except ssl.SSLError as exc:
+            raise BadSettingsError(f"{client_cert} and {client_key} are not a PEM "
+                                   f"certificate and its key: {exc}") from None
+    host = host or (settings.resolved_tls_host() if tls else settings.host)
+    if tls is not None and host in ("0.0.0.0", "::"):
+        host = "localhost"
+    port = port or (settings.mllp_tls_port if tls else settings.mllp_port)
 
     messages: list[bytes] = []
     for path in files:
@@ -211,7 +262,7 @@ def hl7_send(ctx: click.Context, files: tuple[Path, ...], host: str | None, port
         messages += [m.strip(b"\r") + b"\r" for m in text.split(b"\r\r") if m.strip(b"\r")]
 
     async def exchange() -> list[bytes]:
-        client = await MLLPClient.connect(host, port, timeout)
+        client = await MLLPClient.connect(host, port, timeout, tls=tls)
         try:
             return [await client.request(message, timeout) for message in messages]
         finally:
@@ -220,7 +271,8 @@ def hl7_send(ctx: click.Context, files: tuple[Path, ...], host: str | None, port
     try:
         replies = asyncio.run(exchange())
     except (MLLPError, OSError) as exc:
-        raise CommandError(f"cannot exchange with {host}:{port}: {exc}") from None
+        refused = " (the service refused the TLS connection: see its log)" if tls else ""
+        raise CommandError(f"cannot exchange with {host}:{port}: {exc}{refused}") from None
     failed = 0
     for reply in replies:
         text = reply.decode("utf-8", errors="replace").replace("\r", "\n").strip()

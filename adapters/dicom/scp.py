@@ -4,12 +4,21 @@ Calling AE titles are mapped to establishments by the authorities file. An objec
 undeclared calling AE title is refused (0x0124), like every query or retrieve from one. A
 refused object gets the status of ``adapters/dicom/status.py``'s table, and the association
 goes on.
+
+DICOM over TLS (PS3.15 secure transport) runs as a second server of the same AE: the TLS
+handshake requires a client certificate from a trusted authority, done in the connection's own
+thread; a certificate that names no declared establishment is refused before the association
+is read; an association whose calling AE title is not one of the certificate's establishment's
+is rejected (A-ASSOCIATE-RJ, calling AE title not recognised). Each refusal is logged in one line
+and written in the access trail as a security alert.
 """
 
 from __future__ import annotations
 
 import logging
 import socket
+import ssl
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -49,6 +58,7 @@ from adapters.dicom.service import DicomArchive, StoreTrail, match_dataset
 from adapters.dicom.status import INVALID_OBJECT, NOT_AUTHORIZED, OUT_OF_RESOURCES, store_failure
 from adapters.errors import AdapterError
 from adapters.logs import log_event
+from adapters.tls import ClientIdentities, TlsPeer, TlsTrail, certificate_names, left_early
 from mpi.archive import LEVELS, ArchiveQuery, Sender
 from mpi.audit import AuditAction
 from mpi.errors import MPIError, UnknownAuthorityError
@@ -139,14 +149,37 @@ def _answer(requested: Dataset, full: Dataset) -> Dataset:
     return out
 
 
+class _TlsAssociationServer(ThreadedAssociationServer):
+    """pynetdicom's server with the TLS handshake moved from the accepting thread (where one
+    silent peer would hold up every other) to the connection's thread, where a failure can be
+    logged and audited, and the certificate checked before the association is read."""
+
+    dicom: DicomServer
+
+    def get_request(self) -> tuple[socket.socket, tuple[str, int]]:
+        assert self.socket is not None and self.ssl_context is not None
+        client, address = self.socket.accept()
+        return self.ssl_context.wrap_socket(client, server_side=True,
+                                            do_handshake_on_connect=False), address
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        if self.dicom.tls_admits(request, client_address):
+            super().process_request_thread(request, client_address)
+        else:
+            self.shutdown_request(request)
+
+
 class DicomServer:
-    """The DIMSE listener around a :class:`DicomArchive`."""
+    """The DIMSE listener around a :class:`DicomArchive`, and its TLS listener."""
 
     def __init__(self, archive: DicomArchive) -> None:
         self.archive = archive
         self._started: dict[int, float] = {}  # association → when it was established
         self._trails: dict[int, StoreTrail] = {}  # association → its stores' trail
         self._server: ThreadedAssociationServer | None = None
+        self._tls_server: _TlsAssociationServer | None = None
+        self._identities = ClientIdentities(archive.registry)
+        self.tls_trail = TlsTrail(archive.audit, archive.clock, "dicom")
         self.ae = self._application_entity()
 
     def _application_entity(self) -> AE:
@@ -170,25 +203,97 @@ class DicomServer:
             ae.add_supported_context(model, [ExplicitVRLittleEndian, ImplicitVRLittleEndian])
         return ae
 
+    def _handlers(self) -> list[Any]:
+        return [(evt.EVT_CONN_OPEN, _no_delay), (evt.EVT_REJECTED, self.on_rejected),
+                (evt.EVT_ESTABLISHED, self.on_established),
+                (evt.EVT_RELEASED, self.on_ended), (evt.EVT_ABORTED, self.on_ended),
+                (evt.EVT_C_STORE, self.on_store), (evt.EVT_C_FIND, self.on_find),
+                (evt.EVT_C_GET, self.on_get), (evt.EVT_C_MOVE, self.on_move)]
+
     def start(self, host: str, port: int) -> int:
         """Listen in background threads; returns the bound port."""
-        handlers: list[Any] = [(evt.EVT_CONN_OPEN, _no_delay),
-                               (evt.EVT_REJECTED, self.on_rejected),
-                               (evt.EVT_ESTABLISHED, self.on_established),
-                               (evt.EVT_RELEASED, self.on_ended), (evt.EVT_ABORTED, self.on_ended),
-                    (evt.EVT_C_STORE, self.on_store), (evt.EVT_C_FIND, self.on_find),
-                    (evt.EVT_C_GET, self.on_get), (evt.EVT_C_MOVE, self.on_move)]
-        server = self.ae.start_server((host, port), block=False, evt_handlers=handlers)
+        server = self.ae.start_server((host, port), block=False,
+                                      evt_handlers=self._handlers())
         assert server is not None  # a non-blocking start returns its server
         self._server = server
         bound = int(server.server_address[1])
         self.archive.bound_port = bound
         return bound
 
+    def start_tls(self, host: str, port: int, context: ssl.SSLContext) -> int:
+        """Listen for DICOM over TLS in background threads; returns the bound port. The
+        context must require a client certificate."""
+        server = self.ae.make_server(
+            (host, port), ssl_context=context, server_class=_TlsAssociationServer,
+            evt_handlers=[(evt.EVT_REQUESTED, self.on_tls_requested), *self._handlers()])
+        assert isinstance(server, _TlsAssociationServer)
+        server.dicom = self
+        self.ae._servers.append(server)  # as start_server does: shutdown() removes it
+        threading.Thread(target=server.serve_forever, name="dicom-tls-acceptor",
+                         daemon=True).start()
+        self._tls_server = server
+        bound = int(server.server_address[1])
+        return bound
+
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server = None
+        for server in (self._server, self._tls_server):
+            if server is not None:
+                server.shutdown()
+        self._server = self._tls_server = None
+
+    # -- TLS -----------------------------------------------------------------------------
+
+    def tls_admits(self, connection: ssl.SSLSocket, address: Any) -> bool:
+        """Do the handshake of a TLS connection (in its own thread) and check that its
+        certificate speaks for a declared establishment; log and audit a refusal."""
+        shown = _shown_address(address)
+        try:
+            connection.settimeout(self.ae.acse_timeout or 30)
+            connection.do_handshake()
+            connection.settimeout(None)
+        except OSError as exc:
+            if left_early(exc):  # the peer left, or never spoke
+                log.info("DICOM TLS peer %s left during the handshake: %s", shown, exc)
+            else:
+                self.tls_trail.handshake_failed(shown, exc)
+            return False
+        certificate = connection.getpeercert()
+        who = self._identities.identify(certificate)
+        if who is None:
+            self.tls_trail.undeclared(shown, certificate_names(certificate))
+            return False
+        self.tls_trail.accepted(shown, who)
+        return True
+
+    def _tls_peer(self, assoc: Any) -> TlsPeer | None:
+        connection = getattr(getattr(assoc.dul, "socket", None), "socket", None)
+        if not isinstance(connection, ssl.SSLSocket):
+            return None
+        return self._identities.identify(connection.getpeercert())
+
+    def on_tls_requested(self, event: Any) -> None:
+        """Reject an association whose calling AE title is not one of the establishment its
+        certificate speaks for, before anything is negotiated."""
+        assoc = event.assoc
+        calling = str(assoc.requestor.primitive.calling_ae_title).strip()
+        who = self._tls_peer(assoc)
+        authority = self.archive.registry.for_ae_title(calling)
+        if who is not None and authority is not None and authority.code == who.establishment.code:
+            return
+        establishment = who.establishment.code if who else None
+        address = _address(event)
+        log_event(log, logging.WARNING,
+                  "refused DICOM association: its calling AE title is not one of the "
+                  "establishment its TLS client certificate speaks for; fix the AE title at "
+                  "the peer, or the ae_titles / tls_client_names of the authorities file",
+                  calling=calling or "(empty)", certificate=who.name if who else None,
+                  establishment=establishment, address=address)
+        self.tls_trail.record(
+            f"tls:{who.name if who else '?'}", f"A-ASSOCIATE-RQ from {calling or '(empty)'}",
+            address, establishment,
+            {"reason": "calling AE title of another establishment", "calling": calling})
+        assoc.acse.send_reject(0x01, 0x01, 0x03)  # permanent, calling AE title not recognised
+        assoc.kill()
 
     # -- associations --------------------------------------------------------------------
 
@@ -200,6 +305,10 @@ class DicomServer:
                       "it to the ae_titles of its establishment in the authorities file "
                       "(MPI_AUTHORITIES)", calling=calling or "(empty)",
                       address=_address(event))
+            self.tls_trail.record(f"dicom:{calling or '?'}",
+                                  f"A-ASSOCIATE-RQ from {calling or '(empty)'}",
+                                  _address(event), None,
+                                  {"reason": "undeclared calling AE title", "calling": calling})
         else:
             log_event(log, logging.WARNING, "refused DICOM association: too many at once",
                       calling=calling, address=_address(event),
@@ -416,6 +525,12 @@ def _keys(identifier: Dataset) -> str:
 
 def _calling(event: Any) -> str:
     return str(event.assoc.requestor.ae_title).strip()
+
+
+def _shown_address(address: Any) -> str:
+    if isinstance(address, tuple) and len(address) >= 2:
+        return f"{address[0]}:{address[1]}"
+    return str(address)
 
 
 def _address(event: Any) -> str | None:

@@ -5,6 +5,11 @@ in the same transaction as the change it caused when it is applied, in a transac
 when it is not. The access trail gets one entry per message in the same transaction: who sent
 it (MSH-4/MSH-3 and the peer's address), the persons it changed or disclosed, its outcome. A
 retransmission (same sending facility and MSH-10) gets the stored reply and changes nothing.
+
+A message that came over TLS speaks for the establishment of the client certificate: when its
+MSH-4 is not one of that establishment's sending facilities it gets AR with ERR and changes
+nothing; it is journaled (without its control ID, so that it never stands in the way of the
+real sender's message of the same ID) and audited as a security alert.
 """
 
 from __future__ import annotations
@@ -95,12 +100,14 @@ class Hl7Application:
 
     # -- entry points ----------------------------------------------------------------------
 
-    def handle(self, payload: bytes, oversized: bool = False, peer: str = "") -> Reply:
+    def handle(self, payload: bytes, oversized: bool = False, peer: str = "",
+               establishment: str | None = None, certificate: str | None = None) -> Reply:
         """Answer one message, and log one line of what happened (sender, type, control ID,
-        outcome, duration; never a patient's data). Never raises for bad input: the reply
+        outcome, duration; never a patient's data). ``establishment`` is the one a TLS client
+        certificate (named ``certificate``) speaks for. Never raises for bad input: the reply
         says what was wrong."""
         started = time.perf_counter()
-        reply, message = self._answer(payload, oversized, peer)
+        reply, message = self._answer(payload, oversized, peer, establishment, certificate)
         msh = message.msh if message is not None else None
         sender = msh.value(4) if msh is not None else ""
         log_event(log, logging.INFO if reply.ack_code == "AA" else logging.WARNING,
@@ -111,7 +118,7 @@ class Hl7Application:
                   meaning=ERROR_TEXTS.get(reply.error_code) if reply.error_code else None,
                   ms=(time.perf_counter() - started) * 1000)
         if reply.error_code == UNKNOWN_KEY_IDENTIFIER and msh is not None and (
-                self.registry.for_facility(sender) is None):
+                establishment is None and self.registry.for_facility(sender) is None):
             log_event(log, logging.WARNING,
                       "refused HL7 sender: its MSH-4 speaks for no declared establishment; "
                       "add it to the sending_facilities of its establishment in the "
@@ -119,8 +126,9 @@ class Hl7Application:
                       peer=peer or None)
         return reply
 
-    def _answer(self, payload: bytes, oversized: bool,
-                peer: str = "") -> tuple[Reply, Message | None]:
+    def _answer(self, payload: bytes, oversized: bool, peer: str = "",
+                establishment: str | None = None,
+                certificate: str | None = None) -> tuple[Reply, Message | None]:
         """The reply to one payload, and the message when it could be parsed."""
         if oversized:
             # Only the message's beginning was kept: it may end inside a multi-byte character.
@@ -140,11 +148,16 @@ class Hl7Application:
             return self._reject_unreadable(text, codec, Problem("AR", SEGMENT_SEQUENCE_ERROR,
                                                                 str(exc)), peer)
         header = ReplyHeader.of(message)
+        if establishment is not None:
+            refused = self._refuse_for_certificate(message, header, text, codec, peer,
+                                                   establishment, certificate or "?")
+            if refused is not None:
+                return refused, message
         # A retransmission is recognized when its journal entry collides with the original's
         # (same sender and control ID): its transaction is rolled back and the stored reply
         # returned. Retransmissions are rare; a lookup before every message is not free.
         return self._process(message, header, text, codec, message.msh.value(4),
-                             header.control_id, peer), message
+                             header.control_id, peer, certificate), message
 
     def replay(self, entry_id: int) -> JournalEntry:
         """Apply a journaled message again (after a fix). Raises KeyError for an unknown entry,
@@ -192,8 +205,11 @@ class Hl7Application:
     # -- internals -------------------------------------------------------------------------
 
     def _process(self, message: Message, header: ReplyHeader, text: str, codec: str,
-                 sender: str, control_id: str, peer: str = "") -> Reply:
+                 sender: str, control_id: str, peer: str = "",
+                 certificate: str | None = None) -> Reply:
         message_type = message.msh.raw(9)
+        # On TLS, the trail also names the certificate that spoke for the sender.
+        proven: dict[str, object] = {"certificate": certificate} if certificate else {}
 
         def apply_once() -> Reply:
             try:
@@ -210,7 +226,7 @@ class Hl7Application:
                     uow.audit.record(self._trail(
                         message, action, persons,
                         "success" if problem is None else f"{problem.ack_code} {problem.error_code}",
-                        peer))
+                        peer, proven))
                     uow.commit()
                     return Reply.of(entry, codec)
             except ConcurrencyError:
@@ -239,7 +255,39 @@ class Hl7Application:
             self._entry(text, sender, control_id, message_type, reply_text, status, problem), codec,
             self._trail(message, self._action(message), set(),
                         f"{problem.ack_code} {problem.error_code}", peer,
-                        {"reason": problem.text}))
+                        {"reason": problem.text, **proven}))
+
+    def _refuse_for_certificate(self, message: Message, header: ReplyHeader, text: str,
+                                codec: str, peer: str, establishment: str,
+                                certificate: str) -> Reply | None:
+        """The refusal of a message whose MSH-4 its TLS certificate does not speak for, None
+        when it does."""
+        facility = message.msh.value(4)
+        authority = self.registry.for_facility(facility) if facility else None
+        if authority is not None and authority.code == establishment:
+            return None
+        problem = Problem(
+            "AR", UNKNOWN_KEY_IDENTIFIER,
+            f"sending facility {facility or '(empty)'} is not one of {establishment}'s, for "
+            f"which the TLS certificate {certificate} speaks", "MSH^1^4")
+        log_event(log, logging.WARNING,
+                  "refused HL7 message: its MSH-4 is not a sending facility of the "
+                  "establishment its TLS client certificate speaks for; fix MSH-4 at the "
+                  "sender, or the tls_client_names / sending_facilities of the authorities "
+                  "file", sender=facility or "(empty)", certificate=certificate,
+                  establishment=establishment, peer=peer or None)
+        entry = self._entry(text, facility, "", message.msh.raw(9),
+                            ack(header, self.clock.now(), problem), JournalStatus.REJECTED,
+                            problem)
+        trail = AuditEvent(
+            occurred_at=self.clock.now(), channel=CHANNEL, action=AuditAction.ALERT,
+            actor=f"tls:{certificate}",
+            subject=f"{message.msh.raw(9)} {message.msh.value(10)}",
+            outcome=f"AR {UNKNOWN_KEY_IDENTIFIER}", authority=establishment,
+            source=peer or None,
+            detail={"reason": "MSH-4 of another establishment", "sending_facility": facility,
+                    "certificate": certificate})
+        return self._journal_failure(entry, codec, trail)
 
     def _dispatch(self, uow: UnitOfWork, message: Message, header: ReplyHeader
                   ) -> tuple[str, Problem | None, AuditAction, set[int]]:

@@ -3,6 +3,10 @@
 A block on the wire is ``<VT> payload <FS><CR>`` (0x0b ... 0x1c 0x0d). This module only
 deals with those blocks: the payload bytes are handed over untouched, and decoding
 and parsing them as HL7 is the caller's business.
+
+The server may also speak TLS (:class:`TlsOptions`): each accepted connection does its
+handshake first, and its certificate is shown to the caller's ``admit`` before a byte of
+MLLP is read; a connection that fails the handshake or is not admitted is closed unread.
 """
 
 from __future__ import annotations
@@ -10,11 +14,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import ssl
 from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 from adapters.errors import AdapterError
 
@@ -30,6 +35,7 @@ __all__ = [
     "MLLPError",
     "MLLPServer",
     "PeerInfo",
+    "TlsOptions",
     "frame",
 ]
 
@@ -198,10 +204,30 @@ class FrameDecoder:
 
 @dataclass(frozen=True)
 class PeerInfo:
-    """Address of the remote end of a connection."""
+    """Address of the remote end of a connection; on TLS, the establishment its certificate
+    speaks for and the certificate name that says so."""
 
     host: str
     port: int
+    establishment: str | None = None
+    certificate: str | None = None
+
+    def with_certificate(self, establishment: str, certificate: str) -> PeerInfo:
+        return replace(self, establishment=establishment, certificate=certificate)
+
+
+@dataclass(frozen=True)
+class TlsOptions:
+    """TLS on a server: the context (it decides whether a client certificate is required),
+    ``admit(peer, certificate)`` returning the peer as its messages will be handled (with its
+    establishment) or None to close the connection, ``handshake_failed(peer, error)`` told of
+    every handshake that fails (including a peer that leaves before finishing it). Neither
+    callable may raise."""
+
+    context: ssl.SSLContext
+    admit: Callable[[PeerInfo, dict[str, Any] | None], PeerInfo | None]
+    handshake_failed: Callable[[PeerInfo, BaseException], None]
+    handshake_timeout: float = 30.0
 
 
 Handler = Callable[[Frame, PeerInfo], Awaitable[bytes]]
@@ -244,6 +270,7 @@ class MLLPServer:
         idle_timeout: float = 300.0,
         on_handler_error: HandlerErrorReply,
         shutdown_grace_period: float = 10.0,
+        tls: TlsOptions | None = None,
     ) -> None:
         """Configure the server; nothing is bound until ``start``.
 
@@ -271,6 +298,8 @@ class MLLPServer:
         self._server: asyncio.Server | None = None
         self._accepting = False
         self._connections: set[_ServerConnection] = set()
+        self.tls = tls
+        self._handshakes: set[asyncio.Task[None]] = set()
         self.connections_open = 0
         self.connections_accepted = 0
         self.messages_handled = 0
@@ -304,9 +333,13 @@ class MLLPServer:
             return
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
-            lambda: _ServerConnection(self), host=self._host, port=self._requested_port
+            self._protocol, host=self._host, port=self._requested_port
         )
-        logger.info("MLLP server listening on %s:%d", self._host, self.port)
+        logger.info("MLLP server listening on %s:%d%s", self._host, self.port,
+                    " (TLS)" if self.tls else "")
+
+    def _protocol(self) -> asyncio.Protocol:
+        return _TlsGate(self) if self.tls is not None else _ServerConnection(self)
 
     async def adopt(self, sock: socket.socket) -> None:
         """Serve a connection accepted by another process or listener. A server that is not
@@ -315,7 +348,7 @@ class MLLPServer:
             sock.close()
             return
         loop = asyncio.get_running_loop()
-        await loop.connect_accepted_socket(lambda: _ServerConnection(self), sock)
+        await loop.connect_accepted_socket(self._protocol, sock)
 
     async def close(self) -> None:
         """Stop accepting, let in-flight messages finish, then close every connection.
@@ -330,6 +363,8 @@ class MLLPServer:
         server, self._server = self._server, None
         if server is not None:
             server.close()
+        for handshake in list(self._handshakes):
+            handshake.cancel()
         connections = list(self._connections)
         for connection in connections:
             connection.begin_shutdown()
@@ -407,8 +442,9 @@ class _ServerConnection(asyncio.Protocol):
     which answers the queue in order.
     """
 
-    def __init__(self, server: MLLPServer) -> None:
+    def __init__(self, server: MLLPServer, peer: PeerInfo | None = None) -> None:
         self._server = server
+        self._given_peer = peer
         self._decoder = FrameDecoder(server.max_message_bytes)
         self._pending: deque[Frame] = deque()
         self._wakeup = asyncio.Event()
@@ -429,7 +465,7 @@ class _ServerConnection(asyncio.Protocol):
         assert isinstance(transport, asyncio.Transport)
         loop = asyncio.get_running_loop()
         self._transport = transport
-        self.peer = _peer_info(transport)
+        self.peer = self._given_peer or _peer_info(transport)
         self._last_activity = loop.time()
         self._idle_timer = loop.call_later(self._server.idle_timeout, self._check_idle)
         self.worker = loop.create_task(self._answer_messages())
@@ -571,6 +607,85 @@ class _ServerConnection(asyncio.Protocol):
             await self._wakeup.wait()
 
 
+class _TlsGate(asyncio.Protocol):
+    """An accepted connection before it speaks MLLP: the TLS handshake, then ``admit``; the
+    MLLP connection is made only when both pass. Bytes that arrive meanwhile are held and
+    handed over in order."""
+
+    def __init__(self, server: MLLPServer) -> None:
+        self._server = server
+        self._target: _ServerConnection | None = None
+        self._held: list[bytes] = []
+        self._eof = False
+        self._lost: tuple[Exception | None] | None = None
+
+    # -- the plain transport, until start_tls takes it over ---------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        transport.pause_reading()  # the handshake reads first
+        task = asyncio.get_running_loop().create_task(self._handshake(transport))
+        self._server._handshakes.add(task)
+        task.add_done_callback(self._server._handshakes.discard)
+
+    async def _handshake(self, transport: asyncio.Transport) -> None:
+        tls = self._server.tls
+        assert tls is not None
+        peer = _peer_info(transport)
+        loop = asyncio.get_running_loop()
+        try:
+            secured = await loop.start_tls(transport, self, tls.context, server_side=True,
+                                           ssl_handshake_timeout=tls.handshake_timeout)
+        except asyncio.CancelledError:
+            transport.abort()
+            raise
+        except (OSError, TimeoutError, EOFError) as exc:
+            transport.abort()
+            tls.handshake_failed(peer, exc)
+            return
+        if secured is None:  # the loop closed it meanwhile
+            return
+        admitted = tls.admit(peer, secured.get_extra_info("peercert"))
+        if admitted is None or not self._server._accepting or self._lost is not None:
+            secured.close()
+            return
+        self._target = _ServerConnection(self._server, admitted)
+        self._target.connection_made(secured)
+        for data in self._held:
+            self._target.data_received(data)
+        self._held.clear()
+        if self._eof and not self._target.eof_received():
+            secured.close()
+
+    # -- the TLS transport, forwarded once admitted ----------------------------------------
+
+    def data_received(self, data: bytes) -> None:
+        if self._target is not None:
+            self._target.data_received(data)
+        else:
+            self._held.append(data)
+
+    def eof_received(self) -> bool:
+        if self._target is not None:
+            return bool(self._target.eof_received())
+        self._eof = True
+        return True
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._target is not None:
+            self._target.connection_lost(exc)
+        else:
+            self._lost = (exc,)
+
+    def pause_writing(self) -> None:
+        if self._target is not None:
+            self._target.pause_writing()
+
+    def resume_writing(self) -> None:
+        if self._target is not None:
+            self._target.resume_writing()
+
+
 class MLLPClient:
     """Asyncio MLLP client sending one message at a time and awaiting its reply.
 
@@ -595,9 +710,11 @@ class MLLPClient:
 
     @classmethod
     async def connect(
-        cls, host: str, port: int, timeout: float, *, max_message_bytes: int = 1_048_576
+        cls, host: str, port: int, timeout: float, *, max_message_bytes: int = 1_048_576,
+        tls: ssl.SSLContext | None = None,
     ) -> MLLPClient:
-        """Open a connection to an MLLP server.
+        """Open a connection to an MLLP server, over TLS with a ``tls`` client context (the
+        server's name checked against ``host``).
 
         Raises:
             MLLPError: if the connection cannot be established within ``timeout``
@@ -605,7 +722,7 @@ class MLLPClient:
         """
         try:
             reader, writer = await asyncio.wait_for(
-                asyncio.open_connection(host, port), timeout=timeout
+                asyncio.open_connection(host, port, ssl=tls), timeout=timeout
             )
         except TimeoutError as exc:
             raise MLLPError(f"timed out after {timeout} s connecting to {host}:{port}") from exc

@@ -8,6 +8,11 @@ long-lived HIS connections spread evenly (SO_REUSEPORT would leave that to a has
 on the connection's bytes never cross a process boundary, and its messages are answered
 strictly in order by that worker. A worker that dies is replaced.
 
+MLLP over TLS works the same way: the main process also accepts on the TLS port, and hands
+the connection over before its handshake, saying which port it came from; the worker does the
+handshake (each worker holds the TLS context), so a slow or failed handshake holds up that
+connection only.
+
 This module knows the hand-off, not what a worker is made of: the process runner passes the
 worker's entry point down (:class:`WorkerGroup`), and the entry point serves its handed
 connections with :func:`serve_handed_connections`.
@@ -37,27 +42,39 @@ log = logging.getLogger(__name__)
 WorkerEntry = Callable[..., None]
 
 
+_PLAIN, _TLS = b"p", b"t"  # which listener a handed connection came from
+
+
 def serve_handed_connections(server: MLLPServer, handoff: Connection, ready: ProcessEvent,
-                             stop: ProcessEvent) -> None:
-    """In a worker process: serve every connection handed over ``handoff`` with ``server``
-    (started without listening) until ``stop`` is set, then close the server."""
+                             stop: ProcessEvent, tls_server: MLLPServer | None = None) -> None:
+    """In a worker process: serve every connection handed over ``handoff`` with ``server``,
+    or ``tls_server`` for those of the TLS listener (both started without listening), until
+    ``stop`` is set, then close the servers."""
+    servers = {_PLAIN: server, _TLS: tls_server or server}
 
     async def serve() -> None:
         loop = asyncio.get_running_loop()
         await server.start(listen=False)
+        if tls_server is not None:
+            await tls_server.start(listen=False)
 
-        async def adopt(fd: int) -> None:
-            await server.adopt(socket.socket(fileno=fd))
+        async def adopt(kind: bytes, fd: int) -> None:
+            connection = socket.socket(fileno=fd)
+            if kind == _TLS and tls_server is None:
+                connection.close()  # TLS is not configured here: never served in plain
+                return
+            await servers[kind].adopt(connection)
 
         def receive() -> None:
             while not stop.is_set():
                 try:
                     if not handoff.poll(0.2):
                         continue
+                    kind = handoff.recv_bytes(8)
                     fd = recv_handle(handoff)
                 except (EOFError, OSError):
                     return
-                asyncio.run_coroutine_threadsafe(adopt(fd), loop)
+                asyncio.run_coroutine_threadsafe(adopt(kind, fd), loop)
 
         receiver = threading.Thread(target=receive, name="mllp-handoff", daemon=True)
         receiver.start()
@@ -65,6 +82,8 @@ def serve_handed_connections(server: MLLPServer, handoff: Connection, ready: Pro
         loop.add_signal_handler(signal.SIGTERM, stop.set)
         await loop.run_in_executor(None, stop.wait)
         await server.close()
+        if tls_server is not None:
+            await tls_server.close()
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the main process decides when to stop
     asyncio.run(serve())
@@ -89,7 +108,8 @@ class WorkerGroup:
     ``entry`` (see :data:`WorkerEntry`)."""
 
     def __init__(self, entry: WorkerEntry, entry_args: Sequence[object], host: str, port: int,
-                 workers: int) -> None:
+                 workers: int, tls_address: tuple[str, int] | None = None) -> None:
+        """Bind the listener (and the TLS one at ``tls_address``). Raises OSError."""
         self._context = multiprocessing.get_context("spawn")
         self._entry = entry
         self._entry_args = tuple(entry_args)
@@ -99,7 +119,17 @@ class WorkerGroup:
         self._listener = socket.create_server((host, port), reuse_port=False, backlog=128)
         self._listener.setblocking(False)
         self.port = int(self._listener.getsockname()[1])
-        self._accepting: asyncio.Task[None] | None = None
+        self._tls_listener: socket.socket | None = None
+        self.tls_port: int | None = None
+        if tls_address is not None:
+            try:
+                self._tls_listener = socket.create_server(tls_address, backlog=128)
+            except OSError:
+                self._listener.close()
+                raise
+            self._tls_listener.setblocking(False)
+            self.tls_port = int(self._tls_listener.getsockname()[1])
+        self._accepting: list[asyncio.Task[None]] = []
 
     async def start(self, timeout: float = 60.0) -> None:
         """Start the workers, wait until each is ready, then accept. Raises RuntimeError when
@@ -107,7 +137,9 @@ class WorkerGroup:
         self._workers = [self._spawn() for _ in range(self.size)]
         for worker in self._workers:
             await self._wait_ready(worker, timeout)
-        self._accepting = asyncio.create_task(self._accept())
+        self._accepting = [asyncio.create_task(self._accept(self._listener, _PLAIN))]
+        if self._tls_listener is not None:
+            self._accepting.append(asyncio.create_task(self._accept(self._tls_listener, _TLS)))
 
     def _spawn(self) -> _Worker:
         return _Worker(self._context, self._entry, self._entry_args, self._stop)
@@ -118,13 +150,14 @@ class WorkerGroup:
             self.stop()
             raise RuntimeError(f"HL7 worker {worker.process.pid} did not start")
 
-    async def _accept(self) -> None:
+    async def _accept(self, listener: socket.socket, kind: bytes) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            sock, _ = await loop.sock_accept(self._listener)
+            sock, _ = await loop.sock_accept(listener)
             try:
                 worker = await self._choose()
                 assert worker.process.pid is not None
+                worker.handoff.send_bytes(kind)
                 send_handle(worker.handoff, sock.fileno(), worker.process.pid)
                 worker.handed += 1
             except (OSError, RuntimeError):
@@ -144,9 +177,11 @@ class WorkerGroup:
 
     def stop(self, timeout: float = 30.0) -> None:
         """Stop accepting; every worker finishes its messages and exits (or is killed)."""
-        if self._accepting is not None:
-            self._accepting.cancel()
+        for accepting in self._accepting:
+            accepting.cancel()
         self._listener.close()
+        if self._tls_listener is not None:
+            self._tls_listener.close()
         self._stop.set()
         for worker in self._workers:
             worker.process.join(timeout)
