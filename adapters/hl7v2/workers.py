@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import multiprocessing
+import os
 import signal
 import socket
 import threading
@@ -65,15 +66,31 @@ def serve_handed_connections(server: MLLPServer, handoff: Connection, ready: Pro
                 return
             await servers[kind].adopt(connection)
 
+        parent = os.getppid()
+
         def receive() -> None:
+            # A worker never outlives the main process: killed (even by SIGKILL), it closes
+            # its end of the pipe and the worker is reparented; either way the worker stops,
+            # closing its connections, so that senders reconnect to the new server instead
+            # of talking to an orphan holding database connections.
             while not stop.is_set():
+                if os.getppid() != parent:
+                    log.error("the main process is gone: this HL7 worker stops")
+                    stop.set()
+                    return
                 try:
                     if not handoff.poll(0.2):
                         continue
                     kind = handoff.recv_bytes(8)
                     fd = recv_handle(handoff)
-                except (EOFError, OSError):
+                except EOFError:  # the main process's end of the pipe is closed
+                    if not stop.is_set():
+                        log.error("the main process is gone: this HL7 worker stops")
+                        stop.set()
                     return
+                except OSError:
+                    log.exception("could not receive a connection from the main process")
+                    continue
                 asyncio.run_coroutine_threadsafe(adopt(kind, fd), loop)
 
         receiver = threading.Thread(target=receive, name="mllp-handoff", daemon=True)
