@@ -273,8 +273,10 @@ def install_login_redirect(app: FastAPI) -> None:
             if exc.status_code == 401 and request.method in ("GET", "HEAD"):
                 return RedirectResponse(f"{LOGIN}?next={quote(path)}", status_code=303)
             if exc.status_code in (401, 403, 404):
-                return render(request, "refused.html", exc.status_code,
+                page = render(request, "refused.html", exc.status_code,
                               status=exc.status_code, reason=str(exc.detail))
+                page.headers.update(exc.headers or {})  # a 401 keeps its challenge
+                return page
         if previous is not None:
             answer = previous(request, exc)
             response: Response = await answer if inspect.isawaitable(answer) else answer
