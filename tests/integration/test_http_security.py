@@ -148,6 +148,10 @@ def test_the_token_endpoint_grants_client_credentials_and_refuses_in_rfc6749_ter
                                                             base + "/oauth/jwks.json")
     assert smart["token_endpoint_auth_methods_supported"] == ["client_secret_basic",
                                                               "private_key_jwt"]
+    security = httpx.get(base + "/fhir/metadata").json()["rest"][0]["security"]
+    assert security["service"][0]["coding"][0]["code"] == "SMART-on-FHIR"
+    assert security["extension"][0]["extension"] == [{"url": "token",
+                                                      "valueUri": base + TOKEN}]
     # The token opens the FHIR API; without a scope the client gets all of its own.
     reads = httpx.get(base + "/fhir/Patient", params={"family": "NOBODY"},
                       headers={"Authorization": f"Bearer {body['access_token']}"})
@@ -221,8 +225,8 @@ def public_set(*keys: tuple[RSAKey | ECKey, str, str]) -> dict[str, Any]:
                      for key, kid, alg in keys]}
 
 
-def assertion(key: RSAKey | ECKey, alg: str, kid: str, client_id: str, audience: str,
-              **claims: Any) -> str:
+def assertion(key: RSAKey | ECKey, alg: str, kid: str, client_id: str,
+              audience: str | list[str], **claims: Any) -> str:
     now = int(time.time())
     values: dict[str, Any] = {"iss": client_id, "sub": client_id, "aud": audience,
                               "iat": now, "exp": now + 240, "jti": secrets.token_hex(16)}
@@ -264,6 +268,9 @@ def test_signed_client_assertions_are_accepted_once_and_every_flawed_one_is_refu
                               scope="system/ImagingStudy.rs")
     assert narrowed.json()["scope"] == "system/ImagingStudy.rs"
 
+    listed = with_assertion(service, assertion(rsa, "RS384", "rsa-1", pacs,
+                                               [audience, "https://another.example/token"]))
+    assert listed.status_code == 200, listed.text  # an audience among others (RFC 7519)
     replayed = assertion(rsa, "RS384", "rsa-1", pacs, audience)
     assert with_assertion(service, replayed).status_code == 200
     assert "replay" in rfc6749(with_assertion(service, replayed), 401,
@@ -276,6 +283,8 @@ def test_signed_client_assertions_are_accepted_once_and_every_flawed_one_is_refu
         "exp too far ahead": assertion(rsa, "RS384", "rsa-1", pacs, audience, exp=now + 600),
         "iss is not sub": assertion(rsa, "RS384", "rsa-1", pacs, audience, sub="someone"),
         "no jti": assertion(rsa, "RS384", "rsa-1", pacs, audience, jti=None),
+        "no exp": assertion(rsa, "RS384", "rsa-1", pacs, audience, exp=None),
+        "not yet valid": assertion(rsa, "RS384", "rsa-1", pacs, audience, nbf=now + 200),
         "unknown kid": assertion(rsa, "RS384", "rsa-9", pacs, audience),
         "another key": assertion(stranger, "RS384", "rsa-1", pacs, audience),
         "RS256, not allowed": assertion(rsa, "RS256", "rsa-1", pacs, audience),
@@ -344,7 +353,7 @@ def test_apis_refuse_missing_expired_forged_and_misdirected_tokens_and_check_sco
     key = SigningKeys(service.container.settings.data_dir / "keys").signing
 
     def signed(signing: ECKey = key, kid: str | None = None, **changes: Any) -> str:
-        claims = {**good_claims, **changes}
+        claims = {k: v for k, v in {**good_claims, **changes}.items() if v is not None}
         return jwt.encode({"alg": "ES256", "typ": "JWT", "kid": kid or signing.thumbprint()},
                           claims, signing, algorithms=["ES256"])
 
@@ -355,6 +364,8 @@ def test_apis_refuse_missing_expired_forged_and_misdirected_tokens_and_check_sco
     stranger = ECKey.generate_key("P-256", private=True)
     refused = {
         "expired": signed(iat=now - 900, nbf=now - 900, exp=now - 120),
+        "not yet valid": signed(nbf=now + 600, exp=now + 900),
+        "without exp": signed(exp=None),
         "wrong audience": signed(aud="https://another-service.example"),
         "wrong issuer": signed(iss="https://another-service.example"),
         "unknown key": signed(stranger),
@@ -704,6 +715,9 @@ def test_the_trail_reads_as_balp_audit_events_for_auditors_only(
     assert by_agent["entry"] and all(
         e["resource"]["agent"][0]["who"]["identifier"]["value"] == viewer
         for e in by_agent["entry"])
+    bare = httpx.get(base + "/fhir/AuditEvent", params={"agent": viewer.split(":", 1)[1]},
+                     headers=auditor).json()
+    assert [e["fullUrl"] for e in bare["entry"]] == [e["fullUrl"] for e in by_agent["entry"]]
     today = datetime.now().astimezone().date()
     window: list[tuple[str, str | int | float | bool | None]] = [
         ("date", f"ge{today - timedelta(days=1)}"),
