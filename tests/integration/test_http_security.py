@@ -492,7 +492,10 @@ def test_a_client_of_one_establishment_cannot_write_in_another_s_domain(
     chru = service.bearer("system/Patient.cruds system/ImagingStudy.c", "CHRU", name="chru")
     reader = service.bearer("system/Patient.rs", name="regional-viewer")
 
-    refused = put_patient(service, chru, MRUN, "M-77", "MATERNITE")
+    # The headers an authenticating proxy used to set prove nothing any more.
+    claimed = {"X-Remote-User": "dr.house", "X-Establishment": "MRUN", "X-Authority": "MRUN"}
+    unauthorized(put_patient(service, claimed, MRUN, "M-77", "MATERNITE"), fhir=True)
+    refused = put_patient(service, {**chru, **claimed}, MRUN, "M-77", "MATERNITE")
     forbidden(refused, fhir=True)
     assert "MRUN" in refused.json()["issue"][0]["diagnostics"]
     found = httpx.get(base + "/fhir/Patient", params={"identifier": f"{MRUN}|M-77"},
@@ -548,6 +551,13 @@ def login(base: str, name: str, password: str = PASSWORD,
     if next is not None:
         form["next"] = next
     return browser, browser.post("/console/login", data=form)
+
+
+def attempt(base: str, name: str, password: str = PASSWORD) -> httpx.Response:
+    """The answer of one login (the browser closed afterwards)."""
+    browser, answer = login(base, name, password)
+    browser.close()
+    return answer
 
 
 def test_console_login_sessions_csrf_and_logout(service: RunningService) -> None:
@@ -617,9 +627,18 @@ def test_console_login_sessions_csrf_and_logout(service: RunningService) -> None
     for browser in (disabled, changed):
         unauthorized(browser.get("/api/review"))
         browser.close()
-    assert login(base, "dr.disabled")[1].status_code == 401
-    assert login(base, "dr.password")[1].status_code == 401
-    assert login(base, "dr.password", "a brand new passphrase")[1].status_code == 303
+    assert attempt(base, "dr.disabled").status_code == 401
+    assert attempt(base, "dr.password").status_code == 401
+    assert attempt(base, "dr.password", "a brand new passphrase").status_code == 303
+
+    # Repeated failures for one name are slowed down, even with the right password then.
+    auth.add_user("dr.locked", PASSWORD, ("clinician",))
+    for _ in range(5):
+        assert attempt(base, "dr.locked", "not the password").status_code == 401
+    slowed = attempt(base, "dr.locked")
+    assert slowed.status_code == 429 and "mpi_session" not in slowed.cookies
+    assert trail(service, "user:dr.locked") == [*[("console", "alert", "401")] * 5,
+                                                ("console", "alert", "429")]
 
     # After logging in, only a path of this service: never another site.
     for target, expected in (("https://evil.example/", "/console/"),
@@ -774,7 +793,7 @@ def test_no_secret_password_token_or_cookie_reaches_a_log_or_the_trail(
     assert answer.status_code == 303
     cookie = browser.cookies["mpi_session"]
     csrf = browser.get("/console/session").json()["csrf"]
-    assert login(base, "dr.secret", password + "!")[1].status_code == 401
+    assert attempt(base, "dr.secret", password + "!").status_code == 401
     assert browser.post("/console/logout", headers={"X-CSRF-Token": csrf}).status_code == 303
     browser.close()
 
