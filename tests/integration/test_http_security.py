@@ -180,6 +180,9 @@ def test_the_token_endpoint_grants_client_credentials_and_refuses_in_rfc6749_ter
                        auth=("no-such-client", his_secret)), 401, "invalid_client")
     rfc6749(httpx.post(base + TOKEN, data={"grant_type": "client_credentials"}),
             401, "invalid_client")
+    rfc6749(httpx.post(base + TOKEN, data={  # client_secret_post is not offered
+        "grant_type": "client_credentials", "client_id": his_id, "client_secret": his_secret}),
+        401, "invalid_client")
     # The trail has the tokens issued (with their jti) and the refusals.
     entries = service.container.audit.search(actor=f"client:{his_id}")
     issued = [e for e in entries if e.action.value == "authenticate"]
@@ -650,6 +653,13 @@ def test_console_login_sessions_csrf_and_logout(service: RunningService) -> None
         browser.close()
     shown = httpx.get(base + "/console/login", params={"next": "https://evil.example/"})
     assert "evil.example" not in shown.text
+    # What the login page shows back is escaped.
+    script = '"><script>alert(1)</script>'
+    shown = httpx.get(base + "/console/login", params={"next": "/console/" + script})
+    assert "<script>alert" not in shown.text
+    echoed = attempt(base, script, "wrong password, surely")
+    assert echoed.status_code == 401 and "<script>alert" not in echoed.text
+    assert "&lt;script&gt;" in echoed.text or "&#34;&gt;&lt;script" in echoed.text
 
 
 # -- 7. review and lifecycle roles ------------------------------------------------------------
