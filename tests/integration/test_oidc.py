@@ -44,6 +44,8 @@ class Provider:
     person: dict[str, Any] = field(default_factory=dict)
     codes: dict[str, dict[str, str]] = field(default_factory=dict)
     exchanges: list[dict[str, str]] = field(default_factory=list)
+    id_changes: dict[str, Any] = field(default_factory=dict)  # a flawed id token (None: no
+    # such claim)
     server: LoopbackServer | None = None
 
     @property
@@ -93,8 +95,9 @@ class Provider:
                     or form.get("redirect_uri") != started["redirect_uri"]
                     or challenge != started["code_challenge"]):
                 return 400, {}, {"error": "invalid_grant"}
-            id_token = self.sign({"aud": CLIENT_ID, "nonce": started["nonce"],
-                                  "sub": "f:8a2c", **self.person})
+            claims = {"aud": CLIENT_ID, "nonce": started["nonce"], "sub": "f:8a2c",
+                      **self.person, **self.id_changes}
+            id_token = self.sign({k: v for k, v in claims.items() if v is not None})
             return 200, {"Cache-Control": "no-store"}, {
                 "id_token": id_token, "token_type": "Bearer", "expires_in": 300,
                 "access_token": self.sign({"aud": API_AUDIENCE, "sub": "f:8a2c",
@@ -264,11 +267,20 @@ def test_the_console_logs_people_in_through_the_provider_with_pkce(
                                                            "state": state})
     assert denied.status_code == 401
     assert browser.get("/console/session").status_code == 303  # never logged in
+    # An id token that is not this login's (another nonce, none, another audience) or is
+    # expired: refused, though the provider did answer.
+    for changes in ({"nonce": "another login's"}, {"nonce": None}, {"aud": API_AUDIENCE},
+                    {"exp": int(time.time()) - 120}):
+        provider.id_changes = changes
+        flawed, _ = follow_login(browser)
+        assert flawed.status_code == 401, (changes, flawed.text)
+        assert "mpi_session" not in flawed.cookies
+    provider.id_changes = {}
     other.close()
     browser.close()
     refusals = [e for e in service.container.audit.search(limit=200)
                 if e.channel == "console" and e.action.value == "alert"]
-    assert sorted(e.outcome for e in refusals) == ["400", "400", "401", "401"]
+    assert sorted(e.outcome for e in refusals) == ["400", "400", *["401"] * 6]
 
 
 def test_a_token_of_the_provider_is_checked_against_its_keys_once_they_rotate(
