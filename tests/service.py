@@ -247,3 +247,19 @@ def cheap_password_hashing(monkeypatch: Any) -> None:
     cheap = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
     monkeypatch.setattr(passwords, "_HASHER", cheap)
     monkeypatch.setattr(passwords, "_DUMMY", cheap.hash("no account has this secret"))
+
+
+def service_log_records(records: list[Any]) -> list[Any]:
+    """The log records the service wrote, among those pytest's ``caplog`` heard: without
+    the test's own HTTP client (httpx's debug lines show the cookies the service sets), and
+    without uvicorn's access log, which the service turns off (pytest attaches its handler
+    to non-propagating loggers anyway); the service's own access log is ``mpi.http``'s one
+    line per request, naming the route's template, never the path and query."""
+    import logging
+    import threading
+
+    access = logging.getLogger("uvicorn.access")
+    assert access.propagate is False  # turned off by the service (access_log=False)
+    mine = threading.get_ident()
+    return [r for r in records if r.name != "uvicorn.access"
+            and not (r.thread == mine and r.name.startswith(("httpx", "httpcore")))]

@@ -99,7 +99,8 @@ def _trace_login(request: Request, name: str, outcome: str, reason: str,
               address=_address(request), via=via, reason=None if success else reason)
     audit(request, channel="console", action=AuditAction.AUTHENTICATE if success
           else AuditAction.ALERT, actor=f"user:{name}" if name else "anonymous",
-          outcome=outcome, principal=principal, detail={"reason": reason, "via": via})
+          outcome=outcome, principal=principal, detail={"reason": reason, "via": via},
+          subject=request.url.path)  # the provider's callback query holds the code
 
 
 def _login_page(request: Request, status: int = 200, message: str | None = None,

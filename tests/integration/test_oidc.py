@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import logging
 import secrets
 import time
 from collections.abc import Iterator
@@ -26,6 +27,7 @@ from tests.service import (
     RunningService,
     cheap_password_hashing,
     jwt_parts,
+    service_log_records,
     start_service,
     unsigned_jwt,
 )
@@ -44,6 +46,7 @@ class Provider:
     person: dict[str, Any] = field(default_factory=dict)
     codes: dict[str, dict[str, str]] = field(default_factory=dict)
     exchanges: list[dict[str, str]] = field(default_factory=list)
+    issued: list[str] = field(default_factory=list)  # the tokens /token answered
     id_changes: dict[str, Any] = field(default_factory=dict)  # a flawed id token (None: no
     # such claim)
     server: LoopbackServer | None = None
@@ -98,10 +101,11 @@ class Provider:
             claims = {"aud": CLIENT_ID, "nonce": started["nonce"], "sub": "f:8a2c",
                       **self.person, **self.id_changes}
             id_token = self.sign({k: v for k, v in claims.items() if v is not None})
+            access_token = self.sign({"aud": API_AUDIENCE, "sub": "f:8a2c", **self.person})
+            self.issued += [id_token, access_token]
             return 200, {"Cache-Control": "no-store"}, {
                 "id_token": id_token, "token_type": "Bearer", "expires_in": 300,
-                "access_token": self.sign({"aud": API_AUDIENCE, "sub": "f:8a2c",
-                                           **self.person})}
+                "access_token": access_token}
         return 404, {}, {"error": "not found"}
 
 
@@ -215,7 +219,9 @@ def follow_login(browser: httpx.Client, next: str = "/console/session"
 
 
 def test_the_console_logs_people_in_through_the_provider_with_pkce(
-        service: RunningService, provider: Provider) -> None:
+        service: RunningService, provider: Provider,
+        caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
     provider.person = person("dr.sso", "identity-vigilance", "clinician")
     browser = httpx.Client(base_url=service.http_base, timeout=30)
     login_page = browser.get("/console/login")
@@ -231,6 +237,7 @@ def test_the_console_logs_people_in_through_the_provider_with_pkce(
     cookie = [c for c in answer.headers.get_list("set-cookie")
               if c.startswith("mpi_session=")][0].lower()
     assert "httponly" in cookie and "samesite=lax" in cookie
+    session_cookie = browser.cookies["mpi_session"]
     me = browser.get("/console/session").json()
     assert (me["name"], me["roles"], me["establishment"], me["via"]) == (
         "dr.sso", ["clinician", "identity-vigilance"], "CHRU", "session")
@@ -281,6 +288,20 @@ def test_the_console_logs_people_in_through_the_provider_with_pkce(
     refusals = [e for e in service.container.audit.search(limit=200)
                 if e.channel == "console" and e.action.value == "alert"]
     assert sorted(e.outcome for e in refusals) == ["400", "400", *["401"] * 6]
+
+    # Nothing of the exchange is in the service's logs or its trail: not the code, the
+    # verifier, the tokens, the service's secret at the provider, nor the session's cookie.
+    secret_values = {CLIENT_SECRET, exchange["code"], exchange["code_verifier"],
+                     session_cookie, me["csrf"]}
+    lines = [" ".join([r.getMessage(), *map(str, vars(r).values())])
+             for r in service_log_records(caplog.records)]
+    assert any("console login" in line for line in lines)
+    trail = [repr(e) for e in service.container.audit.search(limit=500)]
+    for value in secret_values:
+        assert not [line for line in lines if value in line]
+        assert not [entry for entry in trail if value in entry], value
+    for value in (provider.issued[0], provider.issued[1]):  # id token and access token
+        assert not [line for line in lines if value.split(".")[2] in line]
 
 
 def test_a_token_of_the_provider_is_checked_against_its_keys_once_they_rotate(
