@@ -829,3 +829,39 @@ def test_no_secret_password_token_or_cookie_reaches_a_log_or_the_trail(
     stored = service.container.auth.clients()
     hashed = next(c.secret_hash for c in stored if c.client_id == client_id)
     assert hashed and hashed.startswith("$argon2id$") and secret not in hashed
+
+
+# -- behind a TLS-terminating proxy -----------------------------------------------------------
+
+def test_behind_its_public_https_address_cookies_are_secure_and_tokens_name_that_address(
+        database_url: str, tmp_path: Path) -> None:
+    public = "https://mpi.chru-nancy.example"
+    service = start_service(database_url, tmp_path, public_url=public)
+    try:
+        base = service.http_base
+        smart = httpx.get(base + "/.well-known/smart-configuration").json()
+        assert (smart["issuer"], smart["token_endpoint"]) == (public, public + TOKEN)
+        claims = jwt_parts(service.token("system/Patient.rs", name="viewer"))[1]
+        assert (claims["iss"], claims["aud"]) == (public, public)
+        # An assertion names the public token endpoint (as discovery gives it).
+        key = ECKey.generate_key("P-384", private=True)
+        pacs = service.container.auth.add_client(
+            "pacs", "system/ImagingStudy.rs", "CHRU",
+            jwks=public_set((key, "k", "ES384"))).client.client_id
+        assert with_assertion(service, assertion(key, "ES384", "k", pacs, public + TOKEN)
+                              ).status_code == 200
+        rfc6749(with_assertion(service, assertion(key, "ES384", "k", pacs,
+                                                  "https://elsewhere.example" + TOKEN)),
+                401, "invalid_client")
+        # The console's cookies are Secure.
+        page = httpx.get(base + "/console/login")
+        assert "secure" in cookie_header(page, "mpi_login").lower()
+        service.container.auth.add_user("dr.tls", PASSWORD, ("clinician",))
+        # (a client on plain HTTP does not send Secure cookies back: the proxy's side here)
+        answer = httpx.post(base + "/console/login", data={
+            "name": "dr.tls", "password": PASSWORD, "login_csrf": page.cookies["mpi_login"]},
+            headers={"Cookie": f"mpi_login={page.cookies['mpi_login']}"})
+        assert answer.status_code == 303, answer.text
+        assert "; secure" in cookie_header(answer, "mpi_session").lower()
+    finally:
+        service.stop()
