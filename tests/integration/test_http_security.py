@@ -15,10 +15,10 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import fastapi.routing
 import httpx
 import pytest
 from click.testing import CliRunner
-from fastapi.routing import _IncludedRouter
 from joserfc import jwt
 from joserfc.jwk import ECKey, KeySet, RSAKey
 from sqlalchemy import select
@@ -429,9 +429,13 @@ def routes(app: Any) -> Iterator[tuple[str, set[str], Any]]:
     """Every route of the application, included routers flattened: (path, methods,
     endpoint)."""
 
+    # FastAPI keeps an included router whole (its private _IncludedRouter) since 0.13x;
+    # before, its routes were copied flat into the application's.
+    included = getattr(fastapi.routing, "_IncludedRouter", ())
+
     def walk(entries: list[Any]) -> Iterator[tuple[str, set[str], Any]]:
         for entry in entries:
-            if isinstance(entry, _IncludedRouter):
+            if isinstance(entry, included):
                 yield from walk(entry.effective_candidates())
             elif hasattr(entry, "original_route"):  # a route of an included router
                 route = entry.starlette_route or entry.original_route
