@@ -688,11 +688,18 @@ def test_review_and_lifecycle_actions_need_their_roles(service: RunningService) 
     forbidden(vigilance.post("/api/lifecycle/holds", json=hold))
     forbidden(httpx.post(service.http_base + "/api/lifecycle/holds", json=hold,
                          headers=writer))  # a system is no archivist
-    # The archivist may place a hold and propose (nothing has reached its end yet: 409).
+    # The archivist may place a hold and propose the destruction of what is past its
+    # retention (a study of 1990).
     placed = archivist.post("/api/lifecycle/holds", json=hold)
     assert placed.status_code == 201, placed.text
+    old = relabel(UNCOMPRESSED_CT, patient_id="OLD-1", issuer="CHRU", birth="19400101",
+                  study="1.8.1", series="1.8.1.1", sop="1.8.1.1.1", StudyDate="19900101")
+    stored, kind = stow_body(old)
+    pacs = service.bearer("system/ImagingStudy.c", "CHRU", name="pacs")
+    assert httpx.post(service.http_base + "/dicomweb/studies", content=stored,
+                      headers={**pacs, "Content-Type": kind}).status_code == 200
     proposal = archivist.post("/api/lifecycle/proposals", json={"establishment": "CHRU"})
-    assert proposal.status_code == 409 and "no study of CHRU" in proposal.text
+    assert proposal.status_code == 201, proposal.text
     assert vigilance.get("/api/review").status_code == 200
 
     refusals = [e for e in service.container.audit.search(actor="user:dr.house")
@@ -700,11 +707,12 @@ def test_review_and_lifecycle_actions_need_their_roles(service: RunningService) 
     assert len(refusals) == 6
     assert all((e.outcome, e.roles, e.authority) == ("403", ("clinician",), "CHRU")
                for e in refusals)
-    created = [e for e in service.container.audit.search(actor="user:m.archive")
+    created = [e for e in reversed(service.container.audit.search(actor="user:m.archive"))
                if e.action.value == "create"]
-    assert len(created) == 1 and created[0].subject.startswith("lifecycle hold")
+    assert [e.subject.split()[:2] for e in created] == [["lifecycle", "hold"],
+                                                       ["lifecycle", "propose"]]
     assert created[0].persons == (person,)
-    assert created[0].roles == ("archivist",)
+    assert all(e.roles == ("archivist",) and e.channel == "api" for e in created)
 
 
 # -- 8. the trail as FHIR AuditEvent ----------------------------------------------------------
