@@ -140,3 +140,127 @@ def make_settings(database_url: str, data_dir: Path, **overrides: object) -> Set
 def start_service(database_url: str, data_dir: Path, **overrides: object) -> RunningService:
     container = bootstrap(make_settings(database_url, data_dir, **overrides), migrate=True)
     return RunningService(container).start()
+
+
+# -- security tests: a small web server of the test's own, signed JWTs ---------------------
+
+import json  # noqa: E402 (kept with the helpers that use them: this part was appended)
+from collections.abc import Callable  # noqa: E402
+from typing import Any  # noqa: E402
+
+
+class LoopbackServer:
+    """A real HTTP server on loopback, in a thread, answering with ``answer(method, path,
+    query, form, headers)`` → (status, headers, body): a client's JWK set, a small identity
+    provider. ``requests`` keeps what it was asked (method, path), in order."""
+
+    def __init__(self, answer: Answer) -> None:
+        import http.server
+        from urllib.parse import parse_qs, urlsplit
+
+        outer = self
+        self.requests: list[tuple[str, str]] = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def _serve(self, method: str) -> None:
+                parts = urlsplit(self.path)
+                length = int(self.headers.get("Content-Length") or 0)
+                raw = self.rfile.read(length).decode("utf-8") if length else ""
+                form = {k: v[0] for k, v in parse_qs(raw).items()}
+                query = {k: v[0] for k, v in parse_qs(parts.query).items()}
+                outer.requests.append((method, parts.path))
+                status, headers, body = answer(method, parts.path, query, form,
+                                               dict(self.headers.items()))
+                data = body if isinstance(body, bytes) else json.dumps(body).encode("utf-8")
+                self.send_response(status)
+                for key, value in headers.items():
+                    self.send_header(key, value)
+                if "Content-Type" not in headers:
+                    self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_GET(self) -> None:
+                self._serve("GET")
+
+            def do_POST(self) -> None:
+                self._serve("POST")
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass  # quiet: the tests read the service's own logs
+
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def __enter__(self) -> LoopbackServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(10)
+
+
+Answer = Callable[[str, str, dict[str, str], dict[str, str], dict[str, str]],
+                  tuple[int, dict[str, str], object]]
+
+
+def b64url(data: bytes | dict[str, object]) -> str:
+    """Base64url without padding, of bytes or of a JSON object (a JWT's parts)."""
+    import base64
+
+    raw = data if isinstance(data, bytes) else json.dumps(data).encode("utf-8")
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+
+
+def unsigned_jwt(claims: dict[str, object], **header: object) -> str:
+    """A JWT with ``alg: none`` and no signature: what no one must ever accept."""
+    return f"{b64url({'alg': 'none', 'typ': 'JWT', **header})}.{b64url(claims)}."
+
+
+def jwt_parts(token: str) -> tuple[dict[str, object], dict[str, object]]:
+    """The header and claims of a JWT, read without checking anything."""
+    import base64
+
+    def part(text: str) -> dict[str, object]:
+        decoded: dict[str, object] = json.loads(
+            base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
+        return decoded
+
+    header, payload = token.split(".")[:2]
+    return part(header), part(payload)
+
+
+def cheap_password_hashing(monkeypatch: Any) -> None:
+    """Argon2id with the smallest cost, for tests that hash many secrets: the same hashes
+    and checks as in production (``$argon2id$`` strings, verified for real), only faster.
+    ``monkeypatch`` is pytest's fixture."""
+    from argon2 import PasswordHasher
+
+    from adapters.auth import passwords
+
+    cheap = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+    monkeypatch.setattr(passwords, "_HASHER", cheap)
+    monkeypatch.setattr(passwords, "_DUMMY", cheap.hash("no account has this secret"))
+
+
+def service_log_records(records: list[Any]) -> list[Any]:
+    """The log records the service wrote, among those pytest's ``caplog`` heard: without
+    the test's own HTTP client (httpx's debug lines show the cookies the service sets), and
+    without uvicorn's access log, which the service turns off (pytest attaches its handler
+    to non-propagating loggers anyway); the service's own access log is ``mpi.http``'s one
+    line per request, naming the route's template, never the path and query."""
+    import logging
+    import threading
+
+    access = logging.getLogger("uvicorn.access")
+    assert access.propagate is False  # turned off by the service (access_log=False)
+    mine = threading.get_ident()
+    return [r for r in records if r.name != "uvicorn.access"
+            and not (r.thread == mine and r.name.startswith(("httpx", "httpcore")))]

@@ -91,4 +91,5 @@ class SigningKeys:
         return {"keys": keys}
 
     def key_set(self) -> KeySet:
+        self._fresh()  # a key retired by `mpi keys rotate --retire` stops verifying at once
         return KeySet(list(self._keys))

@@ -99,7 +99,8 @@ def _trace_login(request: Request, name: str, outcome: str, reason: str,
               address=_address(request), via=via, reason=None if success else reason)
     audit(request, channel="console", action=AuditAction.AUTHENTICATE if success
           else AuditAction.ALERT, actor=f"user:{name}" if name else "anonymous",
-          outcome=outcome, principal=principal, detail={"reason": reason, "via": via})
+          outcome=outcome, principal=principal, detail={"reason": reason, "via": via},
+          subject=request.url.path)  # the provider's callback query holds the code
 
 
 def _login_page(request: Request, status: int = 200, message: str | None = None,
@@ -274,8 +275,10 @@ def install_login_redirect(app: FastAPI) -> None:
             if exc.status_code == 401 and request.method in ("GET", "HEAD"):
                 return RedirectResponse(f"{LOGIN}?next={quote(path)}", status_code=303)
             if exc.status_code in (401, 403, 404):
-                return render(request, "refused.html", exc.status_code,
+                page = render(request, "refused.html", exc.status_code,
                               status=exc.status_code, reason=str(exc.detail))
+                page.headers.update(exc.headers or {})  # a 401 keeps its challenge
+                return page
         if previous is not None:
             answer = previous(request, exc)
             response: Response = await answer if inspect.isawaitable(answer) else answer

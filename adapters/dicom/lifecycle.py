@@ -59,7 +59,8 @@ class ArchiveLifecycle:
         self.audit.record(AuditEvent(
             occurred_at=self.clock.now(), channel=channel, action=action,
             actor=f"user:{staff.name}", subject=subject, outcome=outcome, source=source,
-            persons=persons, detail={"lifecycle": True, **(detail or {})}))
+            persons=persons, detail={"lifecycle": True, **(detail or {})},
+            roles=tuple(sorted(staff.roles or ()))))
 
     # -- retention -----------------------------------------------------------------------
 

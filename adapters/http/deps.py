@@ -208,14 +208,17 @@ def _trace_refusal(request: Request, status: int, reason: str) -> None:
 def audit(request: Request, *, channel: str, action: AuditAction, actor: str | None = None,
           persons: Iterable[int] = (), outcome: str = "success", authority: str | None = None,
           detail: dict[str, Any] | None = None, principal: Principal | None = None,
-          token_id: str | None = None) -> None:
+          token_id: str | None = None, subject: str | None = None) -> None:
     """Trace one access to patient data (or a security event) made through this request,
-    naming the authenticated principal: its kind and name, establishment, roles, token."""
+    naming the authenticated principal: its kind and name, establishment, roles, token.
+    The subject is the request's path and query, unless given (a query that carries a
+    credential, such as an authorization code, stays out of the trail)."""
     container = _container(request)
     if principal is None:
         caller = getattr(request.state, "caller", None)
         principal = caller.principal if isinstance(caller, Caller) else None
-    subject = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    if subject is None:
+        subject = request.url.path + (f"?{request.url.query}" if request.url.query else "")
     container.audit.record(AuditEvent(
         occurred_at=container.clock.now(), channel=channel, action=action,
         actor=actor or (principal.actor_name if principal else ANONYMOUS),
