@@ -418,7 +418,7 @@ def _words(text: str) -> list[str]:
 # -- 4. the routing table, walked without credentials -----------------------------------------
 
 # Open to anyone: they show no patient data.
-PUBLIC = {"/health", "/docs", "/openapi.yaml", "/oauth/token", "/oauth/jwks.json",
+PUBLIC = {"/health", "/health/live", "/health/ready", "/docs", "/openapi.yaml", "/oauth/token", "/oauth/jwks.json",
           "/.well-known/smart-configuration", "/fhir/.well-known/smart-configuration",
           "/fhir/metadata", "/console/login", "/console/oidc/start", "/console/oidc/callback"}
 # Static files and FastAPI's own JSON rendering of the same API description as /openapi.yaml.
@@ -478,7 +478,8 @@ def test_every_route_but_the_public_ones_refuses_callers_without_credentials(
                 assert answer.headers.get("www-authenticate", "").startswith("Bearer"), (
                     method, path, answer.text)
     assert tried >= 35
-    public_pages = {"GET /health -> 200", "GET /docs -> 200", "GET /openapi.yaml -> 200",
+    public_pages = {"GET /health -> 200", "GET /health/live -> 200", "GET /health/ready -> 200",
+                    "GET /docs -> 200", "GET /openapi.yaml -> 200",
                     "GET /oauth/jwks.json -> 200", "GET /.well-known/smart-configuration -> 200",
                     "GET /fhir/.well-known/smart-configuration -> 200",
                     "GET /fhir/metadata -> 200", "GET /console/login -> 200"}
