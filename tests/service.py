@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -144,9 +147,6 @@ def start_service(database_url: str, data_dir: Path, **overrides: object) -> Run
 
 # -- security tests: a small web server of the test's own, signed JWTs ---------------------
 
-import json  # noqa: E402 (kept with the helpers that use them: this part was appended)
-from collections.abc import Callable  # noqa: E402
-from typing import Any  # noqa: E402
 
 
 class LoopbackServer:
