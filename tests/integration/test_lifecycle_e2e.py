@@ -425,3 +425,100 @@ def test_a_destruction_killed_midway_finishes_and_the_study_is_gone_everywhere(
     text = listed.stdout.upper()
     assert not any(word in text for word in ("DUPONT", "HÉLÈNE", "HELENE", "100234",
                                              "19500101", "1950-01-01"))
+
+
+# -- the same steps over HTTP, by people with roles; the reports and corrections by command ---
+
+
+def test_the_lifecycle_over_http_for_people_with_roles_and_its_reports_by_command(
+        service: RunningService) -> None:
+    c = service.container
+    for value, visit in (("1", 2005), ("2", 2005), ("3", 2020)):
+        _register(service, value, visit=datetime(visit, 6, 1, tzinfo=UTC))
+        _store(service, UNCOMPRESSED_MR, value, f"1.5.{value}", StudyDate=f"{visit}0601")
+    _until(lambda: len(_retention(service)) == 3)
+    api = f"{service.http_base}/api/lifecycle"
+    assert httpx.get(f"{api}/report").status_code == 401
+    assert httpx.get(f"{api}/report", headers=service.bearer()).status_code == 403
+    assert service.person("doc", "clinician").get("/api/lifecycle/report").status_code == 403
+    arch = service.person("arch", "archivist")
+    dim = service.person("dr.dim", "dim")
+    director = service.person("mme.dir", "director")
+
+    report = arch.get("/api/lifecycle/report", params={"establishment": "CHRU"}).json()
+    rows = {r["study_instance_uid"]: r for r in report["studies"]}
+    assert rows["1.5.1"] == {
+        "study_instance_uid": "1.5.1", "establishment": "CHRU", "patient": "1",
+        "expires_on": "2025-06-01", "basis": "last-visit+20y", "last_visit": "2005-06-01",
+        "held": False, "size_bytes": rows["1.5.1"]["size_bytes"]}
+    assert rows["1.5.1"]["size_bytes"] > 0
+    assert [(t["year"], t["studies"]) for t in report["totals"]] == [("2025", 2), ("2040", 1)]
+
+    hold = arch.post("/api/lifecycle/holds", json={
+        "study_instance_uid": "1.5.2", "reason": "claim", "reference": "TA-2026-1"})
+    assert hold.status_code == 201, hold.text
+    assert dim.post("/api/lifecycle/holds", json={
+        "study_instance_uid": "1.5.1", "reason": "x", "reference": "y"}).status_code == 403
+    proposal = arch.post("/api/lifecycle/proposals", json={"establishment": "CHRU"})
+    assert proposal.status_code == 201, proposal.text
+    number = proposal.json()["id"]
+    # Only the expired, unheld study is listed.
+    assert [i["study_instance_uid"] for i in proposal.json()["items"]] == ["1.5.1"]
+    csv_text = arch.get(f"/api/lifecycle/proposals/{number}/bordereau.csv")
+    assert csv_text.headers["content-type"].startswith("text/csv")
+    assert csv_text.text.splitlines()[0].startswith("study_instance_uid,patient,study_date")
+    assert csv_text.text.splitlines()[1].startswith("1.5.1,1,2005-06-01")
+    # Two different approvers, neither the proposer; the visa by an archivist.
+    assert arch.post(f"/api/lifecycle/proposals/{number}/approvals",
+                     json={}).status_code == 403
+    assert dim.post(f"/api/lifecycle/proposals/{number}/approvals", json={}).status_code == 200
+    assert dim.post(f"/api/lifecycle/proposals/{number}/approvals",
+                    json={}).status_code in (403, 409)
+    assert arch.post(f"/api/lifecycle/proposals/{number}/destruction").status_code == 409
+    assert director.post(f"/api/lifecycle/proposals/{number}/approvals",
+                         json={}).json()["status"] == "approved"
+    assert dim.post(f"/api/lifecycle/proposals/{number}/visa",
+                    json={"reference": "AD54"}).status_code == 403
+    assert arch.post(f"/api/lifecycle/proposals/{number}/visa",
+                     json={"reference": "AD54"}).status_code == 200
+    destroyed = arch.post(f"/api/lifecycle/proposals/{number}/destruction")
+    assert destroyed.status_code == 200, destroyed.text
+    assert destroyed.json()["destroyed"] == ["1.5.1"]
+    [tombstone] = arch.get("/api/lifecycle/tombstones").json()["tombstones"]
+    assert tombstone["study_instance_uid"] == "1.5.1"
+    assert "DUPONT" not in json.dumps(tombstone).upper()
+    released = arch.post(f"/api/lifecycle/holds/{hold.json()['id']}/release",
+                         json={"reason": "claim dismissed"})
+    assert released.status_code == 200 and released.json()["active"] is False
+    trail = {e.subject for e in c.audit.search(actor="user:arch", limit=100)}
+    assert {f"lifecycle propose {number}", f"lifecycle visa {number}",
+            "lifecycle destroy 1.5.1"} <= trail
+
+    # The same reports by command, for people and scripts.
+    runner = CliRunner()
+    as_csv = runner.invoke(main, ["lifecycle", "report", "--format", "csv", *_options(service)])
+    assert as_csv.exit_code == 0, as_csv.output
+    assert as_csv.stdout.splitlines()[0] == (
+        "study_instance_uid,establishment,patient,expires_on,basis,last_visit,held,size_bytes")
+    as_json = json.loads(runner.invoke(main, ["lifecycle", "report", "--as-of", "2030-01-01",
+                                              "--format", "json", *_options(service)]).stdout)
+    assert [r["study_instance_uid"] for r in as_json["studies"]] == ["1.5.2"]
+    holds = json.loads(runner.invoke(main, ["lifecycle", "holds", "--all", "--format", "json",
+                                            *_options(service)]).stdout)
+    assert [(h["study_instance_uid"], h["active"]) for h in holds] == [("1.5.2", False)]
+    refused = runner.invoke(main, ["lifecycle", "hold", "--study", "1.5.3", "--reason", "r",
+                                   "--reference", "x", "--by", "nobody", *_options(service)])
+    assert refused.exit_code != 0 and "no user account 'nobody'" in refused.output
+    # A misfiled study moves to the right record, and the next answers follow.
+    c.auth.add_user("iv", PASSWORD, ("identity-vigilance",))
+    moved = runner.invoke(main, ["archive", "reassign", "--study", "1.5.3", "--to", "CHRU|2",
+                                 "--by", "iv", "--reason", "wrong worklist entry",
+                                 *_options(service)])
+    assert moved.exit_code == 0, moved.output
+    assert "CHRU|3 -> CHRU|2" in moved.stdout
+    found = httpx.get(f"{service.http_base}/dicomweb/studies", params={"PatientID": "2"},
+                      headers=service.bearer(READER, "CHRU")).json()
+    assert sorted(s["0020000D"]["Value"][0] for s in found) == ["1.5.2", "1.5.3"]
+    assert runner.invoke(main, ["archive", "reassign", "--study", "1.5.3", "--to", "CHRU|3",
+                                "--by", "arch", "--reason", "r",
+                                *_options(service)]).exit_code != 0  # not identity-vigilance
