@@ -178,15 +178,20 @@ def recompute_retention(uow: ArchiveUnitOfWork, policy: RetentionPolicy,
     """Recompute and store the retention of every study of the establishment records these
     records belong to (following merges to the survivor and back to every record merged into
     it). Returns how many studies were computed. Database errors propagate."""
-    seen: set[int] = set()
-    computed: list[Retention] = []
+    families: dict[int, tuple[SourceRecord, list[SourceRecord]]] = {}
     for record_id in sorted(set(record_ids)):
         root = _root(uow, record_id)
-        if root is None or root.id is None or root.id in seen:
+        if root is None or root.id is None or root.id in families:
             continue
-        seen.add(root.id)
-        family = _family(uow, root)
-        facts = uow.archive.retention_facts([r.id for r in family if r.id is not None])
+        families[root.id] = (root, _family(uow, root))
+    facts_of: dict[int, list[StudyFacts]] = {}
+    for fact in uow.archive.retention_facts(  # one query per 500 records, not one per record
+            [r.id for _, family in families.values() for r in family if r.id is not None]):
+        facts_of.setdefault(fact.record_id, []).append(fact)
+    computed: list[Retention] = []
+    for root, family in families.values():
+        facts = sorted((f for r in family if r.id is not None for f in facts_of.get(r.id, ())),
+                       key=lambda f: f.study_id)
         if facts:  # most records of the feed have no study: nothing more to read
             computed += retention_of_facts(facts, family, _death_of(uow, root, family),
                                            policy, computed_at)

@@ -522,3 +522,28 @@ def test_the_lifecycle_over_http_for_people_with_roles_and_its_reports_by_comman
     assert runner.invoke(main, ["archive", "reassign", "--study", "1.5.3", "--to", "CHRU|3",
                                 "--by", "arch", "--reason", "r",
                                 *_options(service)]).exit_code != 0  # not identity-vigilance
+
+
+def test_the_sweep_reads_the_studies_of_a_batch_of_records_in_one_query(
+        database_url: str) -> None:
+    from sqlalchemy import event
+
+    from adapters.sql.engine import create_engine_for
+    from bench.lifecycle import NOW, load
+    from mpi.archive.retention import RetentionPolicy, sweep_retention
+    from tests.conftest import sql_uow_factory
+
+    engine = create_engine_for(database_url)
+    try:
+        factory = sql_uow_factory(engine)
+        load(engine, 300, 2)
+        statements: list[str] = []
+        event.listen(engine, "before_cursor_execute",
+                     lambda _c, _k, statement, *_: statements.append(statement))
+        assert sweep_retention(factory, RetentionPolicy(), lambda: NOW) == 600
+        assert len([s for s in statements if "archive_studies" in s]) <= 2, statements[:5]
+        with factory(read_only=True) as uow:
+            rows = uow.archive.retention_report()
+        assert len(rows) == 600 and all(r.expires_on is not None for r in rows)
+    finally:
+        engine.dispose()

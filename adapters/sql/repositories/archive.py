@@ -67,10 +67,16 @@ _CONTENT_STATE = {"original_sha256": None, "pixel_sha256": None, "compressed_at"
                   "compression_error": None, "compression_failed_at": None,
                   "fixity_checked_at": None, "fixity_failed_at": None}
 _r, _d = archive_retention.c, archive_blob_deletions.c
-_SIZES = (select(_se.study_ref.label("study_ref"), func.count(_i.id).label("instances"),
-                 func.coalesce(func.sum(_i.size), 0).label("size_bytes"))
-          .join(archive_instances, _i.series_ref == _se.id)
-          .group_by(_se.study_ref).subquery())
+def _sizes(*where: Any) -> Any:
+    """Instances and bytes per study (current versions), of the studies ``where`` selects
+    (every study without it: a filtered one never aggregates the whole archive)."""
+    return (select(_se.study_ref.label("study_ref"), func.count(_i.id).label("instances"),
+                   func.coalesce(func.sum(_i.size), 0).label("size_bytes"))
+            .join(archive_instances, _i.series_ref == _se.id)
+            .where(*where).group_by(_se.study_ref).subquery())
+
+
+_SIZES = _sizes()
 
 
 class SqlArchiveRepository:
@@ -242,14 +248,18 @@ class SqlArchiveRepository:
         wanted = sorted(set(record_ids))
         found: list[StudyFacts] = []
         for start in range(0, len(wanted), 500):
+            chunk = wanted[start:start + 500]
+            sizes = _sizes(_se.study_ref.in_(
+                select(_st.id).join(archive_patients, _p.id == _st.patient_ref)
+                .where(_p.record_id.in_(chunk))))
             statement = (
                 select(_st.id, _st.study_instance_uid, _st.study_date, _st.first_received_at,
                        _st.last_received_at, _p.record_id, _p.authority, _p.patient_id,
-                       _p.birth_date, func.coalesce(_SIZES.c.size_bytes, 0).label("size"),
-                       func.coalesce(_SIZES.c.instances, 0).label("n"))
+                       _p.birth_date, func.coalesce(sizes.c.size_bytes, 0).label("size"),
+                       func.coalesce(sizes.c.instances, 0).label("n"))
                 .join(archive_patients, _p.id == _st.patient_ref)
-                .outerjoin(_SIZES, _SIZES.c.study_ref == _st.id)
-                .where(_p.record_id.in_(wanted[start:start + 500]))
+                .outerjoin(sizes, sizes.c.study_ref == _st.id)
+                .where(_p.record_id.in_(chunk))
             )
             for row in self._sql.execute(statement).mappings():
                 found.append(StudyFacts(
