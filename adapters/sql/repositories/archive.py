@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import bindparam, delete, func, insert, select, update
+from sqlalchemy import bindparam, delete, exists, func, insert, select, update
 from sqlalchemy.engine import RowMapping
 
 from adapters.sql.engine import SqlConnection
@@ -25,6 +25,8 @@ from adapters.sql.tables import (
     archive_series,
     archive_studies,
     links,
+    persons,
+    source_records,
 )
 from mpi.archive import (
     ArchivedPatient,
@@ -32,6 +34,7 @@ from mpi.archive import (
     NewContent,
     PendingDeletion,
     Reassignment,
+    RecordDates,
     Retention,
     RetentionRow,
     SeriesSummary,
@@ -268,6 +271,34 @@ class SqlArchiveRepository:
                     row["first_received_at"], row["last_received_at"], int(row["size"]),
                     int(row["n"])))
         return sorted(found, key=lambda f: f.study_id)
+
+    def retention_dates(self, record_ids: Iterable[int]) -> list[RecordDates]:
+        wanted = sorted(set(record_ids))
+        r, link, person = source_records.c, links.c, persons.c
+        child = source_records.alias("child")
+        others, their_links = source_records.alias("other"), links.alias("their_link")
+        found: list[RecordDates] = []
+        for start in range(0, len(wanted), 500):
+            person_death = (
+                select(func.min(others.c.death_date))
+                .join(their_links, their_links.c.record_id == others.c.id)
+                .where(their_links.c.person_id == link.person_id,
+                       others.c.status == "active").scalar_subquery())
+            statement = (
+                select(r.id, r.retired_into, r.last_activity, r.birth_date, r.death_date,
+                       exists().where(child.c.retired_into == r.id).label("has_retired"),
+                       person.status.label("person_status"),
+                       person_death.label("person_death"))
+                .outerjoin(links, link.record_id == r.id)
+                .outerjoin(persons, person.id == link.person_id)
+                .where(r.id.in_(wanted[start:start + 500])).order_by(r.id))
+            for row in self._sql.execute(statement).mappings():
+                status = row["person_status"]
+                found.append(RecordDates(
+                    row["id"], row["retired_into"], bool(row["has_retired"]),
+                    row["last_activity"], row["birth_date"], row["death_date"],
+                    None if status is None else status == "active", row["person_death"]))
+        return found
 
     def archived_record_ids(self, after: int, limit: int) -> list[int]:
         return list(self._sql.execute(
