@@ -45,6 +45,7 @@ from adapters.sql.tables import (  # noqa: E402
     source_records,
 )
 from mpi.archive.retention import RetentionPolicy, recompute_retention, sweep_retention  # noqa: E402
+from tests.conftest import _truncate_all as truncate_all  # noqa: E402
 from tests.conftest import sql_uow_factory  # noqa: E402
 from tests.dicom_objects import UNCOMPRESSED_CT, UNCOMPRESSED_MR, bundled, relabel  # noqa: E402
 
@@ -158,6 +159,8 @@ def retention(url: str | None, studies: int, folder: Path) -> None:
         database = url or default_sqlite_url(folder / f"r{persons_count}")
         engine = create_engine_for(database)
         upgrade(engine)
+        if url is not None and engine.dialect.name == "postgresql":
+            truncate_all(url)  # the second run starts from an empty database too
         factory = sql_uow_factory(engine)
         record_ids = load(engine, persons_count, per_person)
         started = time.perf_counter()
@@ -178,7 +181,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--copies", type=int, default=200)
     parser.add_argument("--studies", type=int, default=100_000)
-    parser.add_argument("--database-url", help="an EMPTY database (default: SQLite files)")
+    parser.add_argument("--database-url", help="a PostgreSQL database of its own, EMPTIED by "
+                        "each retention run (default: SQLite files)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as scratch:
         folder = Path(scratch)
