@@ -276,28 +276,35 @@ class SqlArchiveRepository:
         wanted = sorted(set(record_ids))
         r, link, person = source_records.c, links.c, persons.c
         child = source_records.alias("child")
-        others, their_links = source_records.alias("other"), links.alias("their_link")
         found: list[RecordDates] = []
         for start in range(0, len(wanted), 500):
-            person_death = (
-                select(func.min(others.c.death_date))
-                .join(their_links, their_links.c.record_id == others.c.id)
-                .where(their_links.c.person_id == link.person_id,
-                       others.c.status == "active").scalar_subquery())
-            statement = (
+            rows = self._sql.execute(
                 select(r.id, r.retired_into, r.last_activity, r.birth_date, r.death_date,
                        exists().where(child.c.retired_into == r.id).label("has_retired"),
-                       person.status.label("person_status"),
-                       person_death.label("person_death"))
+                       link.person_id, person.status.label("person_status"))
                 .outerjoin(links, link.record_id == r.id)
                 .outerjoin(persons, person.id == link.person_id)
-                .where(r.id.in_(wanted[start:start + 500])).order_by(r.id))
-            for row in self._sql.execute(statement).mappings():
+                .where(r.id.in_(wanted[start:start + 500])).order_by(r.id)).mappings().all()
+            # The earliest death among each person's active records, in a second query
+            # (grouped, from the persons' links: no subquery per record to plan badly).
+            person_ids = sorted({row["person_id"] for row in rows if row["person_id"]})
+            deaths: dict[int, date] = {}
+            if person_ids:
+                for death in self._sql.execute(
+                        select(link.person_id.label("person"),
+                               func.min(r.death_date).label("death"))
+                        .join(source_records, r.id == link.record_id)
+                        .where(link.person_id.in_(person_ids), r.status == "active",
+                               r.death_date.is_not(None))
+                        .group_by(link.person_id)).mappings():
+                    deaths[death["person"]] = death["death"]
+            for row in rows:
                 status = row["person_status"]
                 found.append(RecordDates(
                     row["id"], row["retired_into"], bool(row["has_retired"]),
                     row["last_activity"], row["birth_date"], row["death_date"],
-                    None if status is None else status == "active", row["person_death"]))
+                    None if status is None else status == "active",
+                    deaths.get(row["person_id"])))
         return found
 
     def archived_record_ids(self, after: int, limit: int) -> list[int]:
