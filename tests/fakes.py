@@ -24,6 +24,7 @@ from mpi.archive.model import (
     DestructionProposal,
     LegalHold,
     Reassignment,
+    RecordDates,
     Retention,
     RetentionRow,
     SeriesSummary,
@@ -854,6 +855,27 @@ class FakeArchiveRepository:
                                     study.first_received_at, study.last_received_at, size,
                                     count))
         return sorted(found, key=lambda f: f.study_id)
+
+    def retention_dates(self, record_ids: Iterable[int]) -> list[RecordDates]:
+        found = []
+        for record_id in sorted(set(record_ids)):
+            record = self.store.records.get(record_id)
+            if record is None:
+                continue
+            link = self.store.links.get(record_id)
+            person = self.store.persons.get(link.person_id) if link else None
+            deaths = [r.demographics.death_date for rid, other in self.store.links.items()
+                      if link and other.person_id == link.person_id
+                      for r in [self.store.records[rid]] if r.is_active
+                      and r.demographics.death_date]
+            found.append(RecordDates(
+                record_id, record.retired_into,
+                any(r.retired_into == record_id for r in self.store.records.values()),
+                record.last_activity, record.demographics.birth_date,
+                record.demographics.death_date,
+                None if person is None else person.status is PersonStatus.ACTIVE,
+                min(deaths) if deaths else None))
+        return found
 
     def archived_record_ids(self, after: int, limit: int) -> list[int]:
         return sorted({p.record_id for p in self.store.archive_patients.values()

@@ -31,7 +31,7 @@ from adapters.errors import AdapterError
 
 __all__ = ["LOSSLESS_SYNTAXES", "COMPRESSIBLE_SYNTAXES", "UNCOMPRESSED_SYNTAXES",
            "CompressionFailedError", "Compressed", "compress_object", "pixel_digest",
-           "decoded_dataset", "syntax_named"]
+           "decoded_dataset", "syntax_named", "can_decode", "can_encode", "encoded_as"]
 
 # The lossless syntaxes the archive writes, by the name the configuration gives them.
 LOSSLESS_SYNTAXES: dict[str, UID] = {
@@ -122,7 +122,51 @@ def decoded_dataset(handle: BinaryIO) -> Dataset:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            dataset.decompress()
+            dataset.decompress(as_rgb=False, generate_instance_uid=False)
     except Exception as exc:  # any decoder failure: the object cannot be offered decoded
         raise CompressionFailedError(f"cannot decode: {exc}") from exc
     return dataset
+
+
+def can_decode(transfer_syntax: str) -> bool:
+    """Whether an object stored in ``transfer_syntax`` can be given decoded here (little
+    endian uncompressed ones need no decoder; big endian and deflated ones are only given
+    as stored)."""
+    if transfer_syntax in COMPRESSIBLE_SYNTAXES:
+        return True
+    if transfer_syntax in UNCOMPRESSED_SYNTAXES:
+        return False
+    try:
+        from pydicom.pixels import get_decoder
+
+        return bool(get_decoder(transfer_syntax).is_available)
+    except Exception:  # an unknown or unsupported syntax: no decoder
+        return False
+
+
+def can_encode(transfer_syntax: str) -> bool:
+    """Whether the archive can give an object in ``transfer_syntax``: the little endian
+    uncompressed ones, and the lossless syntaxes it writes (never a lossy one)."""
+    return transfer_syntax in COMPRESSIBLE_SYNTAXES or transfer_syntax in {
+        str(uid) for uid in LOSSLESS_SYNTAXES.values()}
+
+
+def encoded_as(dataset: Dataset, transfer_syntax: str) -> bytes:
+    """A decoded dataset (see decoded_dataset) as a Part-10 object in ``transfer_syntax``:
+    re-encoded for an uncompressed one, compressed and verified bit for bit for a lossless
+    one (see compress_object). Raises CompressionFailedError."""
+    out = BytesIO()
+    if transfer_syntax in COMPRESSIBLE_SYNTAXES:
+        dataset.file_meta.TransferSyntaxUID = UID(transfer_syntax)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                dataset.save_as(out, enforce_file_format=True)
+        except Exception as exc:  # an attribute that cannot be written in that syntax
+            raise CompressionFailedError(f"cannot write it in {transfer_syntax}: {exc}") from exc
+        return out.getvalue()
+    if not can_encode(transfer_syntax):
+        raise CompressionFailedError(f"the archive does not write {transfer_syntax}")
+    dataset.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    dataset.save_as(out, enforce_file_format=True)
+    return compress_object(out.getvalue(), transfer_syntax).data

@@ -6,7 +6,7 @@ action D) with the person it belonged to."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import date
+from datetime import date, timedelta
 from typing import Any, TypeVar
 
 from mpi.archive import (
@@ -150,22 +150,75 @@ class ArchiveLifecycle:
     def destroy(self, staff: Staff, proposal_id: int, *, channel: str, source: str | None,
                 progress: Callable[[str], None] | None = None) -> DestructionReport:
         """Destroy an approved, visaed proposal; each study destroyed is audited as it goes.
-        Raises the use case's errors."""
+        A study whose destruction committed in a run that died before its audit event was
+        written gets that event now (found missing from the trail). Raises the use case's
+        errors."""
+        traced: set[str] = set()
 
         def destroyed(study_uid: str, person_id: int | None) -> None:
             self._trace(staff, channel, AuditAction.DELETE, f"lifecycle destroy {study_uid}",
                         source=source, persons=(person_id,) if person_id else (),
                         detail={**STUDY_DELETED, "study": study_uid, "proposal": proposal_id})
+            traced.add(study_uid)
             if progress is not None:
                 progress(study_uid)
 
         report = use_cases.destroy_proposal(self.uow_factory, self.blobs, staff, proposal_id,
                                             self.clock.now, self.policy, destroyed)
+        self._trace_missed(proposal_id, [u for u in report.destroyed if u not in traced],
+                           channel, source)
         self._trace(staff, channel, AuditAction.DELETE, f"lifecycle destroy proposal "
                     f"{proposal_id}", source=source, detail={
                         "proposal": proposal_id, "destroyed": len(report.destroyed),
                         "kept": [list(k) for k in report.kept]})
         return report
+
+    def _trace_missed(self, proposal_id: int, study_uids: list[str], channel: str,
+                      source: str | None) -> None:
+        """The "Study Deleted" events of studies destroyed by an earlier run of this
+        proposal that are not in the trail (the run died between the commit and the
+        event), written now on behalf of whoever destroyed them."""
+        if not study_uids:
+            return
+        proposal = self.proposal(proposal_id)
+        items = {i.study_instance_uid: i for i in proposal.items}
+        by_actor: dict[str, list[Tombstone]] = {}
+        for uid in study_uids:
+            tombstone = self.tombstone(uid)
+            if tombstone is not None:
+                by_actor.setdefault(tombstone.destroyed_by, []).append(tombstone)
+        for actor, tombstones in by_actor.items():
+            since = min(t.destroyed_at for t in tombstones) - timedelta(minutes=1)
+            seen = {str(e.detail.get("study")) for e in self.audit.search(
+                actor=f"user:{actor}", since=since, limit=10 * len(proposal.items) + 100)
+                if e.detail.get("event_id") == STUDY_DELETED["event_id"]
+                and e.detail.get("proposal") == proposal_id}
+            for tombstone in tombstones:
+                uid = tombstone.study_instance_uid
+                if uid in seen:
+                    continue
+                item = items.get(uid)
+                person = self._person_of(proposal.establishment, item.patient) if item else None
+                self._trace(Staff(actor), channel, AuditAction.DELETE,
+                            f"lifecycle destroy {uid}", source=source,
+                            persons=(person,) if person else (), detail={
+                                **STUDY_DELETED, "study": uid, "proposal": proposal_id,
+                                "destroyed_at": tombstone.destroyed_at.isoformat(),
+                                "recorded_on_resumption": True})
+
+    def _person_of(self, establishment: str, patient: str) -> int | None:
+        """The person a destroyed study's patient record (as the elimination list names
+        it) belongs to now, if it still exists."""
+        try:
+            identifier = (Identifier.parse(patient) if "|" in patient
+                          else Identifier(establishment, patient))
+        except ValueError:
+            return None
+        with self.uow_factory(read_only=True) as uow:
+            record = uow.records.by_identifier(identifier)
+            link = uow.links.for_record(record.id) if record and record.id else None
+            person = current_person(uow, link.person_id) if link else None
+            return person.id if person is not None else None
 
     def tombstones(self, establishment: str | None = None) -> list[Tombstone]:
         with self.uow_factory(read_only=True) as uow:

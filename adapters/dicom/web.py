@@ -24,10 +24,13 @@ from mpi.errors import InvalidObjectError, MPIError
 from mpi.model import Authority, AuthorityKind
 
 __all__ = ["DicomWeb", "Retrieval", "StowResult", "split_multipart", "MultipartError",
-           "NotAcceptableError", "wanted_transfer_syntax", "AS_STORED"]
+           "NotAcceptableError", "wanted_transfer_syntax", "syntax_given", "AS_STORED",
+           "DEFAULT"]
 
 AS_STORED = "*"
+DEFAULT = ""  # the Accept header names no transfer syntax
 _EXPLICIT_LE = "1.2.840.10008.1.2.1"
+_UNCOMPRESSED_LE = frozenset({_EXPLICIT_LE, "1.2.840.10008.1.2"})
 
 # FailureReason (0008,1197) of a part that is not a DICOM object.
 _PROCESSING_FAILURE = 0x0110
@@ -43,9 +46,9 @@ class NotAcceptableError(AdapterError):
 
 def wanted_transfer_syntax(accept: str | None) -> str:
     """The transfer syntax a WADO-RS Accept header asks for (PS3.18 8.7.3.5): its
-    ``transfer-syntax`` parameter (``*``: as stored); Explicit VR Little Endian when it names
-    application/dicom without one; as stored when it names no DICOM media type (no header,
-    ``*/*``: what clients of this archive have always been given)."""
+    ``transfer-syntax`` parameter (``*``: as stored); DEFAULT when it names none (no header,
+    ``*/*``, application/dicom or multipart/related without the parameter): Explicit VR
+    Little Endian, PS3.18's default for application/dicom."""
     for media in (accept or "").split(","):
         kind, *parameters = [part.strip() for part in media.split(";")]
         values = {}
@@ -58,8 +61,32 @@ def wanted_transfer_syntax(accept: str | None) -> str:
         if "transfer-syntax" in values and (dicom or kind == "*/*"):
             return values["transfer-syntax"] or AS_STORED
         if dicom:
-            return _EXPLICIT_LE
-    return AS_STORED
+            return DEFAULT
+    return DEFAULT
+
+
+def syntax_given(stored: str, wanted: str) -> str:
+    """The transfer syntax an object stored in ``stored`` is given in when ``wanted`` is
+    asked for: as stored for ``*`` or the stored syntax itself; for DEFAULT, Explicit VR
+    Little Endian when the archive can decode the object (as stored otherwise: an object
+    no decoder here reads is not withheld from an asker that named no syntax); a named
+    syntax when the archive can decode the object and write that syntax (uncompressed
+    little endian, or a lossless one, verified). Raises NotAcceptableError otherwise."""
+    from adapters.dicom.compress import can_decode, can_encode
+
+    if wanted in (AS_STORED, stored):
+        return stored
+    if wanted == DEFAULT:
+        return _EXPLICIT_LE if can_decode(stored) else stored
+    if not can_encode(wanted):
+        raise NotAcceptableError(
+            f"the archive does not give objects in {wanted} (it gives them as stored, "
+            f"uncompressed little endian or in a lossless syntax it writes)")
+    if not can_decode(stored):
+        raise NotAcceptableError(
+            f"an object stored in {stored} cannot be decoded here to give it in {wanted}; "
+            "ask for transfer-syntax=* (as stored)")
+    return wanted
 
 
 @dataclass
@@ -197,47 +224,51 @@ class DicomWeb:
         return found
 
     def retrieve(self, query: ArchiveQuery, asker: Authority, who: str, subject: str,
-                 source: str | None, transfer_syntax: str = AS_STORED,
+                 source: str | None, transfer_syntax: str = DEFAULT,
                  token_id: str | None = None) -> Retrieval:
         """Coerced Part-10 objects in a multipart/related body (type application/dicom), in
-        the transfer syntax asked for: as stored (``*``, the header rewritten and the pixel
-        bytes copied), or decoded to Explicit VR Little Endian. Raises NotAcceptableError
-        for another syntax than an object's stored one."""
+        the transfer syntax asked for (see syntax_given): as stored (the header rewritten,
+        the pixel bytes copied), decoded to an uncompressed syntax, or transcoded to another
+        lossless one (verified bit for bit, done before the answer starts so that a failure
+        is a 406, not a broken body). Raises NotAcceptableError."""
         found = self._found(query, asker, who, subject, source, AuditAction.RETRIEVE, token_id)
         boundary = secrets.token_hex(16)
-        for instance, _ in found:
-            if transfer_syntax not in (AS_STORED, _EXPLICIT_LE,
-                                       instance.transfer_syntax_uid):
-                raise NotAcceptableError(
-                    f"{instance.sop_instance_uid} is stored in {instance.transfer_syntax_uid}; "
-                    f"the archive gives it as stored or in {_EXPLICIT_LE}")
+        given = [syntax_given(instance.transfer_syntax_uid, transfer_syntax)
+                 for instance, _ in found]
+        ready: dict[int, bytes] = {}
+        for index, ((instance, plan), syntax) in enumerate(zip(found, given, strict=True)):
+            if syntax != instance.transfer_syntax_uid and syntax not in _UNCOMPRESSED_LE:
+                try:
+                    ready[index] = self._transcoded(instance, plan, syntax)
+                except AdapterError as exc:
+                    raise NotAcceptableError(
+                        f"{instance.sop_instance_uid} cannot be given in {syntax}: "
+                        f"{exc.message}") from None
 
         def body() -> Iterator[bytes]:
-            for instance, plan in found:
+            for index, ((instance, plan), syntax) in enumerate(zip(found, given, strict=True)):
                 yield (f"--{boundary}\r\nContent-Type: application/dicom; transfer-syntax="
-                       f"{self._syntax(instance, transfer_syntax)}\r\n"
+                       f"{syntax}\r\n"
                        f"Content-Location: {self.base_path}/studies/"
                        f"{instance.study_instance_uid}/series/{instance.series_instance_uid}/"
                        f"instances/{instance.sop_instance_uid}\r\n\r\n").encode("ascii")
-                if self._syntax(instance, transfer_syntax) == instance.transfer_syntax_uid:
+                if index in ready:
+                    yield ready.pop(index)
+                elif syntax == instance.transfer_syntax_uid:
                     yield from self.archive.coerced_file(instance, plan)
                 else:
-                    yield from self.archive.decoded_file(instance, plan)
+                    yield self._transcoded(instance, plan, syntax)
                 yield b"\r\n"
             yield f"--{boundary}--\r\n".encode("ascii")
 
         return Retrieval(boundary, body(), len(found))
 
-    @staticmethod
-    def _syntax(instance: StoredInstance, wanted: str) -> str:
-        from adapters.dicom.compress import UNCOMPRESSED_SYNTAXES
+    def _transcoded(self, instance: StoredInstance, plan: PatientCoercion,
+                    syntax: str) -> bytes:
+        """Raises CompressionFailedError."""
+        from adapters.dicom.compress import encoded_as
 
-        if wanted in (AS_STORED, instance.transfer_syntax_uid):
-            return instance.transfer_syntax_uid
-        if instance.transfer_syntax_uid in UNCOMPRESSED_SYNTAXES and (
-                instance.transfer_syntax_uid != "1.2.840.10008.1.2.2"):
-            return instance.transfer_syntax_uid  # already uncompressed little endian
-        return _EXPLICIT_LE
+        return encoded_as(self.archive.coerced_dataset(instance, plan, decode=True), syntax)
 
     def metadata(self, query: ArchiveQuery, asker: Authority, who: str, subject: str,
                  source: str | None, token_id: str | None = None) -> list[dict[str, Any]]:

@@ -261,6 +261,22 @@ class PatientCoercion:
 
 
 @dataclass(frozen=True)
+class RecordDates:
+    """What the retention rule reads of one patient record, read for a batch of records at
+    once: enough for a record that was neither merged into another nor survived a merge (the
+    others are read one by one, following their merges)."""
+
+    record_id: int
+    retired_into: int | None
+    has_retired: bool  # records were merged into this one
+    last_activity: datetime | None
+    birth_date: date | None
+    death_date: date | None
+    person_active: bool | None  # the linked person's (None: not linked)
+    person_death_date: date | None  # the earliest death of the person's active records
+
+
+@dataclass(frozen=True)
 class StudyFacts:
     """What the retention of one study is computed from, as the index holds it."""
 

@@ -14,6 +14,7 @@ from mpi.archive.model import (
     DestructionProposal,
     LegalHold,
     Reassignment,
+    RecordDates,
     Retention,
     RetentionRow,
     StoredInstance,
@@ -144,6 +145,11 @@ class ArchiveRepository(Protocol):
     def retention_facts(self, record_ids: Iterable[int]) -> list[StudyFacts]:
         """Every study of the patients as received designating these records, with its
         size and number of instances (current versions), by study id."""
+        ...
+
+    def retention_dates(self, record_ids: Iterable[int]) -> list[RecordDates]:
+        """The dates the retention rule reads of these records (unknown ids left out), by
+        record id."""
         ...
 
     def archived_record_ids(self, after: int, limit: int) -> list[int]:

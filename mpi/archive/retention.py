@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
-from mpi.archive.model import Retention, StudyFacts
+from mpi.archive.model import RecordDates, Retention, StudyFacts
 from mpi.archive.ports import ArchiveUnitOfWork
 from mpi.events import (
     Event,
@@ -157,12 +157,18 @@ def retention_of_facts(facts: Iterable[StudyFacts], family: Iterable[SourceRecor
                        computed_at: datetime) -> list[Retention]:
     """The retention of each study of one establishment's record, from the record (and the
     records merged into it) and every study of that record."""
-    facts = list(facts)
     records = list(family)
-    visits: list[date] = [r.last_activity.date() for r in records if r.last_activity]
-    visits += [f.study_date or f.first_received_at.date() for f in facts]
-    births = [r.demographics.birth_date for r in records if r.demographics.birth_date]
-    births += [f.patient_birth_date for f in facts if f.patient_birth_date]
+    return _retention(
+        list(facts), [r.last_activity.date() for r in records if r.last_activity],
+        [r.demographics.birth_date for r in records if r.demographics.birth_date],
+        death_date, policy, computed_at)
+
+
+def _retention(facts: list[StudyFacts], activities: list[date], births: list[date],
+               death_date: date | None, policy: RetentionPolicy,
+               computed_at: datetime) -> list[Retention]:
+    visits = activities + [f.study_date or f.first_received_at.date() for f in facts]
+    births = births + [f.patient_birth_date for f in facts if f.patient_birth_date]
     birth = births[0] if births else None
     result = []
     for fact in facts:
@@ -173,21 +179,48 @@ def retention_of_facts(facts: Iterable[StudyFacts], family: Iterable[SourceRecor
     return result
 
 
+def _on_its_own(dates: RecordDates) -> bool:
+    """A record whose retention depends on nothing but itself and its person: not merged
+    into another, no record merged into it, its person (if any) not merged either."""
+    return (dates.retired_into is None and not dates.has_retired
+            and dates.person_active is not False)
+
+
 def recompute_retention(uow: ArchiveUnitOfWork, policy: RetentionPolicy,
                         record_ids: Iterable[int], computed_at: datetime) -> int:
     """Recompute and store the retention of every study of the establishment records these
     records belong to (following merges to the survivor and back to every record merged into
-    it). Returns how many studies were computed. Database errors propagate."""
-    seen: set[int] = set()
-    computed: list[Retention] = []
-    for record_id in sorted(set(record_ids)):
-        root = _root(uow, record_id)
-        if root is None or root.id is None or root.id in seen:
+    it). The records, their studies and their persons' deaths are read a batch at a time;
+    only a record in a merge is followed on its own. Returns how many studies were
+    computed. Database errors propagate."""
+    wanted = sorted(set(record_ids))
+    dates = {d.record_id: d for d in uow.archive.retention_dates(wanted)}
+    alone = {i: dates[i] for i in wanted if i in dates and _on_its_own(dates[i])}
+    families: dict[int, tuple[SourceRecord, list[SourceRecord]]] = {}
+    for record_id in wanted:
+        if record_id in alone or record_id not in dates:
             continue
-        seen.add(root.id)
-        family = _family(uow, root)
-        facts = uow.archive.retention_facts([r.id for r in family if r.id is not None])
+        root = _root(uow, record_id)
+        if root is None or root.id is None or root.id in families or root.id in alone:
+            continue
+        families[root.id] = (root, _family(uow, root))
+    facts_of: dict[int, list[StudyFacts]] = {}
+    for fact in uow.archive.retention_facts(  # one query per 500 records, not one per record
+            [*alone, *(r.id for _, family in families.values() for r in family
+                       if r.id is not None)]):
+        facts_of.setdefault(fact.record_id, []).append(fact)
+    computed: list[Retention] = []
+    for record_id, record in alone.items():
+        facts = facts_of.get(record_id, [])
         if facts:  # most records of the feed have no study: nothing more to read
+            computed += _retention(
+                facts, [record.last_activity.date()] if record.last_activity else [],
+                [record.birth_date] if record.birth_date else [],
+                record.death_date or record.person_death_date, policy, computed_at)
+    for root, family in families.values():
+        facts = sorted((f for r in family if r.id is not None for f in facts_of.get(r.id, ())),
+                       key=lambda f: f.study_id)
+        if facts:
             computed += retention_of_facts(facts, family, _death_of(uow, root, family),
                                            policy, computed_at)
     uow.archive.save_retention(computed)

@@ -20,7 +20,7 @@ from mpi.archive import (
     Retention,
     Tombstone,
 )
-from mpi.model import Identifier
+from mpi.model import Identifier, RecordStatus
 from tests.contract.test_repositories import (  # noqa: F401 - fixtures by name
     EXPLICIT_LITTLE_ENDIAN,
     Imaging,
@@ -58,6 +58,34 @@ def test_retention_facts_give_each_study_of_the_records_with_its_size(
         assert uow.archive.archived_record_ids(0, 2) == sorted(imaging.records.values())[:2]
         last = max(imaging.records.values())
         assert uow.archive.archived_record_ids(last, 10) == []
+
+
+def test_retention_dates_of_a_batch_of_records_with_their_persons_deaths(
+        uow_factory: UowFactory, imaging: Imaging) -> None:
+    chru, mrun, icl = (imaging.records[k] for k in ("CHRU|1", "MRUN|7", "ICL|2"))
+    with uow_factory() as uow:  # Hélène's death known at the maternity; ICL|2 merged into CHRU|1
+        record = uow.records.get(mrun)
+        assert record is not None
+        record.demographics = dataclasses.replace(record.demographics,
+                                                  death_date=date(2030, 5, 1))
+        uow.records.save(record)
+        merged = uow.records.get(icl)
+        assert merged is not None
+        merged.retired_into, merged.status = chru, RecordStatus.RETIRED
+        merged.last_activity = NOW
+        uow.records.save(merged)
+        uow.commit()
+    with uow_factory(read_only=True) as uow:
+        found = {d.record_id: d for d in uow.archive.retention_dates([icl, chru, mrun, 9999])}
+    assert sorted(found) == sorted([chru, mrun, icl])
+    assert (found[chru].retired_into, found[chru].has_retired, found[chru].death_date,
+            found[chru].person_active, found[chru].person_death_date) == (
+        None, True, None, True, date(2030, 5, 1))
+    assert (found[mrun].has_retired, found[mrun].death_date,
+            found[mrun].person_death_date) == (False, date(2030, 5, 1), date(2030, 5, 1))
+    assert (found[icl].retired_into, found[icl].has_retired,
+            found[icl].last_activity) == (chru, False, NOW)
+    assert found[icl].person_active is True  # still linked to Jean, who has no death
 
 
 def test_retention_is_saved_replaced_and_reported_by_date_of_expiry(

@@ -41,6 +41,7 @@ from tests.service import RunningService, start_service
 NIR_BODY = "2800154395123"
 NIR = f"{NIR_BODY}{nir_key(NIR_BODY):02d}"
 READER = "system/Patient.rs system/ImagingStudy.rs"
+AS_STORED = {"Accept": 'multipart/related; type="application/dicom"; transfer-syntax=*'}
 CHRU_STUDY, MRUN_STUDY = "1.2.250.1.999.54.9.1", "1.2.250.1.999.54.9.2"
 ORIGINAL_PIXELS = {name: read(bundled(name)).PixelData
                    for name in (UNCOMPRESSED_CT, UNCOMPRESSED_MR, JPEG2000_LOSSLESS, RLE,
@@ -215,7 +216,7 @@ def test_each_site_gets_every_study_of_the_patient_under_its_own_id(
     mrun_viewer = service.bearer(READER, "MRUN")
     j2k = multipart_objects(httpx.get(
         f"{service.http_base}/dicomweb/studies/{CHRU_STUDY}/series/{CHRU_STUDY}.2",
-        headers=mrun_viewer))
+        headers={**mrun_viewer, **AS_STORED}))
     assert [(d.PatientID, d.file_meta.TransferSyntaxUID) for d in j2k] == [
         ("M5678", "1.2.840.10008.1.2.4.90")]
     assert identity_of(j2k[0]) == expected_for_mrun(master)
@@ -248,7 +249,8 @@ def test_each_site_gets_every_study_of_the_patient_under_its_own_id(
     # The same objects through WADO-RS for the CHRU, and coercion is idempotent.
     base = service.http_base
     chru_pacs = service.bearer(READER, "CHRU", name="chru-pacs")
-    response = httpx.get(f"{base}/dicomweb/studies/{MRUN_STUDY}", headers=chru_pacs)
+    response = httpx.get(f"{base}/dicomweb/studies/{MRUN_STUDY}",
+                         headers={**chru_pacs, **AS_STORED})
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("multipart/related")
     wado = {d.SOPInstanceUID: d for d in multipart_objects(response)}
@@ -258,7 +260,7 @@ def test_each_site_gets_every_study_of_the_patient_under_its_own_id(
         assert wado[uid].PatientID == "100234" and wado[uid].IssuerOfPatientID == "CHRU"
         assert wado[uid].PixelData == ORIGINAL_PIXELS[name]
     instance = httpx.get(f"{base}/dicomweb/studies/{MRUN_STUDY}/series/{MRUN_STUDY}.2/"
-                         f"instances/{MRUN_STUDY}.2.2", headers=chru_pacs)
+                         f"instances/{MRUN_STUDY}.2.2", headers={**chru_pacs, **AS_STORED})
     body = instance.content.split(b"\r\n\r\n", 1)[1].rsplit(b"\r\n--", 1)[0]
     with service.container.uow_factory(read_only=True) as uow:
         from mpi.archive import coercion_for

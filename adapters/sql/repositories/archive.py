@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import bindparam, delete, func, insert, select, update
+from sqlalchemy import bindparam, delete, exists, func, insert, select, update
 from sqlalchemy.engine import RowMapping
 
 from adapters.sql.engine import SqlConnection
@@ -25,6 +25,8 @@ from adapters.sql.tables import (
     archive_series,
     archive_studies,
     links,
+    persons,
+    source_records,
 )
 from mpi.archive import (
     ArchivedPatient,
@@ -32,6 +34,7 @@ from mpi.archive import (
     NewContent,
     PendingDeletion,
     Reassignment,
+    RecordDates,
     Retention,
     RetentionRow,
     SeriesSummary,
@@ -67,10 +70,16 @@ _CONTENT_STATE = {"original_sha256": None, "pixel_sha256": None, "compressed_at"
                   "compression_error": None, "compression_failed_at": None,
                   "fixity_checked_at": None, "fixity_failed_at": None}
 _r, _d = archive_retention.c, archive_blob_deletions.c
-_SIZES = (select(_se.study_ref.label("study_ref"), func.count(_i.id).label("instances"),
-                 func.coalesce(func.sum(_i.size), 0).label("size_bytes"))
-          .join(archive_instances, _i.series_ref == _se.id)
-          .group_by(_se.study_ref).subquery())
+def _sizes(*where: Any) -> Any:
+    """Instances and bytes per study (current versions), of the studies ``where`` selects
+    (every study without it: a filtered one never aggregates the whole archive)."""
+    return (select(_se.study_ref.label("study_ref"), func.count(_i.id).label("instances"),
+                   func.coalesce(func.sum(_i.size), 0).label("size_bytes"))
+            .join(archive_instances, _i.series_ref == _se.id)
+            .where(*where).group_by(_se.study_ref).subquery())
+
+
+_SIZES = _sizes()
 
 
 class SqlArchiveRepository:
@@ -242,14 +251,18 @@ class SqlArchiveRepository:
         wanted = sorted(set(record_ids))
         found: list[StudyFacts] = []
         for start in range(0, len(wanted), 500):
+            chunk = wanted[start:start + 500]
+            sizes = _sizes(_se.study_ref.in_(
+                select(_st.id).join(archive_patients, _p.id == _st.patient_ref)
+                .where(_p.record_id.in_(chunk))))
             statement = (
                 select(_st.id, _st.study_instance_uid, _st.study_date, _st.first_received_at,
                        _st.last_received_at, _p.record_id, _p.authority, _p.patient_id,
-                       _p.birth_date, func.coalesce(_SIZES.c.size_bytes, 0).label("size"),
-                       func.coalesce(_SIZES.c.instances, 0).label("n"))
+                       _p.birth_date, func.coalesce(sizes.c.size_bytes, 0).label("size"),
+                       func.coalesce(sizes.c.instances, 0).label("n"))
                 .join(archive_patients, _p.id == _st.patient_ref)
-                .outerjoin(_SIZES, _SIZES.c.study_ref == _st.id)
-                .where(_p.record_id.in_(wanted[start:start + 500]))
+                .outerjoin(sizes, sizes.c.study_ref == _st.id)
+                .where(_p.record_id.in_(chunk))
             )
             for row in self._sql.execute(statement).mappings():
                 found.append(StudyFacts(
@@ -258,6 +271,41 @@ class SqlArchiveRepository:
                     row["first_received_at"], row["last_received_at"], int(row["size"]),
                     int(row["n"])))
         return sorted(found, key=lambda f: f.study_id)
+
+    def retention_dates(self, record_ids: Iterable[int]) -> list[RecordDates]:
+        wanted = sorted(set(record_ids))
+        r, link, person = source_records.c, links.c, persons.c
+        child = source_records.alias("child")
+        found: list[RecordDates] = []
+        for start in range(0, len(wanted), 500):
+            rows = self._sql.execute(
+                select(r.id, r.retired_into, r.last_activity, r.birth_date, r.death_date,
+                       exists().where(child.c.retired_into == r.id).label("has_retired"),
+                       link.person_id, person.status.label("person_status"))
+                .outerjoin(links, link.record_id == r.id)
+                .outerjoin(persons, person.id == link.person_id)
+                .where(r.id.in_(wanted[start:start + 500])).order_by(r.id)).mappings().all()
+            # The earliest death among each person's active records, in a second query
+            # (grouped, from the persons' links: no subquery per record to plan badly).
+            person_ids = sorted({row["person_id"] for row in rows if row["person_id"]})
+            deaths: dict[int, date] = {}
+            if person_ids:
+                for death in self._sql.execute(
+                        select(link.person_id.label("person"),
+                               func.min(r.death_date).label("death"))
+                        .join(source_records, r.id == link.record_id)
+                        .where(link.person_id.in_(person_ids), r.status == "active",
+                               r.death_date.is_not(None))
+                        .group_by(link.person_id)).mappings():
+                    deaths[death["person"]] = death["death"]
+            for row in rows:
+                status = row["person_status"]
+                found.append(RecordDates(
+                    row["id"], row["retired_into"], bool(row["has_retired"]),
+                    row["last_activity"], row["birth_date"], row["death_date"],
+                    None if status is None else status == "active",
+                    deaths.get(row["person_id"])))
+        return found
 
     def archived_record_ids(self, after: int, limit: int) -> list[int]:
         return list(self._sql.execute(
