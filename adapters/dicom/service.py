@@ -200,14 +200,6 @@ class DicomArchive:
         apply_coercion(dataset, plan, instance.source, self.clock.now())
         return dataset
 
-    def decoded_file(self, instance: StoredInstance, plan: PatientCoercion) -> Iterator[bytes]:
-        """A coerced Part-10 copy with its pixels decoded (Explicit VR Little Endian)."""
-        from io import BytesIO
-
-        out = BytesIO()
-        self.coerced_dataset(instance, plan, decode=True).save_as(out, enforce_file_format=True)
-        yield out.getvalue()
-
     def coerced_header(self, instance: StoredInstance, plan: PatientCoercion) -> Dataset:
         """The coerced header of an instance, without pixel data (WADO-RS metadata)."""
         with self.blobs.open(instance.blob_key) as handle:
