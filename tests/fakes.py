@@ -856,6 +856,13 @@ class FakeArchiveRepository:
                                     count))
         return sorted(found, key=lambda f: f.study_id)
 
+    def retention_concerned(self, record_ids: Iterable[int]) -> set[int]:
+        archived = {p.record_id for p in self.store.archive_patients.values()}
+        retired_into = {r.retired_into for r in self.store.records.values()}
+        return {i for i in set(record_ids) if i in self.store.records and (
+            self.store.records[i].retired_into is not None or i in archived
+            or i in retired_into)}
+
     def retention_dates(self, record_ids: Iterable[int]) -> list[RecordDates]:
         found = []
         for record_id in sorted(set(record_ids)):

@@ -147,6 +147,12 @@ class ArchiveRepository(Protocol):
         size and number of instances (current versions), by study id."""
         ...
 
+    def retention_concerned(self, record_ids: Iterable[int]) -> set[int]:
+        """The records among these whose studies' retention a change of theirs can move:
+        designated by a patient as received, or in a merge (retired into another record, or
+        others retired into them). Most records of a feed are neither."""
+        ...
+
     def retention_dates(self, record_ids: Iterable[int]) -> list[RecordDates]:
         """The dates the retention rule reads of these records (unknown ids left out), by
         record id."""

@@ -88,6 +88,30 @@ def test_retention_dates_of_a_batch_of_records_with_their_persons_deaths(
     assert found[icl].person_active is True  # still linked to Jean, who has no death
 
 
+def test_the_records_a_retention_change_concerns_have_studies_or_merges(
+        uow_factory: UowFactory, imaging: Imaging) -> None:
+    chru, icl = imaging.records["CHRU|1"], imaging.records["ICL|2"]
+    with uow_factory() as uow:
+        original = uow.records.get(chru)
+        assert original is not None
+        copy = dataclasses.replace(original, id=None, identifier=Identifier("CHRU", "no-study"))
+        uow.records.add(copy)
+        assert copy.id is not None
+        lone = copy.id
+        uow.commit()
+    with uow_factory(read_only=True) as uow:
+        assert uow.archive.retention_concerned([chru, icl, lone, 9999]) == {chru, icl}
+    with uow_factory() as uow:  # a record without studies merged into another: both concern
+        merged = uow.records.get(lone)
+        assert merged is not None
+        merged.retired_into, merged.status = chru, RecordStatus.RETIRED
+        uow.records.save(merged)
+        uow.commit()
+    with uow_factory(read_only=True) as uow:
+        assert uow.archive.retention_concerned([lone]) == {lone}
+        assert uow.archive.retention_concerned([]) == set()
+
+
 def test_retention_is_saved_replaced_and_reported_by_date_of_expiry(
         uow_factory: UowFactory, imaging: Imaging) -> None:
     s1, s3 = study_id(uow_factory, "1.2.1"), study_id(uow_factory, "1.2.3")

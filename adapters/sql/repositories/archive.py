@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import bindparam, delete, exists, func, insert, select, update
+from sqlalchemy import bindparam, delete, exists, func, insert, or_, select, update
 from sqlalchemy.engine import RowMapping
 
 from adapters.sql.engine import SqlConnection
@@ -50,6 +50,15 @@ from mpi.model import Identifier
 __all__ = ["SqlArchiveRepository"]
 
 _p, _st, _se, _i = archive_patients.c, archive_studies.c, archive_series.c, archive_instances.c
+
+# Which records of a batch a retention recomputation concerns (built once: the outbox calls it
+# for every identity event, and most records of a feed have neither studies nor merges).
+_merged_in = source_records.alias("merged_in")
+_RETENTION_CONCERNED = select(source_records.c.id).where(
+    source_records.c.id.in_(bindparam("ids", expanding=True)),
+    or_(source_records.c.retired_into.is_not(None),
+        exists().where(_p.record_id == source_records.c.id),
+        exists().where(_merged_in.c.retired_into == source_records.c.id)))
 
 _PATIENT = select(archive_patients).where(_p.authority == bindparam("b_authority"),
                                           _p.patient_id == bindparam("b_value"))
@@ -271,6 +280,14 @@ class SqlArchiveRepository:
                     row["first_received_at"], row["last_received_at"], int(row["size"]),
                     int(row["n"])))
         return sorted(found, key=lambda f: f.study_id)
+
+    def retention_concerned(self, record_ids: Iterable[int]) -> set[int]:
+        wanted = sorted(set(record_ids))
+        found: set[int] = set()
+        for start in range(0, len(wanted), 500):
+            found.update(self._sql.execute(
+                _RETENTION_CONCERNED, {"ids": wanted[start:start + 500]}).scalars())
+        return found
 
     def retention_dates(self, record_ids: Iterable[int]) -> list[RecordDates]:
         wanted = sorted(set(record_ids))
