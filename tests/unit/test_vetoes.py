@@ -19,7 +19,8 @@ TRAITS = dict(birth_family_name="ZIMMERMANN", given_names=("Hélène", "Marie"),
               birth_date=date(1975, 6, 14), sex="F", birthplace="54395", postcode="54000",
               phone="0612345678")
 # The evidence keys stored review tasks are read by.
-STORED_FLAGS = ("twins", "same_source", "other_birth_date", "partial_birth_date")
+STORED_FLAGS = ("twins", "same_source", "other_birth_date", "partial_birth_date",
+                "newborn_placeholder")
 
 
 def record(authority: str, value: str, **traits: object) -> SourceRecord:
@@ -48,6 +49,8 @@ def test_each_veto_holds_for_its_case_alone() -> None:
         "other_birth_date"]
     assert holding(one, record("ICL", "2", **dict(TRAITS, birth_date=date(1975, 1, 1)))) == [
         "partial_birth_date"]
+    assert holding(one, record("ICL", "2", **dict(TRAITS, birth_family_name="BB1 ZIMMERMANN",
+                                                    given_names=()))) == ["newborn_placeholder"]
     assert without_source({"twins": True, "same_source": True}) == {"twins": True}
 
 
@@ -74,5 +77,5 @@ def test_rank_flags_the_vetoes_that_apply_without_a_source_and_the_decision_all(
         assert decision.person_id is None
         assert {name: decision.evidence[name] for name in STORED_FLAGS} == {
             "twins": False, "same_source": True, "other_birth_date": False,
-            "partial_birth_date": False}
+            "partial_birth_date": False, "newborn_placeholder": False}
         assert all(set(STORED_FLAGS) <= set(candidate.evidence) for candidate in decision.review)
