@@ -364,6 +364,8 @@ class IdentitySession:
         self._identifiers_before: dict[int, frozenset[Identifier]] = {}
         # Statuses of the persons this use case created or merged, known without a query.
         self._person_status: dict[int, PersonStatus] = {}
+        # Persons whose automatic links finish() examines again, with the record that changed.
+        self._to_reexamine: dict[int, int | None] = {}
 
     # -- authorization and input checks ----------------------------------------------------
 
@@ -440,7 +442,7 @@ class IdentitySession:
             self.touch(self.person_of(record))
             self.reconcile_ins(record)
         if _identity_of(record) != _identity_of(before):
-            self.reexamine(self.person_of(record), changed=record)
+            self.mark_for_reexamination(self.person_of(record), _id(record))
         return record
 
     def hold(self, current: SourceRecord, held: SourceRecord, data: RecordData,
@@ -639,14 +641,33 @@ class IdentitySession:
 
     # -- re-examination of automatic links -------------------------------------------------
 
-    def reexamine(self, person_id: int, changed: SourceRecord | None = None) -> None:
-        """Examine again the automatic links of a person after one of its records changed.
+    def mark_for_reexamination(self, person_id: int, changed: int | None = None) -> None:
+        """Have :meth:`finish` examine the person's automatic links again: one of its records
+        changed (``changed``) or it received another person's records."""
+        if person_id not in self._to_reexamine or changed is not None:
+            self._to_reexamine[person_id] = changed
+
+    def reexamine_marked(self) -> None:
+        # Bounded: a record detached and matched elsewhere marks its new person once.
+        for _ in range(1000):
+            if not self._to_reexamine:
+                return
+            person_id = min(self._to_reexamine)
+            changed = self._to_reexamine.pop(person_id)
+            person = current_person(self.uow, person_id)
+            if person is not None and person.id is not None:
+                self.reexamine(person.id, changed)
+        raise RuntimeError("re-examination did not settle")
+
+    def reexamine(self, person_id: int, changed: int | None = None) -> None:
+        """Examine again the automatic links of a person after one of its records changed or
+        it received another person's records.
 
         The records linked by a decision (the founding record, INS, manual, merge) stay; an
         automatically linked record stays when the matcher would still link it to one that
-        stays and it looks like a twin of none of them. The others leave together with the
-        records they would link to, for a person of their own, and a review task proposes the
-        former person again: the change is never left to make a wrong link silently."""
+        stays and it looks like a twin of none of them. Each of the others leaves for a
+        person of its own, is matched again as a new record would be (elsewhere only), and a
+        review task proposes the former person: never left wrong silently."""
         records = self.active_records(person_id)
         if len(records) < 2:
             return
@@ -676,11 +697,29 @@ class IdentitySession:
                 kept.append(r)
                 pending.remove(r)
                 progress = True
-        if not pending:
-            return
-        for group in _groups(pending, lambda a, b: verdict(a, b).links
-                             and not verdict(a, b).twins):
-            self.detach(group, person_id, kept, verdict, changed)
+        for record in pending:
+            best = max(kept, key=lambda k: verdict(record, k).score or 0.0)
+            self.detach(record, person_id, verdict(record, best), _id(best), changed)
+
+    def detach(self, record: SourceRecord, person_id: int, judged: PairVerdict,
+               candidate_record: int, changed: int | None) -> None:
+        """Move a record whose automatic link no longer holds to a person of its own, match
+        it again, and propose its former person for review with the reasons."""
+        self.touch(person_id)
+        self.move_family(record, self.new_person(), LinkMethod.NEW,
+                         "re-examined: the link no longer holds")
+        evidence = {
+            **judged.evidence,
+            "reason": "re-examined after a change: the automatic link no longer holds",
+            "changed_record": changed,
+            "candidate_record": candidate_record,
+        }
+        self.uow.reviews.add(ReviewTask(
+            record_id=_id(record), person_id=person_id, candidate_record_id=candidate_record,
+            score=judged.score or 0.0, evidence=evidence, created_at=self.now,
+            kind=ReviewKind.REEXAMINED))
+        self.events.append(ReviewRequested(_id(record), person_id, judged.score or 0.0))
+        self.rematch(record, former=person_id)
 
     def rematch(self, record: SourceRecord, former: int) -> None:
         """Match a record that just left ``former`` for a person of its own as a new record
@@ -703,33 +742,6 @@ class IdentitySession:
             self.events.append(ReviewRequested(_id(record), candidate.person_id,
                                                candidate.score))
 
-    def detach(self, group: list[SourceRecord], person_id: int, kept: list[SourceRecord],
-               verdict: Callable[[SourceRecord, SourceRecord], PairVerdict],
-               changed: SourceRecord | None) -> None:
-        """Move records whose automatic link no longer holds to a person of their own, and
-        propose their former person for review with the reasons."""
-        target = self.new_person()
-        self.touch(person_id)
-        first = group[0]
-        for member in group:
-            self.move_family(member, target, LinkMethod.NEW if member is first
-                             else LinkMethod.AUTO, "re-examined: the link no longer holds")
-        if len(group) == 1:
-            self.rematch(first, former=person_id)
-        best = max(kept, key=lambda k: verdict(first, k).score or 0.0)
-        judged = verdict(first, best)
-        evidence = {
-            **judged.evidence,
-            "reason": "re-examined after a change: the automatic link no longer holds",
-            "changed_record": _id(changed) if changed is not None else None,
-            "candidate_record": _id(best),
-        }
-        self.uow.reviews.add(ReviewTask(
-            record_id=_id(first), person_id=person_id, candidate_record_id=_id(best),
-            score=judged.score or 0.0, evidence=evidence, created_at=self.now,
-            kind=ReviewKind.REEXAMINED))
-        self.events.append(ReviewRequested(_id(first), person_id, judged.score or 0.0))
-
     def reconcile_ins(self, record: SourceRecord) -> None:
         """After a record's qualified INS changed: apply the INS rules to its person."""
         ins = record.qualified_ins
@@ -743,10 +755,12 @@ class IdentitySession:
             if other.id != record.id
         )
         if others_conflict:
-            # Two different qualified INS can never be one person: the record leaves.
-            target = holders[0] if holders else self.new_person()
+            # Two different qualified INS can never be one person: the record leaves, for a
+            # holder of its INS unless it was declared different from it.
+            joinable = [h for h in holders if self.may_join(record, h)]
+            target = joinable[0] if joinable else self.new_person()
             self.touch(person_id)
-            self.move_family(record, target, LinkMethod.INS if holders else LinkMethod.NEW,
+            self.move_family(record, target, LinkMethod.INS if joinable else LinkMethod.NEW,
                              "different qualified INS")
             return
         for holder in holders:
@@ -798,6 +812,7 @@ class IdentitySession:
         self.uow.persons.save(retired)
         self._person_status[retired_id] = PersonStatus.MERGED
         self.events.append(PersonsMerged(into, retired_id, reason))
+        self.mark_for_reexamination(into)
 
     def family(self, record: SourceRecord) -> list[SourceRecord]:
         """The record and every record retired into it, directly or not."""
@@ -905,6 +920,7 @@ class IdentitySession:
     def finish(self) -> None:
         """Write the events the use case caused to the outbox; what reacts to them (PIX
         notifications...) is the dispatcher's business (:mod:`mpi.handlers`)."""
+        self.reexamine_marked()
         for person_id, before in sorted(self._identifiers_before.items()):
             after = self.identifiers_now(person_id)
             if after != before:
@@ -916,20 +932,6 @@ class IdentitySession:
 def _identity_of(record: SourceRecord) -> tuple[Demographics, Identifier | None, bool]:
     """What the matcher judges a record on: a change of it re-examines the links."""
     return record.demographics, record.qualified_ins, record.is_fictitious
-
-
-def _groups(records: list[SourceRecord],
-            together: Callable[[SourceRecord, SourceRecord], bool]) -> list[list[SourceRecord]]:
-    """The records in groups that ``together`` connects (connected components), in order."""
-    groups: list[list[SourceRecord]] = []
-    for record in records:
-        joined = [g for g in groups if any(together(record, other) for other in g)]
-        merged = [record]
-        for g in joined:
-            merged = g + merged
-            groups.remove(g)
-        groups.append(merged)
-    return groups
 
 
 def _is_qualified(reliability: tuple[str, ...]) -> bool:

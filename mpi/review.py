@@ -135,7 +135,8 @@ def decide_review(uow: UnitOfWork, service: IdentityService, task_id: int,
 def _apply_held(session: IdentitySession, record: SourceRecord, held: dict[str, Any]) -> None:
     """Replace a record's identity by the held version a person accepted. The record then
     describes another person than its own: when its person has other records, it leaves
-    them for a person of its own (its studies go with it) and is matched as a new record."""
+    them for a person of its own (its studies go with it); either way it is then matched as
+    a new record would be."""
     values = dict(held["demographics"])
     for name in ("birth_date", "death_date"):
         if values.get(name):
@@ -159,6 +160,8 @@ def _apply_held(session: IdentitySession, record: SourceRecord, held: dict[str, 
         session.reconcile_ins(record)
     if others and session.person_of(record) == target:
         session.rematch(record, former=person_id)
+    elif not others:
+        session.rematch(record, former=-1)
 
 
 def _require_compatible(session: IdentitySession, record: SourceRecord, person_id: int) -> None:

@@ -79,14 +79,17 @@ class IdentityEnv:
     def data(authority: str, value: str, ins: Identifier | None = None,
              reliability: tuple[str, ...] | None = None,
              traits: Mapping[str, Any] | None = None) -> RecordData:
-        codes = reliability if reliability is not None else (("VALI",) if ins else ("PROV",))
+        """What a PID says; without an INS or reliability codes, the codes stay unchanged."""
+        codes = reliability if reliability is not None else (("VALI",) if ins else None)
         return RecordData(Identifier(authority, value), dict(traits or {}), ins, codes)
 
     def register(self, authority: str, value: str, ins: Identifier | None = None,
                  reliability: tuple[str, ...] | None = None, **traits: Any) -> SourceRecord:
-        """An A28 (or A31/A08: the same use case) from the record's own establishment."""
+        """An A28 (or A31/A08: the same use case) from the record's own establishment;
+        PID-32 is VALI with an INS, PROV without unless ``reliability`` says."""
+        codes = reliability if reliability is not None else (("VALI",) if ins else ("PROV",))
         result: SourceRecord = self.run(
-            "register", RegisterRecord(self.data(authority, value, ins, reliability, traits)),
+            "register", RegisterRecord(self.data(authority, value, ins, codes, traits)),
             Actor(f"hl7:{authority}", authority))
         return result
 

@@ -90,8 +90,10 @@ class ProbabilisticMatcher:
         first, second = profile_of(a), profile_of(b)
         if first.fictitious or second.fictitious:
             return PairVerdict(False, False, None, {"reason": "fictitious identity"})
-        if first.ins and second.ins and first.ins != second.ins:
-            return PairVerdict(False, False, None, {"reason": "different qualified INS"})
+        if first.ins and second.ins:
+            if first.ins != second.ins:
+                return PairVerdict(False, False, None, {"reason": "different qualified INS"})
+            return PairVerdict(True, False, 1.0, {"reason": "equal qualified INS"})
         levels = compare(first, second)
         score = self.model.score(first, levels)
         flags = vetoes_holding(Candidacy(levels, first, second, False))

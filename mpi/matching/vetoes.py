@@ -55,11 +55,14 @@ def looks_like_twins(levels: Mapping[str, str], a: MatchProfile, b: MatchProfile
     """Same family name and birth date, different first given names (not a typo, not the same
     names in another order): twins until a person says otherwise; never linked automatically.
     Louise against Yasmine Louise is twins too: sisters often carry each other's names; so is
-    Jean against Jeanne when the sexes differ (a brother and a sister, not a typo)."""
-    if levels["family_name"] != EXACT or levels["birth_date"] != EXACT:
+    Jean against Jeanne when the sexes differ (a brother and a sister, not a typo); and so are
+    entirely different first given names under a family name one typo apart."""
+    if levels["family_name"] not in (EXACT, CLOSE) or levels["birth_date"] != EXACT:
         return False
     if levels["given_name"] == FAR:
         return True
+    if levels["family_name"] != EXACT:
+        return False
     if (levels["sex"] == FAR and a.first_given and b.first_given
             and a.first_given != b.first_given):
         return True
