@@ -587,6 +587,10 @@ class IdentitySession:
             )
         )
         self.events.append(RecordLinked(_id(record), person_id, method.value, score))
+        if method is not LinkMethod.AUTO:
+            # A record joined by a decision (INS, manual...): the person's automatic links
+            # must still hold beside it. The matcher checked an automatic one already.
+            self.mark_for_reexamination(person_id)
 
     def link_new_record(self, record: SourceRecord) -> None:
         ins = record.qualified_ins
@@ -671,10 +675,8 @@ class IdentitySession:
         records = self.active_records(person_id)
         if len(records) < 2:
             return
-        methods = {}
-        for r in records:
-            link = self.uow.links.for_record(_id(r))
-            methods[_id(r)] = link.method if link else LinkMethod.NEW
+        links = {_id(r): self.uow.links.for_record(_id(r)) for r in records}
+        methods = {key: link.method if link else LinkMethod.NEW for key, link in links.items()}
         pending = [r for r in records if methods[_id(r)] is LinkMethod.AUTO]
         if not pending:
             return
@@ -694,12 +696,33 @@ class IdentitySession:
                 judged = [verdict(r, k) for k in kept]
                 if any(v.twins for v in judged) or not any(v.links for v in judged):
                     continue
+                self._renew_evidence(links[_id(r)], kept, judged)
                 kept.append(r)
                 pending.remove(r)
                 progress = True
         for record in pending:
             best = max(kept, key=lambda k: verdict(record, k).score or 0.0)
             self.detach(record, person_id, verdict(record, best), _id(best), changed)
+
+    def _renew_evidence(self, link: Link | None, kept: list[SourceRecord],
+                        judged: list[PairVerdict]) -> None:
+        """An automatic link that still holds, but no longer through the record it was
+        decided on (that one changed): its evidence names the record it holds through now."""
+        if link is None:
+            return
+        through = {_id(k): v for k, v in zip(kept, judged, strict=True) if v.links}
+        if link.evidence.get("candidate_record") in through:
+            return
+        best_id = max(through, key=lambda key: through[key].score or 0.0)
+        best = through[best_id]
+        if best.evidence.get("reason") == "equal qualified INS":
+            link.method = LinkMethod.INS  # what holds it now is the INS, not the traits
+        link.score = best.score
+        link.evidence = {**best.evidence, "candidate_record": best_id,
+                         "reason": "re-examined after a change: still linked, through "
+                                   "another record"}
+        link.decided_at = self.now
+        self.uow.links.save(link)
 
     def detach(self, record: SourceRecord, person_id: int, judged: PairVerdict,
                candidate_record: int, changed: int | None) -> None:
