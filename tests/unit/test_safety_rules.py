@@ -193,6 +193,7 @@ def test_another_qualified_ins_than_the_one_held_is_a_collision(env: IdentityEnv
     assert env.record("CHRU", "1").qualified_ins == INS_A
     [task] = env.open_tasks(ReviewKind.COLLISION)
     assert task.evidence["held"]["ins"] == str(INS_B)
+    assert task.evidence["reason"] == "another qualified INS than the one held"
 
 
 @pytest.mark.parametrize("correction", [
@@ -201,6 +202,7 @@ def test_another_qualified_ins_than_the_one_held_is_a_collision(env: IdentityEnv
     dict(birth_date=date(1990, 1, 8), given_names=("Helene",)),  # accents lost
     dict(birth_date=date(1990, 1, 8), given_names=("Marie", "Hélène")),  # names reordered
     dict(birth_date=date(1990, 1, 8), given_names=("Hélène-Marie",)),  # compound
+    dict(birth_date=None, given_names=("Paul",)),  # a birth date removed is not another one
 ])
 def test_corrections_are_applied_not_held(env: IdentityEnv, correction: dict[str, object]
                                           ) -> None:
@@ -209,6 +211,13 @@ def test_corrections_are_applied_not_held(env: IdentityEnv, correction: dict[str
     assert not env.open_tasks(ReviewKind.COLLISION)
     assert replace(env.record("ICL", "2").demographics).apply(correction) == env.record(
         "ICL", "2").demographics
+
+
+def test_one_part_of_a_compound_first_name_is_the_same_first_name(env: IdentityEnv) -> None:
+    env.register("ICL", "2", **dict(TRAITS, given_names=("Jean-Pierre",)))
+    env.register("ICL", "2", birth_date=date(1990, 1, 8), given_names=("Pierre",))
+    assert not env.open_tasks(ReviewKind.COLLISION)
+    assert env.record("ICL", "2").demographics.given_names == ("Pierre",)
 
 
 def test_discarding_a_held_update_leaves_the_record_as_it_was(env: IdentityEnv) -> None:
