@@ -11,7 +11,7 @@ from datetime import date
 from mpi.matching.engine import ProbabilisticMatcher
 from mpi.matching.model import DEFAULT_MODEL, MatchModel
 from mpi.model import Demographics, Identifier, LinkMethod, ReviewKind, SourceRecord
-from tests.identity_env import INS_A, INS_B, NATIONAL, TRAITS, IdentityEnv
+from tests.identity_env import INS_A, INS_B, NATIONAL, STAFF, TRAITS, IdentityEnv
 
 
 def new_record(authority: str, value: str, ins: Identifier | None = None,
@@ -50,6 +50,55 @@ def test_the_matcher_leaves_out_a_person_holding_another_qualified_ins() -> None
     env.register("MRUN", "3", INS_B, **TRAITS)
     assert env.person("MRUN", "3") != holder
     assert persons_with_two_qualified_ins(env) == []
+
+
+def test_the_service_refuses_a_matcher_s_choice_of_a_person_holding_another_ins() -> None:
+    from mpi.identity import MatchDecision, PairVerdict
+
+    class CarelessMatcher:
+        """Names the first person it finds, whatever the rules."""
+
+        def match(self, uow, record):  # type: ignore[no-untyped-def]
+            if not uow.store.persons:  # the fakes' store
+                return MatchDecision(None, LinkMethod.NEW)
+            first = min(uow.store.persons)
+            return MatchDecision(first, LinkMethod.AUTO, 1.0, {"reason": "careless"})
+
+        def pair(self, a, b):  # type: ignore[no-untyped-def]
+            return PairVerdict(True, False, 1.0)
+
+    env = IdentityEnv(CarelessMatcher())
+    env.register("CHRU", "1", INS_A, **TRAITS)
+    env.register("ICL", "2", INS_B, **TRAITS)
+    assert env.person("ICL", "2") != env.person("CHRU", "1")
+    assert env.link_of("ICL", "2").evidence["refused"]
+    env.register("MRUN", "3", **TRAITS)  # no INS: may join
+    assert env.person("MRUN", "3") == env.person("CHRU", "1")
+
+
+def test_may_join_checks_the_other_ins_and_the_separations() -> None:
+    from mpi.identity import IdentitySession
+
+    env = IdentityEnv()
+    env.register("CHRU", "1", INS_A, **TRAITS)
+    env.register("ICL", "2", **dict(TRAITS, given_names=("Claire",)))
+    env.register("MRUN", "3", **dict(TRAITS, given_names=("Paul",), sex="M"))
+    env.unlink(("MRUN", "3"), ("ICL", "2"))
+    with env.factory() as uow:
+        session = IdentitySession(env.service, uow, STAFF)
+        chru = uow.records.by_identifier(Identifier("CHRU", "1"))
+        icl = uow.records.by_identifier(Identifier("ICL", "2"))
+        mrun = uow.records.by_identifier(Identifier("MRUN", "3"))
+        assert chru is not None and icl is not None and mrun is not None
+        other_ins = dataclasses.replace(icl, ins=INS_B, reliability=("VALI",))
+        same_ins = dataclasses.replace(icl, ins=INS_A, reliability=("VALI",))
+        chru_person = session.person_of(chru)
+        assert not session.may_join(other_ins, chru_person)
+        assert session.may_join(same_ins, chru_person)
+        assert session.may_join(icl, chru_person)
+        assert session.may_join(chru, chru_person)  # its own record is no other INS
+        assert not session.may_join(icl, session.person_of(mrun))  # declared different
+        assert session.may_join(mrun, chru_person)
 
 
 # -- (b) an A40 merge checks compatibility --------------------------------------------------

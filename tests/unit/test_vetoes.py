@@ -79,3 +79,24 @@ def test_rank_flags_the_vetoes_that_apply_without_a_source_and_the_decision_all(
             "twins": False, "same_source": True, "other_birth_date": False,
             "partial_birth_date": False, "newborn_placeholder": False}
         assert all(set(STORED_FLAGS) <= set(candidate.evidence) for candidate in decision.review)
+
+
+def test_looks_like_twins_only_for_the_same_family_and_birth_date_and_other_first_names(
+) -> None:
+    from mpi.matching.vetoes import looks_like_twins
+
+    def twins(**changes: object) -> bool:
+        a = profile_of(record("CHRU", "1", **TRAITS))
+        b = profile_of(record("ICL", "2", **dict(TRAITS, **changes)))
+        return looks_like_twins(compare(a, b), a, b)
+
+    assert twins(given_names=("Claire",))
+    assert twins(given_names=("Claire",), birth_family_name="ZIMERMANN")  # a typo apart
+    assert twins(given_names=("Helen",), sex="M")  # a brother with a close name
+    assert not twins()
+    assert not twins(given_names=("Marie", "Hélène"))  # the same names reordered
+    assert not twins(given_names=("Helena", "Marie"))  # a typo in her first name
+    assert not twins(given_names=("Hélène", "Marie"), sex="M")  # a typo in the sex
+    assert not twins(given_names=("Claire",), birth_date=date(1976, 6, 14))
+    assert not twins(given_names=("Claire",), birth_family_name="DUPONT")
+    assert not twins(given_names=())  # no given name to tell
