@@ -148,6 +148,16 @@ def test_a_record_qualified_later_with_another_ins_leaves_the_person_it_was_link
     assert all(len(held) == 1 for held in qualified_ins_of_each_person(env).values())
 
 
+def test_a_record_qualified_with_the_ins_of_another_person_joins_that_person(
+        env: IdentityEnv) -> None:
+    env.register("CHRU", "1", INS_A, **TRAITS)
+    env.register("ICL", "2", **TRAITS)  # linked to CHRU 1's person by its traits
+    env.register("MRUN", "3", INS_B, **dict(TRAITS, given_names=("Claire",)))
+    env.register("ICL", "2", INS_B, ("VALI",))
+    assert env.person("ICL", "2") == env.person("MRUN", "3") != env.person("CHRU", "1")
+    assert env.link_of("ICL", "2").method is LinkMethod.INS
+
+
 def test_a_record_becoming_fictitious_no_longer_holds_an_automatic_link(
         env: IdentityEnv) -> None:
     env.register("CHRU", "1", **TRAITS)

@@ -100,3 +100,28 @@ def test_looks_like_twins_only_for_the_same_family_and_birth_date_and_other_firs
     assert not twins(given_names=("Claire",), birth_date=date(1976, 6, 14))
     assert not twins(given_names=("Claire",), birth_family_name="DUPONT")
     assert not twins(given_names=())  # no given name to tell
+
+
+def test_a_newborn_placeholder_is_read_in_the_first_part_of_a_name_or_the_first_given_name(
+) -> None:
+    from mpi.matching.vetoes import is_newborn_placeholder
+
+    def placeholder(**changes: object) -> bool:
+        return is_newborn_placeholder(profile_of(record("MRUN", "1", **dict(TRAITS, **changes))))
+
+    assert placeholder(birth_family_name="BB2 ZIMMERMANN", given_names=())
+    assert placeholder(given_names=("NOUVEAU-NE",))
+    assert placeholder(given_names=("Jumelle 2",))
+    assert placeholder(used_family_name="NOUVEAU-NE ZIMMERMANN")
+    assert not placeholder()
+    assert not placeholder(birth_family_name="ZIMMERMANN BB", given_names=("Léa",))
+    assert not placeholder(given_names=("Léa", "NN"))
+    assert not placeholder(given_names=("J",))  # an initial, not a placeholder
+
+
+def test_a_typo_in_the_birth_date_is_not_a_partial_birth_date() -> None:
+    first = profile_of(record("CHRU", "1", **TRAITS))
+    for typo in (date(1975, 6, 15), date(1975, 6, 11), date(1975, 7, 14)):
+        second = profile_of(record("ICL", "2", **dict(TRAITS, birth_date=typo)))
+        flags = vetoes_holding(Candidacy(compare(first, second), first, second, False))
+        assert flags["partial_birth_date"] is False, typo
