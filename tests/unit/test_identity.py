@@ -111,6 +111,8 @@ def test_equal_qualified_ins_designate_one_person(env) -> None:  # type: ignore[
     env.register("MRUN", "3", INS_A, birth_family_name="DUPONT")
     assert env.person_of("CHRU", "1") == env.person_of("ICL", "2") == env.person_of("MRUN", "3")
     assert env.identifiers("ICL", "2") == {"CHRU|1", "ICL|2", "MRUN|3", str(INS_A)}
+    links = [k for k in env.store.links.values() if k.method is LinkMethod.INS]
+    assert len(links) == 2 and all(k.evidence == {"ins": "equal"} for k in links)
 
 
 def test_the_same_traits_link_automatically(env) -> None:  # type: ignore[no-untyped-def]
