@@ -208,3 +208,74 @@ def test_the_evidence_of_a_link_and_of_a_task_names_fields_keys_model_and_thresh
     assert "name_year" in link["blocking_keys"] and "date_sex" in link["blocking_keys"]
     assert "date_sex" not in task.evidence["blocking_keys"]  # 01/01 is not her birth date
     assert task.evidence["partial_birth_date"] is True
+
+
+def test_a_retired_record_does_not_hide_a_twin_among_the_person_s_records() -> None:
+    env = IdentityEnv()
+    env.register("CHRU", "old", **TRAITS)
+    env.register("CHRU", "new", **TRAITS)  # a duplicate IPP of hers at the CHRU
+    env.merge("CHRU", "new", "old")  # the CHRU merges them: her person's first record retires
+    env.register("ICL", "2", **dict(TRAITS, given_names=()))  # no given names: joins her
+    assert env.person("ICL", "2") == env.person("CHRU", "new")
+    env.register("MRUN", "3", **dict(TRAITS, given_names=("Claire",)))  # her twin sister
+    assert env.person("MRUN", "3") != env.person("CHRU", "new")
+
+
+def test_the_thresholds_are_inclusive() -> None:
+    probe = IdentityEnv()
+    score = probe.matcher.score_pair(new_record("ICL", "2", **TRAITS),
+                                     new_record("CHRU", "1", **TRAITS))
+    at_auto = dataclasses.replace(DEFAULT_MODEL, auto_link_probability=score.probability)
+    env = IdentityEnv(ProbabilisticMatcher(NATIONAL, at_auto))
+    env.register("CHRU", "1", **TRAITS)
+    env.register("ICL", "2", **TRAITS)
+    assert env.person("ICL", "2") == env.person("CHRU", "1")  # at the threshold: linked
+    at_review = dataclasses.replace(DEFAULT_MODEL, auto_link_probability=1.0,
+                                    review_probability=score.probability)
+    env = IdentityEnv(ProbabilisticMatcher(NATIONAL, at_review))
+    env.register("CHRU", "1", **TRAITS)
+    env.register("ICL", "2", **TRAITS)
+    assert [t.person_id for t in env.open_tasks()] == [env.person("CHRU", "1")]
+
+
+def test_the_margin_and_the_review_threshold_are_inclusive_for_the_runner_up() -> None:
+    probe = IdentityEnv()
+    best = probe.matcher.score_pair(new_record("ICL", "3", **TRAITS),
+                                    new_record("CHRU", "1", **TRAITS))
+    other = dict(TRAITS, phone=None)
+    runner = probe.matcher.score_pair(new_record("ICL", "3", **TRAITS),
+                                      new_record("MRUN", "2", **other))
+    at_margin = dataclasses.replace(DEFAULT_MODEL,
+                                    ambiguity_margin_bits=best.weight - runner.weight)
+    runner_at_review = dataclasses.replace(DEFAULT_MODEL, ambiguity_margin_bits=1000.0,
+                                           review_probability=runner.probability)
+    for model, linked in ((at_margin, True), (runner_at_review, False)):
+        env = IdentityEnv(ProbabilisticMatcher(NATIONAL, model))
+        env.register("CHRU", "1", **TRAITS)
+        env.register("MRUN", "2", **other)
+        env.unlink(("MRUN", "2"), ("CHRU", "1"))  # two persons, whatever the matcher did
+        env.register("ICL", "3", **TRAITS)
+        assert (env.person("ICL", "3") == env.person("CHRU", "1")) is linked
+
+
+def test_the_evidence_of_each_decision_names_its_reason_runner_up_and_model() -> None:
+    env = IdentityEnv()
+    env.register("CHRU", "9", **dict(TRAITS, birth_family_name="KOWALSKI"))
+    alone = env.link_of("CHRU", "9")
+    assert alone.evidence["reason"] == "no candidate at or above the review threshold"
+    assert alone.evidence["oversized_blocks"] == []
+    assert alone.evidence["model"]["version"] == "default"
+    env.register("CHRU", "1", **TRAITS)
+    env.register("CHRU", "2", **TRAITS)
+    env.register("ICL", "3", **TRAITS)
+    ambiguous = env.link_of("ICL", "3").evidence
+    runner = ambiguous["runner_up"]
+    assert runner["person"] in (env.person("CHRU", "1"), env.person("CHRU", "2"))
+    assert runner["weight"] == ambiguous["weight"]
+    assert runner["probability"] == ambiguous["probability"]
+    env.register("MRUN", "4", **dict(TRAITS, birth_family_name="KOWALSKI"))
+    linked = env.link_of("MRUN", "4")
+    assert linked.method is LinkMethod.AUTO
+    assert linked.evidence["reason"] == "automatic link"
+    assert linked.score is not None
+    assert abs(linked.score - linked.evidence["probability"]) < 1e-6
