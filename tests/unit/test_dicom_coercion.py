@@ -136,3 +136,20 @@ def test_the_attributes_of_a_plan_are_those_written() -> None:
                                      sex=None))
     assert str(wanted.PatientName) == "" and wanted.PatientBirthDate == ""
     assert wanted.PatientSex == ""
+
+
+def test_only_the_replaced_values_are_kept_when_the_patient_id_stays() -> None:
+    ds = as_received()
+    ds.PatientID, ds.IssuerOfPatientID = "200042", "ICL"
+    apply_coercion(ds, plan(), "ICL", WHEN)
+    [previous] = ds.OriginalAttributesSequence[0].ModifiedAttributesSequence
+    assert "PatientID" not in previous and "IssuerOfPatientID" not in previous
+    assert str(previous.PatientName) == "DUPONT^LEA"
+
+
+def test_a_patient_id_changed_in_the_same_domain_keeps_the_issuer_it_had() -> None:
+    ds = as_received()
+    ds.PatientID, ds.IssuerOfPatientID = "199999", "ICL"  # an identifier since changed (A47)
+    apply_coercion(ds, plan(), "ICL", WHEN)
+    [previous] = ds.OriginalAttributesSequence[0].ModifiedAttributesSequence
+    assert (previous.PatientID, previous.IssuerOfPatientID) == ("199999", "ICL")

@@ -279,3 +279,17 @@ def test_the_evidence_of_each_decision_names_its_reason_runner_up_and_model() ->
     assert linked.evidence["reason"] == "automatic link"
     assert linked.score is not None
     assert abs(linked.score - linked.evidence["probability"]) < 1e-6
+
+
+def test_the_prior_and_the_frequency_of_a_family_name_weigh_as_declared() -> None:
+    from mpi.matching.comparisons import FIELDS, MISSING
+    from mpi.matching.profile import profile_of
+
+    even = dataclasses.replace(DEFAULT_MODEL, prior=0.5)
+    nothing = {name: MISSING for name in FIELDS}
+    assert even.score(profile_of(new_record("CHRU", "1")), nothing).probability == 0.5
+    martin = profile_of(new_record("CHRU", "1", birth_family_name="MARTIN"))
+    rare = profile_of(new_record("CHRU", "1", birth_family_name="ZIMMERMANN"))
+    family_only = dict(nothing, family_name="exact")
+    assert (DEFAULT_MODEL.score(martin, family_only).weight
+            < DEFAULT_MODEL.score(rare, family_only).weight)
