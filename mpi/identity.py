@@ -673,14 +673,17 @@ class IdentitySession:
         person of its own, is matched again as a new record would be (elsewhere only), and a
         review task proposes the former person: never left wrong silently."""
         records = self.active_records(person_id)
-        if len(records) < 2:
-            return
         links = {_id(r): self.uow.links.for_record(_id(r)) for r in records}
         methods = {key: link.method if link else LinkMethod.NEW for key, link in links.items()}
         pending = [r for r in records if methods[_id(r)] is LinkMethod.AUTO]
         if not pending:
             return
-        kept = [r for r in records if methods[_id(r)] is not LinkMethod.AUTO] or [pending.pop(0)]
+        kept = [r for r in records if methods[_id(r)] is not LinkMethod.AUTO]
+        if not kept:
+            # The records it was linked through left: the first one founds the person now.
+            anchor = pending.pop(0)
+            self._found(links[_id(anchor)])
+            kept = [anchor]
         verdicts: dict[tuple[int, int], PairVerdict] = {}
 
         def verdict(a: SourceRecord, b: SourceRecord) -> PairVerdict:
@@ -703,6 +706,15 @@ class IdentitySession:
         for record in pending:
             best = max(kept, key=lambda k: verdict(record, k).score or 0.0)
             self.detach(record, person_id, verdict(record, best), _id(best), changed)
+
+    def _found(self, link: Link | None) -> None:
+        if link is None:
+            return
+        link.method = LinkMethod.NEW
+        link.evidence = {**link.evidence, "reason": "the records it was linked through left: "
+                         "it founds its person now"}
+        link.decided_at = self.now
+        self.uow.links.save(link)
 
     def _renew_evidence(self, link: Link | None, kept: list[SourceRecord],
                         judged: list[PairVerdict]) -> None:
@@ -861,6 +873,9 @@ class IdentitySession:
         self.touch(source)
         if not self.active_records(source):
             self.merge_persons(source, into=person_id, reason=reason)
+        else:
+            # The records left behind may have been linked through the one that left.
+            self.mark_for_reexamination(source)
 
     # -- manual decisions ------------------------------------------------------------------
 
