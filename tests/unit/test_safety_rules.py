@@ -287,3 +287,14 @@ def test_a_new_record_with_an_ins_never_merges_persons_kept_apart(env: IdentityE
     env.register("MRUN", "3", INS_A, **TRAITS)
     assert env.person("CHRU", "1") != env.person("ICL", "2")
     assert sum(isinstance(e, PersonsMerged) for e in env.store.events) == merges
+
+
+def test_an_a37_takes_along_the_records_sharing_the_separated_record_s_ins(
+        env: IdentityEnv) -> None:
+    env.register("CHRU", "1", **TRAITS)
+    env.register("ICL", "2", INS_A, **TRAITS)  # linked to CHRU 1 by its traits
+    env.register("MRUN", "3", INS_A, **TRAITS)  # joins by the INS
+    assert env.person("CHRU", "1") == env.person("ICL", "2") == env.person("MRUN", "3")
+    env.unlink(("CHRU", "1"), ("ICL", "2"))
+    assert env.person("ICL", "2") == env.person("MRUN", "3") != env.person("CHRU", "1")
+    assert env.link_of("MRUN", "3").method is LinkMethod.INS
