@@ -103,7 +103,8 @@ def bootstrap(settings: Settings, *, migrate: bool | None = None) -> Container:
     national = frozenset(a.code for a in registry.all if a.is_national)
     matcher = ProbabilisticMatcher(national, model)
     identity = IdentityService(registry, clock, matcher)
-    hl7 = Hl7Application(registry, identity, uow_factory, clock, settings.default_charset)
+    hl7 = Hl7Application(registry, identity, uow_factory, clock, settings.default_charset,
+                         settings.hl7_identity_collision == "refuse")
     audit = SqlAuditTrail(engine)
     blobs = blob_store(settings)
     dicom = DicomArchive(registry, uow_factory, ArchiveService(registry, identity, blobs, clock.now),

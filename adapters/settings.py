@@ -104,6 +104,9 @@ class Settings(BaseSettings):
                                         "AR, the connection stays open")
     mllp_idle_timeout: float = Field(300.0, gt=0, description="seconds before an idle MLLP "
                                      "connection is closed")
+    hl7_identity_collision: Literal["warn", "refuse"] = Field(
+        "warn", description="ACK of an update held for review because it describes another "
+        "person: AA with a warning ERR (warn) or AE (refuse)")
     workers: int | None = Field(None, ge=0, le=64, description="HL7 worker processes; default "
                                 "one per core on PostgreSQL, 0 (threads) on SQLite")
     dispatch_interval: float = Field(0.5, gt=0, description="seconds between passes of the "

@@ -26,6 +26,7 @@ __all__ = [
     "PersonIdentifiersChanged",
     "ReviewRequested",
     "ReviewDecided",
+    "UpdateQuarantined",
     "StudyStored",
     "StudyReassigned",
     "StudyDestroyed",
@@ -129,6 +130,19 @@ class ReviewDecided(Event):
 
 
 @dataclass(frozen=True)
+class UpdateQuarantined(Event):
+    """An update of a record described another person (an identity collision): it was held
+    for review (task ``task_id``), not applied; the record and its studies stay where they
+    were until a person decides."""
+
+    record_id: int
+    identifier: Identifier
+    person_id: int
+    task_id: int
+    reason: str
+
+
+@dataclass(frozen=True)
 class StudyStored(Event):
     """A new study entered the archive, for the record of the patient it arrived with."""
 
@@ -189,7 +203,8 @@ EVENT_TYPES: dict[str, type[Event]] = {
     cls.__name__: cls for cls in (
         RecordRegistered, RecordUpdated, RecordRetired, RecordDeleted, RecordLinked,
         RecordUnlinked, PersonCreated, PersonsMerged, PersonIdentifiersChanged,
-        ReviewRequested, ReviewDecided, StudyStored, StudyReassigned, StudyDestroyed,
+        ReviewRequested, ReviewDecided, UpdateQuarantined, StudyStored, StudyReassigned,
+        StudyDestroyed,
     )
 }
 

@@ -5,6 +5,12 @@ inbound message is journaled in the same transaction as the change it caused. Th
 
 - equal qualified INS: same person; two different qualified INS: never the same person;
 - otherwise the matcher decides (a new person when it finds nobody);
+- an automatic link is examined again whenever a record of its person changes: when the
+  matcher would no longer make it, the record leaves for a person of its own and a review task
+  ("reexamined") proposes the former person; never left wrong silently;
+- an update whose identity now describes another person (another birth date and another first
+  given name, or another qualified INS) is held for review ("collision"), not applied: the
+  record and its studies stay with the identity they had until a person decides;
 - manual decisions (A24/A37, review) are sticky: no automatic rule undoes them;
 - a sender writes only records of its own domain; it may name another domain's existing record
   in a link or unlink, which asserts something about persons and writes nothing in that domain.
@@ -12,10 +18,13 @@ inbound message is journaled in the same transaction as the change it caused. Th
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import copy
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
+
+from jellyfish import jaro_winkler_similarity
 
 from mpi.authorities import AuthorityRegistry
 from mpi.errors import (
@@ -38,22 +47,25 @@ from mpi.events import (
     RecordUnlinked,
     RecordUpdated,
     ReviewRequested,
+    UpdateQuarantined,
 )
 from mpi.model import (
     QUALIFIED_RELIABILITY_CODES,
     Authority,
     AuthorityKind,
+    Demographics,
     Identifier,
     Link,
     LinkMethod,
     Person,
     PersonStatus,
     RecordStatus,
+    ReviewKind,
     ReviewTask,
     SourceRecord,
     master_id_of,
 )
-from mpi.normalize import nir_problem
+from mpi.normalize import given_names_agree_any_order, given_names_list, nir_problem
 from mpi.ports import Clock, UnitOfWork
 from mpi.queries import current_person
 
@@ -68,7 +80,9 @@ __all__ = [
     "UnlinkRecords",
     "ReviewCandidate",
     "MatchDecision",
+    "PairVerdict",
     "Matcher",
+    "collision_reason",
     "NewPersonMatcher",
     "IdentityService",
 ]
@@ -167,6 +181,17 @@ class MatchDecision:
     review: tuple[ReviewCandidate, ...] = ()
 
 
+@dataclass(frozen=True)
+class PairVerdict:
+    """Whether the matcher would link a record automatically to another one judged alone,
+    whether they look like twins, and why: for re-examining a link decided earlier."""
+
+    links: bool
+    twins: bool
+    score: float | None = None
+    evidence: dict[str, Any] = field(default_factory=dict)
+
+
 class Matcher(Protocol):
     def match(self, uow: UnitOfWork, record: SourceRecord) -> MatchDecision:
         """Find the person a new record belongs to; ``person_id`` None means a new person.
@@ -175,12 +200,46 @@ class Matcher(Protocol):
         declared different from this one."""
         ...
 
+    def pair(self, a: SourceRecord, b: SourceRecord) -> PairVerdict:
+        """Whether ``a`` would be linked automatically to ``b`` by the rules of ``match``."""
+        ...
+
 
 class NewPersonMatcher:
     """The matcher of a deterministic-only index: every record without a known INS is new."""
 
     def match(self, uow: UnitOfWork, record: SourceRecord) -> MatchDecision:
         return MatchDecision(person_id=None, method=LinkMethod.NEW)
+
+    def pair(self, a: SourceRecord, b: SourceRecord) -> PairVerdict:
+        return PairVerdict(links=False, twins=False)
+
+
+# Jaro-Winkler at or above which two first given names are one typo apart (the matcher's
+# NAME_SIMILARITY: the identity rules do not import the matcher).
+_SAME_GIVEN_NAME = 0.92
+
+
+def collision_reason(before: SourceRecord, after: SourceRecord) -> str | None:
+    """Why the record ``after`` (an update of ``before``) describes another person, or None:
+    a qualified INS other than the one held, or both another birth date and another first
+    given name (not a typo, not the same names in another order, not one part of a compound
+    name). Such an update is an identity collision (an overlay): never applied unseen."""
+    held, sent = before.qualified_ins, after.qualified_ins
+    if held is not None and sent is not None and held != sent:
+        return "another qualified INS than the one held"
+    old, new = before.demographics, after.demographics
+    if old.birth_date is None or new.birth_date is None or old.birth_date == new.birth_date:
+        return None
+    old_given, new_given = given_names_list(old.given_names), given_names_list(new.given_names)
+    if not old_given or not new_given:
+        return None
+    first_old, first_new = old_given[0], new_given[0]
+    if (first_old == first_new or given_names_agree_any_order(old_given, new_given)
+            or set(first_old.split("-")) & set(first_new.split("-"))
+            or jaro_winkler_similarity(first_old, first_new) >= _SAME_GIVEN_NAME):
+        return None
+    return "another birth date and another first given name"
 
 
 class IdentityService:
@@ -305,6 +364,8 @@ class IdentitySession:
         self._identifiers_before: dict[int, frozenset[Identifier]] = {}
         # Statuses of the persons this use case created or merged, known without a query.
         self._person_status: dict[int, PersonStatus] = {}
+        # Persons whose automatic links finish() examines again, with the record that changed.
+        self._to_reexamine: dict[int, int | None] = {}
 
     # -- authorization and input checks ----------------------------------------------------
 
@@ -369,14 +430,59 @@ class IdentitySession:
             self.events.append(RecordRegistered(_id(record), record.identifier))
             self.link_new_record(record)
             return record
-        ins_before = record.qualified_ins
+        before = copy.deepcopy(record)
         self._apply(record, data)
+        reason = collision_reason(before, record)
+        if reason is not None:
+            self.hold(before, record, data, reason)
+            return before
         self.uow.records.save(record)
         self.events.append(RecordUpdated(_id(record), record.identifier, record.version))
-        if record.qualified_ins != ins_before:
+        if record.qualified_ins != before.qualified_ins:
             self.touch(self.person_of(record))
             self.reconcile_ins(record)
+        if _identity_of(record) != _identity_of(before):
+            self.mark_for_reexamination(self.person_of(record), _id(record))
         return record
+
+    def hold(self, current: SourceRecord, held: SourceRecord, data: RecordData,
+             reason: str) -> None:
+        """Keep an update that describes another person for review instead of applying it;
+        a newer held update replaces an older one still waiting."""
+        person_id = self.person_of(current)
+        version = {
+            "demographics": held.demographics.as_dict(),
+            "ins": str(held.ins) if held.ins else None,
+            "reliability": list(held.reliability),
+            "last_activity": held.last_activity.isoformat() if held.last_activity else None,
+            "sent_by": self.actor.name,
+            "received_at": self.now.isoformat(),
+        }
+        evidence = {
+            "reason": reason,
+            "held": version,
+            "current": {
+                "demographics": current.demographics.as_dict(),
+                "ins": str(current.ins) if current.ins else None,
+                "reliability": list(current.reliability),
+            },
+        }
+        waiting = [t for t in self.uow.reviews.open_for_record(_id(current))
+                   if t.kind is ReviewKind.COLLISION]
+        if waiting:
+            task = waiting[0]
+            task.evidence = evidence
+            task.person_id = person_id
+            self.uow.reviews.save(task)
+        else:
+            task = ReviewTask(record_id=_id(current), person_id=person_id,
+                              candidate_record_id=None, score=0.0, evidence=evidence,
+                              created_at=self.now, kind=ReviewKind.COLLISION)
+            self.uow.reviews.add(task)
+            self.events.append(ReviewRequested(_id(current), person_id, 0.0))
+        assert task.id is not None
+        self.events.append(UpdateQuarantined(_id(current), current.identifier, person_id,
+                                              task.id, reason))
 
     def _apply(self, record: SourceRecord, data: RecordData) -> None:
         record.demographics = record.demographics.apply(data.demographics)
@@ -481,6 +587,10 @@ class IdentitySession:
             )
         )
         self.events.append(RecordLinked(_id(record), person_id, method.value, score))
+        if method is not LinkMethod.AUTO:
+            # A record joined by a decision (INS, manual...): the person's automatic links
+            # must still hold beside it. The matcher checked an automatic one already.
+            self.mark_for_reexamination(person_id)
 
     def link_new_record(self, record: SourceRecord) -> None:
         ins = record.qualified_ins
@@ -489,21 +599,181 @@ class IdentitySession:
             if holders:
                 target = holders[0]
                 for other in holders[1:]:
-                    self.merge_persons(other, into=target, reason="same qualified INS")
+                    # Persons holding one INS were kept apart by a person: they stay apart.
+                    if self.compatible(other, target):
+                        self.merge_persons(other, into=target, reason="same qualified INS")
                 self.set_link(record, target, LinkMethod.INS, evidence={"ins": "equal"})
                 return
         if record.is_fictitious:
             self.set_link(record, self.new_person(), LinkMethod.NEW)
             return
+        self.link_by_matcher(record, self.new_person)
+
+    def link_by_matcher(self, record: SourceRecord, fallback: Callable[[], int]) -> None:
+        """Link a record where the matcher says, or to ``fallback()``; open its review tasks.
+        A person the matcher names is checked again here: two different qualified INS or a
+        declared separation never become one person, whatever the matcher."""
         decision = self.matcher.match(self.uow, record)
-        person_id = decision.person_id if decision.person_id is not None else self.new_person()
-        self.set_link(record, person_id, decision.method, decision.score, decision.evidence)
+        evidence = dict(decision.evidence)
+        person_id = decision.person_id
+        if person_id is not None and not self.may_join(record, person_id):
+            evidence["refused"] = "the person holds another qualified INS or a separation"
+            person_id = None
+        method = decision.method if person_id is not None else LinkMethod.NEW
+        target = person_id if person_id is not None else fallback()
+        self.set_link(record, target, method, decision.score, evidence)
         for candidate in decision.review:
+            if candidate.person_id == target:
+                continue
             self.uow.reviews.add(ReviewTask(
                 record_id=_id(record), person_id=candidate.person_id,
                 candidate_record_id=candidate.record_id, score=candidate.score,
                 evidence=candidate.evidence, created_at=self.now,
             ))
+            self.events.append(ReviewRequested(_id(record), candidate.person_id,
+                                               candidate.score))
+
+    def may_join(self, record: SourceRecord, person_id: int) -> bool:
+        """Whether a record may join a person: no other qualified INS there, no record of the
+        person declared different from it."""
+        others = [r for r in self.active_records(person_id) if r.id != record.id]
+        ins = record.qualified_ins
+        if ins is not None and any(o.qualified_ins not in (None, ins) for o in others):
+            return False
+        return not self.uow.separations.exists_between(
+            [_id(record)], [_id(r) for r in self.uow.records.linked_to(person_id)])
+
+    # -- re-examination of automatic links -------------------------------------------------
+
+    def mark_for_reexamination(self, person_id: int, changed: int | None = None) -> None:
+        """Have :meth:`finish` examine the person's automatic links again: one of its records
+        changed (``changed``) or it received another person's records."""
+        if person_id not in self._to_reexamine or changed is not None:
+            self._to_reexamine[person_id] = changed
+
+    def reexamine_marked(self) -> None:
+        # Bounded: a record detached and matched elsewhere marks its new person once.
+        for _ in range(1000):
+            if not self._to_reexamine:
+                return
+            person_id = min(self._to_reexamine)
+            changed = self._to_reexamine.pop(person_id)
+            person = current_person(self.uow, person_id)
+            if person is not None and person.id is not None:
+                self.reexamine(person.id, changed)
+        raise RuntimeError("re-examination did not settle")
+
+    def reexamine(self, person_id: int, changed: int | None = None) -> None:
+        """Examine again the automatic links of a person after one of its records changed or
+        it received another person's records.
+
+        The records linked by a decision (the founding record, INS, manual, merge) stay; an
+        automatically linked record stays when the matcher would still link it to one that
+        stays and it looks like a twin of none of them. Each of the others leaves for a
+        person of its own, is matched again as a new record would be (elsewhere only), and a
+        review task proposes the former person: never left wrong silently."""
+        records = self.active_records(person_id)
+        links = {_id(r): self.uow.links.for_record(_id(r)) for r in records}
+        methods = {key: link.method if link else LinkMethod.NEW for key, link in links.items()}
+        pending = [r for r in records if methods[_id(r)] is LinkMethod.AUTO]
+        if not pending:
+            return
+        kept = [r for r in records if methods[_id(r)] is not LinkMethod.AUTO]
+        if not kept:
+            # The records it was linked through left: the first one founds the person now.
+            anchor = pending.pop(0)
+            self._found(links[_id(anchor)])
+            kept = [anchor]
+        verdicts: dict[tuple[int, int], PairVerdict] = {}
+
+        def verdict(a: SourceRecord, b: SourceRecord) -> PairVerdict:
+            key = (_id(a), _id(b))
+            if key not in verdicts:
+                verdicts[key] = self.matcher.pair(a, b)
+            return verdicts[key]
+
+        progress = True
+        while progress and pending:
+            progress = False
+            for r in list(pending):
+                judged = [verdict(r, k) for k in kept]
+                if any(v.twins for v in judged) or not any(v.links for v in judged):
+                    continue
+                self._renew_evidence(links[_id(r)], kept, judged)
+                kept.append(r)
+                pending.remove(r)
+                progress = True
+        for record in pending:
+            best = max(kept, key=lambda k: verdict(record, k).score or 0.0)
+            self.detach(record, person_id, verdict(record, best), _id(best), changed)
+
+    def _found(self, link: Link | None) -> None:
+        if link is None:
+            return
+        link.method = LinkMethod.NEW
+        link.evidence = {**link.evidence, "reason": "the records it was linked through left: "
+                         "it founds its person now"}
+        link.decided_at = self.now
+        self.uow.links.save(link)
+
+    def _renew_evidence(self, link: Link | None, kept: list[SourceRecord],
+                        judged: list[PairVerdict]) -> None:
+        """An automatic link that still holds, but no longer through the record it was
+        decided on (that one changed): its evidence names the record it holds through now."""
+        if link is None:
+            return
+        through = {_id(k): v for k, v in zip(kept, judged, strict=True) if v.links}
+        if link.evidence.get("candidate_record") in through:
+            return
+        best_id = max(through, key=lambda key: through[key].score or 0.0)
+        best = through[best_id]
+        if best.evidence.get("reason") == "equal qualified INS":
+            link.method = LinkMethod.INS  # what holds it now is the INS, not the traits
+        link.score = best.score
+        link.evidence = {**best.evidence, "candidate_record": best_id,
+                         "reason": "re-examined after a change: still linked, through "
+                                   "another record"}
+        link.decided_at = self.now
+        self.uow.links.save(link)
+
+    def detach(self, record: SourceRecord, person_id: int, judged: PairVerdict,
+               candidate_record: int, changed: int | None) -> None:
+        """Move a record whose automatic link no longer holds to a person of its own, match
+        it again, and propose its former person for review with the reasons."""
+        self.touch(person_id)
+        self.move_family(record, self.new_person(), LinkMethod.NEW,
+                         "re-examined: the link no longer holds")
+        evidence = {
+            **judged.evidence,
+            "reason": "re-examined after a change: the automatic link no longer holds",
+            "changed_record": changed,
+            "candidate_record": candidate_record,
+        }
+        self.uow.reviews.add(ReviewTask(
+            record_id=_id(record), person_id=person_id, candidate_record_id=candidate_record,
+            score=judged.score or 0.0, evidence=evidence, created_at=self.now,
+            kind=ReviewKind.REEXAMINED))
+        self.events.append(ReviewRequested(_id(record), person_id, judged.score or 0.0))
+        self.rematch(record, former=person_id)
+
+    def rematch(self, record: SourceRecord, former: int) -> None:
+        """Match a record that just left ``former`` for a person of its own as a new record
+        would be: another person may be the right one (linked automatically when the matcher
+        says so), or proposed. ``former`` is proposed by the caller's task, not here."""
+        own = self.person_of(record)
+        decision = self.matcher.match(self.uow, record)
+        found = decision.person_id
+        if found is not None and found not in (former, own) and self.may_join(record, found):
+            self.move_family(record, found, LinkMethod.AUTO, "matched another person")
+            self.set_link(record, found, LinkMethod.AUTO, decision.score, decision.evidence)
+            own = found
+        for candidate in decision.review:
+            if candidate.person_id in (former, own):
+                continue
+            self.uow.reviews.add(ReviewTask(
+                record_id=_id(record), person_id=candidate.person_id,
+                candidate_record_id=candidate.record_id, score=candidate.score,
+                evidence=candidate.evidence, created_at=self.now))
             self.events.append(ReviewRequested(_id(record), candidate.person_id,
                                                candidate.score))
 
@@ -520,10 +790,12 @@ class IdentitySession:
             if other.id != record.id
         )
         if others_conflict:
-            # Two different qualified INS can never be one person: the record leaves.
-            target = holders[0] if holders else self.new_person()
+            # Two different qualified INS can never be one person: the record leaves, for a
+            # holder of its INS unless it was declared different from it.
+            joinable = [h for h in holders if self.may_join(record, h)]
+            target = joinable[0] if joinable else self.new_person()
             self.touch(person_id)
-            self.move_family(record, target, LinkMethod.INS if holders else LinkMethod.NEW,
+            self.move_family(record, target, LinkMethod.INS if joinable else LinkMethod.NEW,
                              "different qualified INS")
             return
         for holder in holders:
@@ -575,6 +847,7 @@ class IdentitySession:
         self.uow.persons.save(retired)
         self._person_status[retired_id] = PersonStatus.MERGED
         self.events.append(PersonsMerged(into, retired_id, reason))
+        self.mark_for_reexamination(into)
 
     def family(self, record: SourceRecord) -> list[SourceRecord]:
         """The record and every record retired into it, directly or not."""
@@ -600,6 +873,9 @@ class IdentitySession:
         self.touch(source)
         if not self.active_records(source):
             self.merge_persons(source, into=person_id, reason=reason)
+        else:
+            # The records left behind may have been linked through the one that left.
+            self.mark_for_reexamination(source)
 
     # -- manual decisions ------------------------------------------------------------------
 
@@ -682,12 +958,18 @@ class IdentitySession:
     def finish(self) -> None:
         """Write the events the use case caused to the outbox; what reacts to them (PIX
         notifications...) is the dispatcher's business (:mod:`mpi.handlers`)."""
+        self.reexamine_marked()
         for person_id, before in sorted(self._identifiers_before.items()):
             after = self.identifiers_now(person_id)
             if after != before:
                 self.events.append(PersonIdentifiersChanged(person_id, before, after))
         for event in self.events:
             self.uow.outbox.add(event)
+
+
+def _identity_of(record: SourceRecord) -> tuple[Demographics, Identifier | None, bool]:
+    """What the matcher judges a record on: a change of it re-examines the links."""
+    return record.demographics, record.qualified_ins, record.is_fictitious
 
 
 def _is_qualified(reliability: tuple[str, ...]) -> bool:

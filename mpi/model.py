@@ -32,6 +32,7 @@ __all__ = [
     "JournalEntry",
     "ReviewStatus",
     "ReviewDecision",
+    "ReviewKind",
     "ReviewTask",
 ]
 
@@ -279,12 +280,26 @@ class ReviewDecision(StrEnum):
     KEEP_APART = "keep-apart"  # different people, for good
     MERGE_PERSONS = "merge-persons"  # the record's person and the candidate become one
     UNLINK = "unlink"  # the record leaves its person for a person of its own
+    # For an identity collision: the held version replaces the record's, or is dropped.
+    APPLY_UPDATE = "apply-update"
+    DISCARD_UPDATE = "discard-update"
+
+
+class ReviewKind(StrEnum):
+    DUPLICATE = "duplicate"  # the record may be the candidate person
+    # An automatic link re-examined after a change no longer holds: the record left the
+    # candidate person (its former one) and waits to be linked back or kept apart.
+    REEXAMINED = "reexamined"
+    # An update that describes another person was held, not applied: the evidence keeps the
+    # held version beside the record's current one (``held``).
+    COLLISION = "collision"
 
 
 @dataclass
 class ReviewTask:
     """A potential duplicate waiting for identity vigilance: a record and a candidate person,
-    with the evidence the matcher saw."""
+    with the evidence the matcher saw; or (``kind``) an automatic link undone by a change, or
+    an update held because it describes another person."""
 
     record_id: int
     person_id: int
@@ -292,6 +307,7 @@ class ReviewTask:
     score: float
     evidence: dict[str, Any]
     status: ReviewStatus = ReviewStatus.OPEN
+    kind: ReviewKind = ReviewKind.DUPLICATE
     created_at: datetime | None = None
     decided_at: datetime | None = None
     decided_by: str | None = None

@@ -1,19 +1,39 @@
-"""The review queue: potential duplicates the matcher would not link alone, decided by the
-people of identity vigilance. Every decision is kept on its task (who, when, why) and written
-to the outbox; manual decisions are sticky."""
+"""The review queue: potential duplicates the matcher would not link alone, automatic links
+undone by a re-examination, and updates held because they describe another person (identity
+collisions), decided by the people of identity vigilance. Every decision is kept on its task
+(who, when, why) and written to the outbox; manual decisions are sticky.
+
+A collision task is decided by ``apply-update`` (the held version replaces the record's; the
+record then leaves its person when the person has other records, and is matched as a new
+record would be) or ``discard-update`` (the record stays as it was); the other tasks by link,
+keep-apart, merge-persons or unlink."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
 
 from mpi.errors import IdentityConflictError, InvalidInputError, UnknownIdentifierError
 from mpi.events import ReviewDecided
 from mpi.identity import Actor, IdentityService, IdentitySession
-from mpi.model import LinkMethod, ReviewDecision, ReviewStatus, ReviewTask, SourceRecord
+from mpi.model import (
+    Demographics,
+    Identifier,
+    LinkMethod,
+    ReviewDecision,
+    ReviewKind,
+    ReviewStatus,
+    ReviewTask,
+    SourceRecord,
+)
 from mpi.ports import UnitOfWork
 from mpi.queries import PersonView, current_person, person_view
 
-__all__ = ["ReviewView", "show_review", "decide_review"]
+__all__ = ["ReviewView", "show_review", "decide_review", "COLLISION_DECISIONS"]
+
+# The decisions of a collision task; the other kinds take the others.
+COLLISION_DECISIONS = frozenset({ReviewDecision.APPLY_UPDATE, ReviewDecision.DISCARD_UPDATE})
 
 
 @dataclass(frozen=True)
@@ -59,6 +79,11 @@ def decide_review(uow: UnitOfWork, service: IdentityService, task_id: int,
         raise UnknownIdentifierError(f"no review task {task_id}")
     if task.status is not ReviewStatus.OPEN:
         raise InvalidInputError(f"review task {task_id} was decided already")
+    if (task.kind is ReviewKind.COLLISION) != (decision in COLLISION_DECISIONS):
+        raise InvalidInputError(
+            "a held update is decided by apply-update or discard-update, and only it"
+            if task.kind is ReviewKind.COLLISION else
+            f"{decision.value} decides held updates (collision tasks) only")
     session = IdentitySession(service, uow, actor)
     record = uow.records.get(task.record_id)
     if record is None or not record.is_active:
@@ -67,7 +92,11 @@ def decide_review(uow: UnitOfWork, service: IdentityService, task_id: int,
     if candidate is None or candidate.id is None:
         raise IdentityConflictError("the candidate person of this task no longer exists")
     record_person = session.person_of(record)
-    if decision is ReviewDecision.LINK:
+    if decision is ReviewDecision.APPLY_UPDATE:
+        _apply_held(session, record, task.evidence["held"])
+    elif decision is ReviewDecision.DISCARD_UPDATE:
+        pass  # the record stays as it was; the task keeps the held version
+    elif decision is ReviewDecision.LINK:
         if record_person != candidate.id:
             _require_compatible(session, record, candidate.id)
             session.touch(record_person)
@@ -101,6 +130,38 @@ def decide_review(uow: UnitOfWork, service: IdentityService, task_id: int,
     session.events.append(ReviewDecided(task_id, decision.value, actor.name, task.reason))
     session.finish()
     return task
+
+
+def _apply_held(session: IdentitySession, record: SourceRecord, held: dict[str, Any]) -> None:
+    """Replace a record's identity by the held version a person accepted. The record then
+    describes another person than its own: when its person has other records, it leaves
+    them for a person of its own (its studies go with it); either way it is then matched as
+    a new record would be."""
+    values = dict(held["demographics"])
+    for name in ("birth_date", "death_date"):
+        if values.get(name):
+            values[name] = date.fromisoformat(values[name])
+    values["given_names"] = tuple(values.get("given_names") or ())
+    before_ins = record.qualified_ins
+    record.demographics = Demographics(**values)
+    record.reliability = tuple(held.get("reliability") or ())
+    record.ins = Identifier.parse(held["ins"]) if held.get("ins") else None
+    if held.get("last_activity"):
+        record.last_activity = datetime.fromisoformat(held["last_activity"])
+    record.updated_at = session.now
+    session.uow.records.save(record)
+    person_id = session.person_of(record)
+    session.touch(person_id)
+    others = [r for r in session.active_records(person_id) if r.id != record.id]
+    if others:
+        target = session.new_person()
+        session.move_family(record, target, LinkMethod.NEW, "review: held update applied")
+    if record.qualified_ins is not None and record.qualified_ins != before_ins:
+        session.reconcile_ins(record)
+    if others and session.person_of(record) == target:
+        session.rematch(record, former=person_id)
+    elif not others:
+        session.rematch(record, former=-1)
 
 
 def _require_compatible(session: IdentitySession, record: SourceRecord, person_id: int) -> None:

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import Phase, settings
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
@@ -26,6 +27,11 @@ from adapters.sql.tables import metadata, sync_authorities
 from adapters.sql.uow import SqlUnitOfWorkFactory
 
 DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+
+# For the mutation-testing runner (`--hypothesis-profile=mutation`, see docs/pages/matching.md):
+# a counterexample kills the mutant, there is no need to shrink it.
+settings.register_profile("mutation", phases=[Phase.explicit, Phase.reuse, Phase.generate],
+                          database=None)
 
 
 class PostgresServer:

@@ -449,10 +449,10 @@ class FakeReviews:
         self.store = store
 
     def add(self, task: ReviewTask) -> None:
-        """An open task for the same record and person is not duplicated (``task`` takes
-        its id); ``created_at`` defaults to now."""
+        """An open task of the same kind for the same record and person is not duplicated
+        (``task`` takes its id); ``created_at`` defaults to now."""
         for existing in self.open_for_record(task.record_id):
-            if existing.person_id == task.person_id:
+            if existing.person_id == task.person_id and existing.kind is task.kind:
                 task.id = existing.id
                 return
         task.created_at = task.created_at or _now()

@@ -38,6 +38,7 @@ def task_json(task: ReviewTask) -> dict[str, Any]:
     return {
         "id": task.id,
         "status": task.status.value,
+        "kind": task.kind.value,
         "record_id": task.record_id,
         "person_id": task.person_id,
         "candidate_record_id": task.candidate_record_id,

@@ -117,7 +117,7 @@ def review_list(ctx: click.Context, show_all: bool, limit: int, output_format: s
         with container.uow_factory(read_only=True) as uow:
             tasks, total = uow.reviews.list(None if show_all else ReviewStatus.OPEN, 0, limit)
         audit_cli(container, AuditAction.SEARCH, "review list", (t.person_id for t in tasks))
-    rows = [{"task": t.id, "status": t.status.value, "record": t.record_id,
+    rows = [{"task": t.id, "kind": t.kind.value, "status": t.status.value, "record": t.record_id,
              "person": t.person_id, "probability": t.score,
              # Why the task was not linked automatically: the vetoes flagged in its evidence.
              "why_not_linked": [v.name for v in VETOES if t.evidence.get(v.name)],
@@ -126,7 +126,8 @@ def review_list(ctx: click.Context, show_all: bool, limit: int, output_format: s
     if output_format == "table":
         click.echo(f"{total} task(s)")
     emit(output_format, rows,
-         ("task", "status", "record", "person", "probability", "why_not_linked", "decision"),
+         ("task", "kind", "status", "record", "person", "probability", "why_not_linked",
+          "decision"),
          document={"total": total, "tasks": rows})
 
 
@@ -157,20 +158,44 @@ def review_show(ctx: click.Context, task_id: int, **options: Any) -> None:
         audit_cli(container, AuditAction.READ, f"review show {task_id}",
                   (p.person.id for p in (view.record_person, view.candidate) if p))
     task = view.task
-    click.echo(f"task {task.id} ({task.status.value}), probability {task.score:.6f}")
+    evidence = task.evidence
+    click.echo(f"task {task.id} ({task.kind.value}, {task.status.value}), "
+               f"probability {task.score:.6f}")
+    if evidence.get("reason"):
+        click.echo(f"why: {evidence['reason']}")
     other = view.candidate_record
     left = view.record.demographics.as_dict()
-    right = other.demographics.as_dict() if other else {}
-    click.echo(f"{'':<18}{str(view.record.identifier):<34}"
-               f"{str(other.identifier) if other else '(candidate person)':<34}")
+    if "held" in evidence:  # a held update: the record as it is beside the version held
+        right = dict(evidence["held"].get("demographics", {}))
+        header = f"held update (from {evidence['held'].get('sent_by', '?')})"
+        left["ins"], right["ins"] = evidence["current"].get("ins"), evidence["held"].get("ins")
+    else:
+        right = other.demographics.as_dict() if other else {}
+        header = str(other.identifier) if other else "(candidate person)"
+    click.echo(f"{'':<18}{str(view.record.identifier):<34}{header:<34}")
     for name in left:
         if left[name] or right.get(name):
             click.echo(f"{name:<18}{_text(left[name]):<34}{_text(right.get(name)):<34}")
-    click.echo(f"  {'FIELD':<14} {'LEVEL':<8} WEIGHT")
-    for field, detail in task.evidence.get("fields", {}).items():
-        click.echo(f"  {field:<14} {detail['level']:<8} {detail['weight']:+.2f} bits")
+    if evidence.get("fields"):
+        click.echo(f"  {'FIELD':<14} {'LEVEL':<8} WEIGHT")
+        for field, detail in evidence["fields"].items():
+            click.echo(f"  {field:<14} {detail['level']:<8} {detail['weight']:+.2f} bits")
+        click.echo(f"  total {evidence.get('weight', 0.0):+.2f} bits, probability "
+                   f"{evidence.get('probability', task.score):.6f}")
+    if evidence.get("blocking_keys"):
+        click.echo("found by blocking keys: " + ", ".join(evidence["blocking_keys"]))
+    if evidence.get("runner_up"):
+        runner = evidence["runner_up"]
+        click.echo(f"runner-up: person {runner['person']} at {runner['weight']:+.2f} bits"
+                   + (" (too close: ambiguous)" if evidence.get("ambiguous") else ""))
+    model = evidence.get("model")
+    if model:
+        click.echo(f"model {model['version']}: auto link at p >= "
+                   f"{model['auto_link_probability']}, review at p >= "
+                   f"{model['review_probability']}, ambiguity margin "
+                   f"{model['ambiguity_margin_bits']} bits")
     for veto in VETOES:
-        if task.evidence.get(veto.name):
+        if evidence.get(veto.name):
             click.echo(f"  warning: {veto.explanation}")
     if view.candidate:
         click.echo("candidate person holds: "
@@ -184,7 +209,9 @@ def review_show(ctx: click.Context, task_id: int, **options: Any) -> None:
 @review.command("decide")
 @click.argument("task_id", type=int)
 @click.option("--decision", required=True,
-              type=click.Choice(["link", "keep-apart", "merge-persons", "unlink"]))
+              type=click.Choice(["link", "keep-apart", "merge-persons", "unlink",
+                                 "apply-update", "discard-update"]),
+              help="apply-update and discard-update decide a held update (collision).")
 @click.option("--by", "user", required=True, help="Who decides (kept with the decision).")
 @click.option("--reason", required=True, help="Why (kept with the decision).")
 @common_options

@@ -32,6 +32,7 @@ from adapters.hl7v2.pixpdq import answer_pdq_query, answer_pix_query
 from adapters.hl7v2.replies import (
     APPLICATION_INTERNAL_ERROR,
     ERROR_TEXTS,
+    MESSAGE_ACCEPTED,
     SEGMENT_SEQUENCE_ERROR,
     TABLE_VALUE_NOT_FOUND,
     UNKNOWN_KEY_IDENTIFIER,
@@ -46,7 +47,7 @@ from adapters.logs import log_event
 from mpi.audit import AuditAction, AuditEvent
 from mpi.authorities import AuthorityRegistry
 from mpi.errors import ConcurrencyError, MPIError
-from mpi.events import persons_concerned
+from mpi.events import UpdateQuarantined, persons_concerned
 from mpi.identity import Actor, IdentityService
 from mpi.model import JournalEntry, JournalStatus
 from mpi.ports import Clock, UnitOfWork
@@ -91,12 +92,15 @@ class Hl7Application:
         uow_factory: Callable[..., UnitOfWork],
         clock: Clock,
         default_codec: str = "utf-8",
+        refuse_identity_collision: bool = False,
     ) -> None:
         self.registry = registry
         self.service = service
         self.uow_factory = uow_factory
         self.clock = clock
         self.default_codec = default_codec
+        # An update held because it describes another person: AE instead of AA + warning.
+        self.refuse_identity_collision = refuse_identity_collision
 
     # -- entry points ----------------------------------------------------------------------
 
@@ -318,8 +322,21 @@ class Hl7Application:
         except UnsupportedEventError as exc:
             return "", Problem("AR", UNSUPPORTED_EVENT_CODE, exc.message,
                                exc.location), AuditAction.UPDATE, set()
-        return (ack(header, now), None, self._action(message),
+        held = self._held_for_review(uow)
+        return (ack(header, now, held), held, self._action(message),
                 persons_concerned(uow.outbox.added()))
+
+    def _held_for_review(self, uow: UnitOfWork) -> Problem | None:
+        """What the ACK says of updates held for review (identity collisions): the held
+        version is committed with the message either way."""
+        held = [e for e in uow.outbox.added() if isinstance(e, UpdateQuarantined)]
+        if not held:
+            return None
+        text = "; ".join(f"update of {e.identifier} not applied, held for identity review "
+                         f"(task {e.task_id}): {e.reason}" for e in held)
+        if self.refuse_identity_collision:
+            return Problem("AE", APPLICATION_INTERNAL_ERROR, text, "PID^1^3")
+        return Problem("AA", MESSAGE_ACCEPTED, text, "PID^1^3", severity="W")
 
     @staticmethod
     def _query(answer: tuple[str, Problem | None, set[int]]

@@ -41,6 +41,7 @@ SENDING_APPLICATION = "MPI"
 SENDING_FACILITY = "GCS"
 
 # HL7 table 0357 (message error condition codes).
+MESSAGE_ACCEPTED = 0  # with severity W: accepted, with a warning
 SEGMENT_SEQUENCE_ERROR = 100
 REQUIRED_FIELD_MISSING = 101
 DATA_TYPE_ERROR = 102
@@ -67,6 +68,7 @@ ERROR_TEXTS = {
     DUPLICATE_KEY_IDENTIFIER: "Duplicate key identifier",
     APPLICATION_RECORD_LOCKED: "Application record locked",
     APPLICATION_INTERNAL_ERROR: "Application internal error",
+    MESSAGE_ACCEPTED: "Message accepted",
 }
 
 
@@ -74,10 +76,11 @@ ERROR_TEXTS = {
 class Problem:
     """Why a message was not accepted, in HL7 terms."""
 
-    ack_code: str  # AE or AR
+    ack_code: str  # AE or AR; AA for a warning
     error_code: int  # table 0357
     text: str
     location: str | None = None
+    severity: str = "E"  # ERR-4 (table 0516): E error, W warning
 
 
 # From core errors to table 0357, walked in order: the first class the error is an instance
@@ -169,12 +172,12 @@ def err_segment(header: ReplyHeader, problem: Problem) -> str:
     code = s.component.join(
         [str(problem.error_code), ERROR_TEXTS.get(problem.error_code, ""), "HL70357"]
     )
-    severity = "E"
-    return segment(s, "ERR", "", location, code, severity, "", "", "", escape(problem.text, s))
+    return segment(s, "ERR", "", location, code, problem.severity, "", "", "",
+                   escape(problem.text, s))
 
 
 def ack(header: ReplyHeader, now: datetime, problem: Problem | None = None) -> str:
-    """An original-mode ACK: AA, or AE/AR with an ERR segment."""
+    """An original-mode ACK: AA, or AE/AR with an ERR segment (AA with one: a warning)."""
     s = header.seps
     trigger = header.trigger or ""
     lines = [

@@ -266,6 +266,9 @@ review_tasks = Table(
     Column("decided_by", Text, nullable=True),
     Column("decision", Text, nullable=True),
     Column("reason", Text, nullable=True),
+    # duplicate, reexamined or collision (mpi.model.ReviewKind); rows from before 0008 are
+    # duplicates.
+    Column("kind", Text, nullable=False, server_default="duplicate"),
     Index("ix_review_tasks_status_created_at", "status", "created_at"),
     Index("ix_review_tasks_record_id", "record_id"),
 )

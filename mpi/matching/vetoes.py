@@ -2,8 +2,9 @@
 
 Only strong and unambiguous evidence links automatically: a false merge shows one patient's
 images in another's record, a missed link is a duplicate the review queue still catches. A
-veto holding for the best candidate sends the record to review at most: look-alike twins,
-birth dates that differ beyond a typing error (a mother and her newborn share a name, an
+veto holding for the best candidate sends the record to review at most: look-alike twins
+(judged against every record of the candidate person, so that no third record bridges them),
+newborns registered under a placeholder (BB1, NOUVEAU-NE, JUMEAU...), birth dates that differ beyond a typing error (a mother and her newborn share a name, an
 address and a phone) or that are known only to the year (the 01/01 convention matches anybody
 born that year), and a person that already has a record of the same establishment (two
 identifiers of one source are two patients until that source merges them with an A40, or
@@ -15,6 +16,7 @@ Each veto's name is the key of its flag in the evidence of decisions, review tas
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -24,8 +26,8 @@ from mpi.matching.comparisons import CLOSE, EXACT, FAR, NAME_SIMILARITY
 from mpi.matching.profile import MatchProfile
 from mpi.normalize import birth_date_relation, given_names_agree_any_order
 
-__all__ = ["Candidacy", "Veto", "VETOES", "looks_like_twins", "vetoes_holding",
-           "without_source"]
+__all__ = ["Candidacy", "Veto", "VETOES", "is_newborn_placeholder", "looks_like_twins",
+           "vetoes_holding", "without_source"]
 
 
 @dataclass(frozen=True)
@@ -52,10 +54,17 @@ class Veto:
 def looks_like_twins(levels: Mapping[str, str], a: MatchProfile, b: MatchProfile) -> bool:
     """Same family name and birth date, different first given names (not a typo, not the same
     names in another order): twins until a person says otherwise; never linked automatically.
-    Louise against Yasmine Louise is twins too: sisters often carry each other's names."""
-    if levels["family_name"] != EXACT or levels["birth_date"] != EXACT:
+    Louise against Yasmine Louise is twins too: sisters often carry each other's names; so is
+    Jean against Jeanne when the sexes differ (a brother and a sister, not a typo); and so are
+    entirely different first given names under a family name one typo apart."""
+    if levels["family_name"] not in (EXACT, CLOSE) or levels["birth_date"] != EXACT:
         return False
     if levels["given_name"] == FAR:
+        return True
+    if levels["family_name"] != EXACT:
+        return False
+    if (levels["sex"] == FAR and a.first_given and b.first_given
+            and a.first_given != b.first_given):
         return True
     return (
         levels["given_name"] == CLOSE
@@ -63,6 +72,24 @@ def looks_like_twins(levels: Mapping[str, str], a: MatchProfile, b: MatchProfile
         and not given_names_agree_any_order(a.given_names, b.given_names)
         and jaro_winkler_similarity(a.first_given, b.first_given) < NAME_SIMILARITY
     )
+
+
+# What maternities write before a newborn is named: BB, BB1, BEBE, NOUVEAU-NE, NN, JUMEAU 2,
+# JUMELLE..., as a family name part or as the given name. Twins registered so differ only by a
+# digit, and a newborn so registered is not told apart from a sibling born the same day.
+_NEWBORN_MARK = re.compile(r"(BB|BEBE|NN|NNE|NOUVEAU|NOUVEAUNE|NOUVNE|JUMEAU|JUMEAUX|JUMELLE"
+                           r"|JUMELLES)[0-9]*|J[0-9]+")
+
+
+def is_newborn_placeholder(profile: MatchProfile) -> bool:
+    """Whether a record names a newborn by a placeholder rather than a given name."""
+    parts = [*profile.birth_name_parts[:1], *profile.used_name_parts[:1]]
+    parts += [name.split("-")[0] for name in profile.given_names[:1]]
+    return any(_NEWBORN_MARK.fullmatch(part) for part in parts)
+
+
+def _newborn_placeholder(c: Candidacy) -> bool:
+    return is_newborn_placeholder(c.record) or is_newborn_placeholder(c.candidate)
 
 
 def _twins(c: Candidacy) -> bool:
@@ -94,6 +121,8 @@ VETOES: tuple[Veto, ...] = (
          "newborn share a name, an address and a phone)", True, _other_birth_date),
     Veto("partial_birth_date", "a birth date known only to the year or month (01/01 matches "
          "anybody born that year)", True, _partial_birth_date),
+    Veto("newborn_placeholder", "a newborn registered under a placeholder (BB1, NOUVEAU-NE, "
+         "JUMEAU...): twins and siblings are not told apart", True, _newborn_placeholder),
 )
 
 _WITHOUT_SOURCE = frozenset(veto.name for veto in VETOES if veto.applies_without_source)

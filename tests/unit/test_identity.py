@@ -1,4 +1,7 @@
-"""The identity use cases on in-memory fakes: the rules of linking, merging and separating."""
+"""The identity use cases on in-memory fakes: the rules of linking, merging and separating.
+
+The service has the real probabilistic matcher: a rule that forbids a link is tested on traits
+the matcher would link, so that the test fails when the rule is lost."""
 
 from __future__ import annotations
 
@@ -29,7 +32,8 @@ from mpi.identity import (
     RegisterRecord,
     UnlinkRecords,
 )
-from mpi.model import Consumer, Identifier, RecordStatus
+from mpi.matching.engine import ProbabilisticMatcher
+from mpi.model import Consumer, Identifier, LinkMethod, RecordStatus
 from mpi.normalize import nir_key
 from mpi.queries import person_view, resolve_person
 from tests.fakes import FixedClock, fake_uow_factory
@@ -44,6 +48,10 @@ INS_B = Identifier("INS-NIR", nir("2800354395013"))
 CHRU = Actor("hl7:CHRU", "CHRU")
 ICL = Actor("hl7:ICL", "ICL")
 MRUN = Actor("hl7:MRUN", "MRUN")
+# Traits the matcher links alone when they agree: what a rule must overrule.
+TRAITS = dict(birth_family_name="ZIMMERMANN", given_names=("Hélène", "Marie"),
+              birth_date=date(1975, 6, 14), sex="F", birthplace="54395", postcode="54000",
+              phone="0612345678")
 
 
 @pytest.fixture
@@ -57,7 +65,8 @@ def registry() -> AuthorityRegistry:
 def env(registry):  # type: ignore[no-untyped-def]
     factory = fake_uow_factory()
     clock = FixedClock()
-    service = IdentityService(registry, clock)
+    national = frozenset(a.code for a in registry.all if a.is_national)
+    service = IdentityService(registry, clock, ProbabilisticMatcher(national))
     # As the service does after each change: the outbox job hands the events to the handlers.
     dispatcher = EventDispatcher(factory, clock, {
         PersonIdentifiersChanged: [PixNotificationPolicy(registry, clock)]})
@@ -102,13 +111,24 @@ def test_equal_qualified_ins_designate_one_person(env) -> None:  # type: ignore[
     env.register("MRUN", "3", INS_A, birth_family_name="DUPONT")
     assert env.person_of("CHRU", "1") == env.person_of("ICL", "2") == env.person_of("MRUN", "3")
     assert env.identifiers("ICL", "2") == {"CHRU|1", "ICL|2", "MRUN|3", str(INS_A)}
+    links = [k for k in env.store.links.values() if k.method is LinkMethod.INS]
+    assert len(links) == 2 and all(k.evidence == {"ins": "equal"} for k in links)
+
+
+def test_the_same_traits_link_automatically(env) -> None:  # type: ignore[no-untyped-def]
+    # What the rules below overrule: without them, these records are one person.
+    env.register("CHRU", "1", **TRAITS)
+    env.register("ICL", "2", **TRAITS)
+    assert env.person_of("CHRU", "1") == env.person_of("ICL", "2")
 
 
 def test_different_qualified_ins_never_one_person_even_with_same_traits(env) -> None:  # type: ignore[no-untyped-def]
-    traits = dict(birth_family_name="MARTIN", given_names=("LEA",), birth_date=date(1980, 3, 1))
-    env.register("CHRU", "1", INS_A, **traits)
-    env.register("ICL", "2", INS_B, **traits)
+    env.register("CHRU", "1", INS_A, **TRAITS)
+    env.register("ICL", "2", INS_B, **TRAITS)
     assert env.person_of("CHRU", "1") != env.person_of("ICL", "2")
+    env.register("MRUN", "3", **TRAITS)  # a third record like both joins neither alone
+    assert env.person_of("MRUN", "3") not in (env.person_of("CHRU", "1"),
+                                              env.person_of("ICL", "2"))
 
 
 def test_an_ins_without_qualified_identity_is_not_kept(env) -> None:  # type: ignore[no-untyped-def]
@@ -204,13 +224,16 @@ def test_link_of_different_qualified_ins_is_a_conflict(env) -> None:  # type: ig
 
 
 def test_unlink_separates_for_good(env) -> None:  # type: ignore[no-untyped-def]
-    env.register("CHRU", "1")
-    env.register("ICL", "2")
+    env.register("CHRU", "1", **TRAITS)
+    env.register("ICL", "2", **TRAITS)
+    assert env.person_of("CHRU", "1") == env.person_of("ICL", "2")  # linked automatically
     link = LinkRecords(RecordData(Identifier("CHRU", "1")), RecordData(Identifier("ICL", "2")))
-    env.run("link", link)
     env.run("unlink", UnlinkRecords(link.first, link.second))
     assert env.person_of("CHRU", "1") != env.person_of("ICL", "2")
     assert env.store.separations
+    env.register("ICL", "2", **dict(TRAITS, phone="0698765432"))  # a later update
+    env.register("CHRU", "1", INS_A)  # a qualification
+    assert env.person_of("CHRU", "1") != env.person_of("ICL", "2")
 
 
 def test_unlink_of_same_qualified_ins_is_a_conflict(env) -> None:  # type: ignore[no-untyped-def]
@@ -231,9 +254,15 @@ def test_identifier_changes_notify_the_consumers_of_their_domains(env) -> None: 
 
 
 def test_fictitious_identities_never_auto_link(env) -> None:  # type: ignore[no-untyped-def]
-    env.register("CHRU", "1", birth_family_name="INCONNU", reliability=("FICT",))
-    env.register("ICL", "2", birth_family_name="INCONNU", reliability=("FICT",))
-    assert env.person_of("CHRU", "1") != env.person_of("ICL", "2")
+    env.register("CHRU", "1", **TRAITS)
+    env.register("ICL", "2", reliability=("FICT",), **TRAITS)
+    env.register("MRUN", "3", reliability=("FICT",), **TRAITS)
+    assert len({env.person_of("CHRU", "1"), env.person_of("ICL", "2"),
+                env.person_of("MRUN", "3")}) == 3
+    env.register("CCEG", "4", **dict(TRAITS, birth_family_name="INCONNU"))
+    env.register("MRUN", "5", **dict(TRAITS, birth_family_name="INCONNU"))
+    assert env.person_of("CCEG", "4") != env.person_of("MRUN", "5")
+    assert all(link.method is not LinkMethod.AUTO for link in env.store.links.values())
 
 
 def test_a_deleted_record_no_longer_designates_its_person(env) -> None:  # type: ignore[no-untyped-def]

@@ -19,7 +19,8 @@ TRAITS = dict(birth_family_name="ZIMMERMANN", given_names=("Hélène", "Marie"),
               birth_date=date(1975, 6, 14), sex="F", birthplace="54395", postcode="54000",
               phone="0612345678")
 # The evidence keys stored review tasks are read by.
-STORED_FLAGS = ("twins", "same_source", "other_birth_date", "partial_birth_date")
+STORED_FLAGS = ("twins", "same_source", "other_birth_date", "partial_birth_date",
+                "newborn_placeholder")
 
 
 def record(authority: str, value: str, **traits: object) -> SourceRecord:
@@ -48,6 +49,8 @@ def test_each_veto_holds_for_its_case_alone() -> None:
         "other_birth_date"]
     assert holding(one, record("ICL", "2", **dict(TRAITS, birth_date=date(1975, 1, 1)))) == [
         "partial_birth_date"]
+    assert holding(one, record("ICL", "2", **dict(TRAITS, birth_family_name="BB1 ZIMMERMANN",
+                                                    given_names=()))) == ["newborn_placeholder"]
     assert without_source({"twins": True, "same_source": True}) == {"twins": True}
 
 
@@ -74,5 +77,51 @@ def test_rank_flags_the_vetoes_that_apply_without_a_source_and_the_decision_all(
         assert decision.person_id is None
         assert {name: decision.evidence[name] for name in STORED_FLAGS} == {
             "twins": False, "same_source": True, "other_birth_date": False,
-            "partial_birth_date": False}
+            "partial_birth_date": False, "newborn_placeholder": False}
         assert all(set(STORED_FLAGS) <= set(candidate.evidence) for candidate in decision.review)
+
+
+def test_looks_like_twins_only_for_the_same_family_and_birth_date_and_other_first_names(
+) -> None:
+    from mpi.matching.vetoes import looks_like_twins
+
+    def twins(**changes: object) -> bool:
+        a = profile_of(record("CHRU", "1", **TRAITS))
+        b = profile_of(record("ICL", "2", **dict(TRAITS, **changes)))
+        return looks_like_twins(compare(a, b), a, b)
+
+    assert twins(given_names=("Claire",))
+    assert twins(given_names=("Claire",), birth_family_name="ZIMERMANN")  # a typo apart
+    assert twins(given_names=("Helen",), sex="M")  # a brother with a close name
+    assert not twins()
+    assert not twins(given_names=("Marie", "Hélène"))  # the same names reordered
+    assert not twins(given_names=("Helena", "Marie"))  # a typo in her first name
+    assert not twins(given_names=("Hélène", "Marie"), sex="M")  # a typo in the sex
+    assert not twins(given_names=("Claire",), birth_date=date(1976, 6, 14))
+    assert not twins(given_names=("Claire",), birth_family_name="DUPONT")
+    assert not twins(given_names=())  # no given name to tell
+
+
+def test_a_newborn_placeholder_is_read_in_the_first_part_of_a_name_or_the_first_given_name(
+) -> None:
+    from mpi.matching.vetoes import is_newborn_placeholder
+
+    def placeholder(**changes: object) -> bool:
+        return is_newborn_placeholder(profile_of(record("MRUN", "1", **dict(TRAITS, **changes))))
+
+    assert placeholder(birth_family_name="BB2 ZIMMERMANN", given_names=())
+    assert placeholder(given_names=("NOUVEAU-NE",))
+    assert placeholder(given_names=("Jumelle 2",))
+    assert placeholder(used_family_name="NOUVEAU-NE ZIMMERMANN")
+    assert not placeholder()
+    assert not placeholder(birth_family_name="ZIMMERMANN BB", given_names=("Léa",))
+    assert not placeholder(given_names=("Léa", "NN"))
+    assert not placeholder(given_names=("J",))  # an initial, not a placeholder
+
+
+def test_a_typo_in_the_birth_date_is_not_a_partial_birth_date() -> None:
+    first = profile_of(record("CHRU", "1", **TRAITS))
+    for typo in (date(1975, 6, 15), date(1975, 6, 11), date(1975, 7, 14)):
+        second = profile_of(record("ICL", "2", **dict(TRAITS, birth_date=typo)))
+        flags = vetoes_holding(Candidacy(compare(first, second), first, second, False))
+        assert flags["partial_birth_date"] is False, typo

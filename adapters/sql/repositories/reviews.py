@@ -10,7 +10,7 @@ from sqlalchemy import bindparam, func, insert, select, update
 
 from adapters.sql.engine import SqlConnection
 from adapters.sql.tables import match_models, review_tasks, utc_now
-from mpi.model import ReviewDecision, ReviewStatus, ReviewTask
+from mpi.model import ReviewDecision, ReviewKind, ReviewStatus, ReviewTask
 
 __all__ = ["SqlReviewRepository", "SqlModelRepository"]
 
@@ -38,6 +38,7 @@ def _values(task: ReviewTask) -> dict[str, Any]:
         "decided_by": task.decided_by,
         "decision": task.decision.value if task.decision else None,
         "reason": task.reason,
+        "kind": task.kind.value,
     }
 
 
@@ -54,6 +55,7 @@ def _task(row: Any) -> ReviewTask:
         decided_by=row.decided_by,
         decision=ReviewDecision(row.decision) if row.decision else None,
         reason=row.reason,
+        kind=ReviewKind(row.kind),
         id=row.id,
     )
 
@@ -63,10 +65,10 @@ class SqlReviewRepository:
         self._sql = sql
 
     def add(self, task: ReviewTask) -> None:
-        """Insert a task, unless an open one for the same record and person exists (then
-        ``task`` takes that one's id)."""
+        """Insert a task, unless an open one of the same kind for the same record and person
+        exists (then ``task`` takes that one's id)."""
         for existing in self.open_for_record(task.record_id):
-            if existing.person_id == task.person_id:
+            if existing.person_id == task.person_id and existing.kind is task.kind:
                 task.id = existing.id
                 return
         task.created_at = task.created_at or utc_now()
