@@ -119,11 +119,11 @@ class S3BlobStore:
         return copy  # type: ignore[return-value]  # a binary file object
 
     def exists(self, key: str) -> bool:
-        from botocore.exceptions import ClientError
+        from botocore.exceptions import BotoCoreError, ClientError
 
         try:
             self.client.head_object(Bucket=self.bucket, Key=self.name(key))
-        except ClientError as exc:
+        except (BotoCoreError, ClientError) as exc:
             if _is_missing(exc):
                 return False
             raise OSError(f"the object store could not look up {key}: {exc}") from exc

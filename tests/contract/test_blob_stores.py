@@ -108,3 +108,5 @@ def test_a_store_that_cannot_be_reached_is_an_oserror(s3_server: S3Server) -> No
         store.put(KEY, b"bytes")
     with pytest.raises(OSError):
         store.open(KEY)
+    with pytest.raises(OSError):
+        store.exists(KEY)
