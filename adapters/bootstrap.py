@@ -6,6 +6,7 @@ Nothing here runs at import time; ``bootstrap(settings)`` does the work when ask
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, routing
@@ -33,6 +34,7 @@ from adapters.fhir import mount as mount_fhir
 from adapters.hl7v2.application import Hl7Application
 from adapters.hl7v2.notifier import PixNotifier
 from adapters.http.app import Mount, create_app, service_version
+from adapters.http.cross_origin import install_cross_origin
 from adapters.jobs import (
     Job,
     JobBoard,
@@ -48,6 +50,8 @@ from adapters.sql.engine import create_engine_for
 from adapters.sql.migrate import current_revision, head_revision, upgrade
 from adapters.sql.tables import sync_authorities
 from adapters.sql.uow import SqlUnitOfWorkFactory
+from adapters.viewer import router as viewer_router
+from adapters.viewer.origin import viewer_app
 from mpi.archive import ArchiveService, BlobStore
 from mpi.archive.retention import RETENTION_EVENTS, RetentionPolicy, RetentionRecomputation
 from mpi.authorities import AuthorityRegistry
@@ -57,7 +61,8 @@ from mpi.identity import IdentityService
 from mpi.matching.engine import ProbabilisticMatcher
 from mpi.matching.training import model_in_force
 
-__all__ = ["bootstrap", "http_app", "declared_jobs", "DatabaseNotReadyError"]
+__all__ = ["bootstrap", "http_app", "viewer_http_app", "declared_jobs",
+           "DatabaseNotReadyError"]
 
 
 class DatabaseNotReadyError(AdapterError):
@@ -182,6 +187,15 @@ def http_app(container: object) -> FastAPI:
         app.include_router(console_router)
         install_login_redirect(app)  # after FHIR's error handlers, which it falls back on
 
-    return create_app(container, [_routers(oauth_router, review_router, lifecycle_router,
-                                           dicomweb_router),
-                                  fhir, console])
+    app = create_app(container, [_routers(oauth_router, review_router, lifecycle_router,
+                                          dicomweb_router, viewer_router),
+                                 fhir, console])
+    settings = getattr(container, "settings", None)
+    install_cross_origin(app, getattr(settings, "cors_origins", ()), isolated=("/dicomweb",))
+    return app
+
+
+def viewer_http_app(container: Any, dist: Path) -> FastAPI:
+    """The viewer's origin: OHIF's files (``dist``) at its root and DICOMweb beside them."""
+    return viewer_app(container, dist, [_routers(dicomweb_router)],
+                      container.settings.cors_origins)

@@ -24,7 +24,7 @@ from multiprocessing.synchronize import Event as ProcessEvent
 import uvicorn
 from fastapi import FastAPI
 
-from adapters.bootstrap import bootstrap, http_app
+from adapters.bootstrap import bootstrap, http_app, viewer_http_app
 from adapters.container import Container
 from adapters.dicom.scp import DicomServer
 from adapters.errors import AdapterError
@@ -34,6 +34,8 @@ from adapters.hl7v2.workers import WorkerGroup, serve_handed_connections
 from adapters.logs import configure_logging, log_event
 from adapters.settings import Settings, displayed_database_url
 from adapters.tls import ClientIdentities, TlsTrail, is_loopback, server_context
+from adapters.viewer import installed
+from adapters.viewer.routes import VIEWER_PORT_STATE
 
 __all__ = ["serve", "run_services", "hl7_worker", "ListenError", "PlaintextError",
            "check_plaintext", "TlsContexts", "tls_contexts"]
@@ -129,7 +131,8 @@ async def run_services(container: Container, stop: asyncio.Event,
     """Run until ``stop`` is set. ``on_ready(mllp_port, http_port)`` is called once every
     listener is bound (ports given as 0 in the settings are chosen by the system; the DICOM
     port is ``container.dicom.bound_port``); before it, ``ports`` is given every bound port
-    by listener name (mllp, http, dicom, and mllp_tls, dicom_tls, https with TLS). Raises
+    by listener name (mllp, http, dicom, viewer when OHIF is installed, and mllp_tls,
+    dicom_tls, https with TLS). Raises
     PlaintextError for plain listeners off loopback, TlsError for unusable TLS files,
     ListenError when a server cannot listen, after stopping whatever had started."""
     settings = container.settings
@@ -142,6 +145,9 @@ async def run_services(container: Container, stop: asyncio.Event,
         app = http_app(container)
         bound["http"] = await _start_http(app, container, started, host, settings.http_port,
                                           "MPI_HTTP_PORT")
+        viewer = await _start_viewer(app, container, started)
+        if viewer is not None:
+            bound["viewer"] = viewer
         dicom = DicomServer(container.dicom)
         started.callback(dicom.stop)
         try:
@@ -173,6 +179,7 @@ async def run_services(container: Container, stop: asyncio.Event,
                   dicom=f"{settings.dicom_ae_title}@{host}:{bound['dicom']}",
                   mllp_tls=f"{tls_host}:{bound['mllp_tls']}" if contexts else None,
                   https=f"{tls_host}:{bound['https']}" if contexts else None,
+                  viewer=f"{host}:{bound['viewer']}" if viewer is not None else None,
                   dicom_tls=(f"{settings.dicom_ae_title}@{tls_host}:{bound['dicom_tls']}"
                              if contexts else None),
                   database=displayed_database_url(settings.resolved_database_url()))
@@ -182,6 +189,22 @@ async def run_services(container: Container, stop: asyncio.Event,
             on_ready(bound["mllp"], bound["http"])
         await stop.wait()
         log.info("stopping")
+
+
+async def _start_viewer(app: FastAPI, container: Container,
+                        started: contextlib.AsyncExitStack) -> int | None:
+    """The viewer's origin when OHIF is installed (its port, also told to the main
+    application for the console's links); else a log line saying how to add it."""
+    settings = container.settings
+    dist = installed(settings.resolved_viewer_dir())
+    if dist is None:
+        log_event(log, logging.INFO, "no viewer installed: `mpi viewer install` adds OHIF "
+                  "(served on the viewer port)", viewer_dir=str(settings.resolved_viewer_dir()))
+        return None
+    port = await _start_http(viewer_http_app(container, dist), container, started,
+                             settings.host, settings.viewer_port, "MPI_VIEWER_PORT")
+    setattr(app.state, VIEWER_PORT_STATE, port)
+    return port
 
 
 async def _start_mllp(container: Container, started: contextlib.AsyncExitStack,

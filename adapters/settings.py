@@ -185,10 +185,31 @@ class Settings(BaseSettings):
     fixity_batch: int = Field(200, ge=1, le=1_000_000, description="stored files each fixity "
                               "pass re-reads")
 
+    viewer_port: int = Field(8081, ge=0, le=65535, description="HTTP origin of the OHIF "
+                             "viewer (served at its root) and of /dicomweb for it, when the "
+                             "viewer is installed (`mpi viewer install`)")
+    viewer_dir: Path | None = Field(None, description="the installed viewer (its dist folder "
+                                    "and app-config.js); default: <data dir>/viewer")
+    viewer_url: str | None = Field(None, description="the viewer's origin as browsers reach "
+                                   "it (e.g. https://viewer.mpi.gcs.invalid); default: the "
+                                   "console's host on viewer_port")
+    cors_origins: list[str] = Field(default_factory=list, description="web origins (scheme, "
+                                    "host and port) whose pages may call /dicomweb across "
+                                    "origins (CORS); none by default, never a wildcard")
+
     @field_validator("log_level", "log_format", mode="before")
     @classmethod
     def _lower_case(cls, value: object) -> object:
         return value.lower() if isinstance(value, str) else value
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _named_origins(cls, origins: list[str]) -> list[str]:
+        for origin in origins:
+            if origin.strip() in ("*", "null") or not origin.startswith(("http://", "https://")):
+                raise ValueError(f"cors_origins names origins such as https://host:port, "
+                                 f"never a wildcard: {origin!r}")
+        return [origin.rstrip("/") for origin in origins]
 
     @model_validator(mode="after")
     def _tls_files_together(self) -> Settings:
@@ -221,6 +242,11 @@ class Settings(BaseSettings):
         if self.workers is not None:
             return self.workers
         return 0 if database == "sqlite" else (os.cpu_count() or 1)
+
+    def resolved_viewer_dir(self) -> Path:
+        """Where `mpi viewer install` puts the viewer: MPI_VIEWER_DIR, else the viewer
+        folder of the data directory."""
+        return (self.viewer_dir or self.data_dir / "viewer").resolve()
 
     def resolved_database_url(self) -> str:
         """The database URL: MPI_DATABASE_URL, else the SQLite file in the data directory."""

@@ -43,6 +43,8 @@ __all__ = ["COMMANDS"]
 @click.option("--dicom-tls-port", type=int,
               help="DICOM over TLS port [MPI_DICOM_TLS_PORT, 2762]")
 @click.option("--https-port", type=int, help="HTTPS port [MPI_HTTPS_PORT, 8443]")
+@click.option("--viewer-port", type=int,
+              help="Port of the OHIF viewer's origin, when installed [MPI_VIEWER_PORT, 8081]")
 @click.option("--allow-plaintext", is_flag=True, default=None,
               help="Let the plain listeners listen on an address other than loopback "
                    "[MPI_ALLOW_PLAINTEXT]")

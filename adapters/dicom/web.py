@@ -7,6 +7,7 @@ multipart bodies.
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -187,10 +188,20 @@ class DicomWeb:
         return query_from_params(level, params, study, series)
 
     def search(self, query: ArchiveQuery, asker: Authority, who: str, subject: str,
-               source: str | None, token_id: str | None = None) -> list[dict[str, Any]]:
+               source: str | None, token_id: str | None = None,
+               params: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+        """QIDO-RS answers; ``params`` (the request's, repeated ones as lists) give the
+        paging, includefield and fuzzymatching (see adapters/dicom/qido.py). Raises
+        ValueError for a bad one."""
+        from adapters.dicom import qido
+
+        options = qido.Options.of(params or {})
+        if options.fuzzy:
+            query = qido.fuzzy_query(query)
+        query = dataclasses.replace(query, limit=options.offset + options.limit)
         matches: list[ArchiveMatch] = []
         try:
-            matches = self.archive.find(query, asker)
+            matches = self.archive.find(query, asker)[options.offset:]
         finally:
             self.archive.trace(channel="dicomweb", action=AuditAction.SEARCH, actor=who,
                                subject=subject, persons={m.plan.person_id for m in matches},
@@ -207,7 +218,7 @@ class DicomWeb:
                 if match.instance is not None:
                     url += f"/instances/{match.instance.sop_instance_uid}"
                 ds.RetrieveURL = url
-            answers.append(ds.to_json_dict())
+            answers.append(qido.with_included(ds.to_json_dict(), options.fields))
         return answers
 
     def _found(self, query: ArchiveQuery, asker: Authority, who: str, subject: str,
@@ -272,11 +283,79 @@ class DicomWeb:
 
     def metadata(self, query: ArchiveQuery, asker: Authority, who: str, subject: str,
                  source: str | None, token_id: str | None = None) -> list[dict[str, Any]]:
-        """The coerced headers (DICOM JSON), bulk data left out."""
+        """The coerced headers (DICOM JSON), bulk data (the pixel data, and any value
+        over 64 KiB) as BulkDataURIs of this service (see adapters/dicom/pixels.py)."""
+        from adapters.dicom.pixels import with_bulk_data_uris
+
         found = self._found(query, asker, who, subject, source, AuditAction.READ, token_id)
-        return [self.archive.coerced_header(instance, plan).to_json_dict(
-            bulk_data_threshold=1 << 16,
-            bulk_data_element_handler=lambda element: "") for instance, plan in found]
+        return [with_bulk_data_uris(self.archive.coerced_header(instance, plan),
+                                    self._instance_url(instance))
+                for instance, plan in found]
+
+    def _instance_url(self, instance: StoredInstance) -> str:
+        return (f"{self.base_path}/studies/{instance.study_instance_uid}/series/"
+                f"{instance.series_instance_uid}/instances/{instance.sop_instance_uid}")
+
+    def pixels(self, query: ArchiveQuery, asker: Authority, who: str, subject: str,
+               source: str | None, token_id: str | None = None
+               ) -> list[tuple[StoredInstance, Dataset]]:
+        """The instances a frames, bulk data or rendered request designates, each read
+        with its pixel data (as stored: frames carry no patient attribute); the access is
+        traced as a retrieve."""
+        from pydicom import dcmread
+
+        found = self._found(query, asker, who, subject, source, AuditAction.RETRIEVE, token_id)
+        read: list[tuple[StoredInstance, Dataset]] = []
+        for instance, _ in found:
+            with self.archive.blobs.open(instance.blob_key) as handle:
+                read.append((instance, dcmread(handle)))
+        return read
+
+    def frames(self, query: ArchiveQuery, asker: Authority, who: str, subject: str,
+               source: str | None, numbers: str | None, accept: str | None,
+               token_id: str | None = None, tag: str | None = None) -> Retrieval:
+        """WADO-RS frames (``numbers``: ``1,3``; None: every frame) or bulk data (``tag``,
+        the pixel data's or another value's) of one instance, as multipart/related parts
+        whose Content-Type names their transfer syntax: as stored for ``transfer-syntax=*``
+        or the stored syntax, else decoded to Explicit VR Little Endian. Raises ValueError
+        for a bad frame list, NotAcceptableError for a syntax it cannot give, FrameError
+        for a frame that does not exist or cannot be decoded."""
+        from adapters.dicom.pixels import all_frames, frame_numbers, frames_of
+
+        wanted = frame_numbers(numbers) if numbers is not None else None
+        found = self.pixels(query, asker, who, subject, source, token_id)
+        boundary = secrets.token_hex(16)
+        if not found:
+            return Retrieval(boundary, iter(()), 0)
+        _, dataset = found[0]
+        if tag is not None and tag.upper() != "7FE00010":
+            return Retrieval(boundary, iter(_parts(boundary, [(
+                "application/octet-stream", _bulk_value(dataset, tag))])), 1)
+        stored = str(dataset.file_meta.TransferSyntaxUID)
+        frames = frames_of(dataset, wanted or all_frames(dataset),
+                           as_stored=_takes_stored(accept, stored))
+        return Retrieval(boundary, iter(_parts(boundary, [
+            (frame.media_type, frame.data) for frame in frames])), len(frames))
+
+    def rendered(self, query: ArchiveQuery, asker: Authority, who: str, subject: str,
+                 source: str | None, media_type: str, window: str | None = None,
+                 viewport: str | None = None, frame: int = 1, one: bool = False,
+                 token_id: str | None = None) -> list[bytes]:
+        """Rendered images (JPEG or PNG) of the instances designated, frame ``frame`` of
+        each; ``one``: only the middle instance (a thumbnail). Raises ValueError for a bad
+        window or viewport, FrameError for pixel data that cannot be decoded."""
+        from adapters.dicom.pixels import parse_viewport, parse_window, render
+
+        shown, size = parse_window(window), parse_viewport(viewport)
+        if one and size is None:
+            size = (128, 128)
+        found = self.pixels(query, asker, who, subject, source, token_id)
+        found = [(i, d) for i, d in found if "PixelData" in d]
+        found.sort(key=lambda item: (item[0].series_instance_uid,
+                                     int(item[1].get("InstanceNumber") or 0)))
+        if one and found:
+            found = [found[len(found) // 2]]
+        return [render(dataset, frame, media_type, shown, size) for _, dataset in found]
 
     def split(self, body: bytes, boundary: str) -> list[tuple[dict[str, str], bytes]]:
         """Raises MultipartError (a ValueError)."""
@@ -328,3 +407,45 @@ class DicomWeb:
         if failed:
             answer.FailedSOPSequence = failed
         return StowResult(len(referenced), len(failed), answer.to_json_dict())
+
+
+def _parts(boundary: str, parts: list[tuple[str, bytes]]) -> Iterator[bytes]:
+    for media_type, data in parts:
+        yield f"--{boundary}\r\nContent-Type: {media_type}\r\n\r\n".encode("ascii")
+        yield data
+        yield b"\r\n"
+    yield f"--{boundary}--\r\n".encode("ascii")
+
+
+def _takes_stored(accept: str | None, stored: str) -> bool:
+    """Whether a frames request's Accept takes the stored syntax (``transfer-syntax=*`` or
+    the stored one); an uncompressed little endian one, or none, asks for decoded frames.
+    Raises NotAcceptableError for another syntax."""
+    named = [value.strip().strip('"') for media in (accept or "").split(",")
+             for name, _, value in (p.partition("=") for p in media.split(";"))
+             if name.strip().lower() == "transfer-syntax"]
+    if not named:
+        return stored in _UNCOMPRESSED_LE
+    if "*" in named or stored in named:
+        return True
+    if any(syntax in _UNCOMPRESSED_LE for syntax in named):
+        return False
+    raise NotAcceptableError(f"frames are given as stored ({stored}) or uncompressed "
+                             f"(1.2.840.10008.1.2.1), not {', '.join(named)}")
+
+
+def _bulk_value(dataset: Dataset, tag: str) -> bytes:
+    """The raw value of a top-level element (a BulkDataURI's target). Raises
+    FrameError when the object has no such element."""
+    from adapters.dicom.pixels import FrameError
+
+    try:
+        element = dataset[int(tag, 16)]
+    except (ValueError, KeyError):
+        raise FrameError(f"the object has no bulk data element {tag}") from None
+    value = element.value
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, str):
+        return value.encode("utf-8")
+    raise FrameError(f"element {tag} is not bulk data")

@@ -92,6 +92,7 @@ class _Asked:
         self.lifecycle = container.lifecycle
         self.accept = request.headers.get("accept")
         self.params = dict(request.query_params)
+        self.query_params = request.query_params  # with repeated includefield
         try:
             self.asker = self.web.asker(answer_domain(principal, domain, self.params))
         except UnknownAuthorityError as exc:
@@ -113,8 +114,12 @@ class _Asked:
 
     def search(self, level: str, study: str | None = None,
                series: str | None = None) -> JSONResponse:
-        answers = self.web.search(self.query(level, study, series), self.asker, self.who,
-                                  self.subject, self.source, self.token_id)
+        try:
+            answers = self.web.search(self.query(level, study, series), self.asker, self.who,
+                                      self.subject, self.source, self.token_id,
+                                      params=self.query_params)
+        except ValueError as exc:  # a bad offset, includefield or fuzzymatching
+            raise HTTPException(status_code=400, detail=str(exc)) from None
         return JSONResponse(answers, media_type=DICOM_JSON)
 
     def retrieve(self, study: str, series: str | None = None,
