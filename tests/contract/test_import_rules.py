@@ -16,9 +16,9 @@ ROOT = Path(__file__).resolve().parents[2]
 # What the core may import besides the standard library and itself.
 CORE_ALLOWED = {"mpi", "jellyfish"}
 # Adapter packages; each may import only itself and the shared modules below.
-ADAPTER_PACKAGES = {"sql", "hl7v2", "api", "fhir", "dicom", "dicomweb", "http", "auth",
+ADAPTER_PACKAGES = {"sql", "hl7v2", "api", "fhir", "dicom", "dicomweb", "http", "auth", "viewer",
                     "console"}
-HTTP_PACKAGES = {"api", "fhir", "dicomweb", "console"}
+HTTP_PACKAGES = {"api", "fhir", "dicomweb", "console", "viewer"}
 # The shared HTTP base, the container its dependencies hand to every route, and the
 # authentication that turns a request's credentials into a principal.
 SHARED_WITH_HTTP = {"adapters.http", "adapters.container", "adapters.auth"}
