@@ -7,17 +7,19 @@ What the scenarios share:
 - ``page``: a fresh browser context per test; when the test fails, a screenshot of each page
   it opened is written under the test's temporary folder (``screenshots/``);
 - ``viewer_service``: the service with OHIF installed (``MPI_TEST_VIEWER_DIR``, default
-  ``tests/browser/viewer``, which `.ci/run` fills with `mpi viewer install --dir`);
+  ``tests/browser/viewer``, which `.ci/run` fills with `mpi viewer install --dir`, and this
+  fixture too when it is empty);
 - ``log_in(page, service, name, *roles)``: a person logging in through ``/console/login``;
 - ``assert_accessible(page)``: axe-core (``tests/browser/node_modules``, from
-  ``tests/browser/package.json``: `npm ci --prefix tests/browser`) injected into the page,
-  no serious or critical violation allowed.
+  ``tests/browser/package.json``: `npm ci --prefix tests/browser`, run here when missing)
+  injected into the page, no serious or critical violation allowed.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -71,13 +73,17 @@ def page(browser: Any, request: pytest.FixtureRequest, tmp_path: Path) -> Iterat
     context.close()
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def viewer_dir() -> Path:
-    from adapters.viewer import installed
+    """OHIF, installed here the way `mpi viewer install --dir` does when it is missing."""
+    from adapters.viewer import ViewerInstallError, install, installed
 
     if installed(VIEWER_DIR) is None:
-        pytest.fail(f"OHIF is not installed in {VIEWER_DIR}: run "
-                    f"`mpi viewer install --dir {VIEWER_DIR}` (or set MPI_TEST_VIEWER_DIR)")
+        try:
+            install(VIEWER_DIR)
+        except ViewerInstallError as exc:
+            pytest.fail(f"OHIF is not installed in {VIEWER_DIR} and could not be: "
+                        f"{exc.message}")
     return VIEWER_DIR
 
 
@@ -109,10 +115,21 @@ def log_in(page: Any, service: RunningService, name: str, *roles: str,
     assert "/console/login" not in page.url, page.content()
 
 
+def _install_axe() -> None:
+    """axe-core at the version tests/browser/package-lock.json pins (`npm ci`)."""
+    npm = shutil.which("npm")
+    done = subprocess.run([npm, "ci", "--prefix", str(HERE), "--no-audit", "--no-fund"],
+                          capture_output=True, text=True, timeout=600,
+                          check=False) if npm else None
+    if done is None or done.returncode != 0 or not AXE.is_file():
+        pytest.fail(f"axe-core is not installed and `npm ci --prefix {HERE}` failed: "
+                    f"{done.stderr[-500:] if done else 'npm is not installed'}")
+
+
 def assert_accessible(page: Any) -> None:
     """axe-core in the page: no serious or critical violation."""
     if not AXE.is_file():
-        pytest.fail(f"axe-core is not installed: npm ci --prefix {HERE}")
+        _install_axe()
     if not page.evaluate("() => typeof window.axe !== 'undefined'"):
         page.evaluate(AXE.read_text(encoding="utf-8"))
     results = page.evaluate("async () => await window.axe.run(document)")

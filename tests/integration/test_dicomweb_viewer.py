@@ -283,8 +283,11 @@ def test_the_console_opens_a_study_in_the_viewer_in_the_askers_domain_and_traces
 
 
 def test_without_the_viewer_the_console_says_how_to_install_it(
-        database_url: str, tmp_path: Path) -> None:
+        database_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level("INFO", logger="mpi.serve")
     bare = start_service(database_url, tmp_path / "bare")
+    assert any("mpi viewer install" in r.getMessage() for r in caplog.records
+               if r.name == "mpi.serve")
     try:
         register(bare, "CHRU", "100234")
         store(bare, "CHRU", [write(tmp_path, UNCOMPRESSED_CT, relabel(
