@@ -302,14 +302,14 @@ class DicomWeb:
         """The instances a frames, bulk data or rendered request designates, each read
         with its pixel data (as stored: frames carry no patient attribute); the access is
         traced as a retrieve."""
+        found = self._found(query, asker, who, subject, source, AuditAction.RETRIEVE, token_id)
+        return [(instance, self._stored(instance)) for instance, _ in found]
+
+    def _stored(self, instance: StoredInstance) -> Dataset:
         from pydicom import dcmread
 
-        found = self._found(query, asker, who, subject, source, AuditAction.RETRIEVE, token_id)
-        read: list[tuple[StoredInstance, Dataset]] = []
-        for instance, _ in found:
-            with self.archive.blobs.open(instance.blob_key) as handle:
-                read.append((instance, dcmread(handle)))
-        return read
+        with self.archive.blobs.open(instance.blob_key) as handle:
+            return dcmread(handle)
 
     def frames(self, query: ArchiveQuery, asker: Authority, who: str, subject: str,
                source: str | None, numbers: str | None, accept: str | None,
@@ -349,13 +349,22 @@ class DicomWeb:
         shown, size = parse_window(window), parse_viewport(viewport)
         if one and size is None:
             size = (128, 128)
-        found = self.pixels(query, asker, who, subject, source, token_id)
-        found = [(i, d) for i, d in found if "PixelData" in d]
-        found.sort(key=lambda item: (item[0].series_instance_uid,
-                                     int(item[1].get("InstanceNumber") or 0)))
-        if one and found:
-            found = [found[len(found) // 2]]
-        return [render(dataset, frame, media_type, shown, size) for _, dataset in found]
+        found = [instance for instance, _ in self._found(
+            query, asker, who, subject, source, AuditAction.RETRIEVE, token_id)]
+        found.sort(key=lambda i: (i.series_instance_uid or "", i.instance_number or 0,
+                                  i.sop_instance_uid))
+        if one:  # the middle instance first, then the others, until one has pixels
+            middle = len(found) // 2
+            found = found[middle:] + found[:middle]
+        images = []
+        for instance in found:
+            dataset = self._stored(instance)
+            if "PixelData" not in dataset:
+                continue
+            images.append(render(dataset, frame, media_type, shown, size))
+            if one:
+                break
+        return images
 
     def split(self, body: bytes, boundary: str) -> list[tuple[dict[str, str], bytes]]:
         """Raises MultipartError (a ValueError)."""
