@@ -87,7 +87,6 @@ def app_config(dicomweb_root: str = DICOMWEB_ROOT) -> str:
         "showCPUFallbackMessage": True,
         "showLoadingIndicator": True,
         "strictZSpacingForVolumeViewport": True,
-        "investigationalUseDialog": {"option": "never"},
         "maxNumRequests": {"interaction": 100, "thumbnail": 5, "prefetch": 10},
         "showErrorDetails": "production",
         "defaultDataSourceName": "mpi",

@@ -75,15 +75,14 @@ def page(browser: Any, request: pytest.FixtureRequest, tmp_path: Path) -> Iterat
 
 @pytest.fixture(scope="session")
 def viewer_dir() -> Path:
-    """OHIF, installed here the way `mpi viewer install --dir` does when it is missing."""
-    from adapters.viewer import ViewerInstallError, install, installed
+    """OHIF, installed here the way `mpi viewer install --dir` does (fetched when missing;
+    its configuration rewritten otherwise)."""
+    from adapters.viewer import ViewerInstallError, install
 
-    if installed(VIEWER_DIR) is None:
-        try:
-            install(VIEWER_DIR)
-        except ViewerInstallError as exc:
-            pytest.fail(f"OHIF is not installed in {VIEWER_DIR} and could not be: "
-                        f"{exc.message}")
+    try:
+        install(VIEWER_DIR)
+    except ViewerInstallError as exc:
+        pytest.fail(f"OHIF is not installed in {VIEWER_DIR} and could not be: {exc.message}")
     return VIEWER_DIR
 
 
