@@ -214,7 +214,7 @@ def master_id_of(person_id: int) -> str:
 
 def person_id_of_master_id(master_id: str) -> int | None:
     """The person number a master identifier designates, or None if it is not one of ours."""
-    if len(master_id) != 10 or not master_id.isdigit():
+    if len(master_id) != 10 or not (master_id.isascii() and master_id.isdigit()):
         return None
     return int(master_id)
 

@@ -64,7 +64,7 @@ def nir_key(first13: str) -> int:
         body = body[:5] + "19" + body[7:]
     elif body[5:7] == "2B":
         body = body[:5] + "18" + body[7:]
-    if not body.isdigit():
+    if not (body.isascii() and body.isdigit()):
         raise ValueError("a NIR body is made of digits (2A/2B allowed for Corsica)")
     return 97 - int(body) % 97
 

@@ -201,7 +201,7 @@ def _walk_items(data: bytes, position: int, end: int, *, implicit: bool, little:
 def dicom_date(value: object) -> date | None:
     """A DA value as a date; None when empty or not a valid date."""
     text = str(value or "").strip()
-    if len(text) != 8 or not text.isdigit():
+    if len(text) != 8 or not (text.isascii() and text.isdigit()):
         return None
     try:
         return date(int(text[:4]), int(text[4:6]), int(text[6:]))

@@ -245,7 +245,7 @@ def _number(request: Request, name: str, default: int, highest: int) -> int:
     text = request.query_params.get(name)
     if text is None:
         return default
-    if not text.isdigit() or not 0 <= int(text) <= highest:
+    if not (text.isascii() and text.isdigit()) or not 0 <= int(text) <= highest:
         raise FhirError(400, "invalid", f"{name} must be a number from 0 to {highest}",
                         expression=name)
     return int(text)
@@ -296,7 +296,8 @@ def read(event_id: str, request: Request, container: ContainerDep) -> FhirRespon
     expect_access(request, AuditAction.READ)
     only_parameters(request.query_params.keys(), ())
     found = (container.audit.search(event_id=int(event_id), limit=1)
-             if event_id.isdigit() and int(event_id) < 2**63 else [])
+             if event_id.isascii() and event_id.isdigit() and int(event_id) < 2**63
+             else [])
     if not found:
         raise FhirError(404, "not-found", f"no AuditEvent {event_id}",
                         expression="AuditEvent.id")

@@ -56,7 +56,7 @@ def _started(study: StudySummary) -> str | None:
     if study.study_date is None:
         return None
     time = (study.study_time or "").split(".")[0]
-    if len(time) >= 6 and time[:6].isdigit():
+    if len(time) >= 6 and time[:6].isascii() and time[:6].isdigit():
         try:
             local = datetime.combine(study.study_date, dt_time(
                 int(time[0:2]), int(time[2:4]), int(time[4:6])), LOCAL_ZONE)

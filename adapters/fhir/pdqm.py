@@ -84,7 +84,7 @@ def _single(name: str, value: str) -> str:
 
 
 def _number(name: str, value: str, maximum: int) -> int:
-    if not value.isdigit() or int(value) > maximum:
+    if not (value.isascii() and value.isdigit()) or int(value) > maximum:
         raise FhirError(400, "invalid", f"{name} must be an integer from 0 to {maximum}, "
                         f"not {value!r}", expression=name)
     return int(value)

@@ -221,7 +221,7 @@ def _offset(message: Message, tag: str) -> int:
     if not pointer:
         return 0
     prefix, _, number = pointer.rpartition("-")
-    if prefix != tag or not number.isdigit():
+    if prefix != tag or not (number.isascii() and number.isdigit()):
         raise _QueryProblem(
             Problem("AE", DATA_TYPE_ERROR, f"unknown continuation pointer {pointer!r}",
                     "DSC^1^1")

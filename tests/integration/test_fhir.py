@@ -285,6 +285,7 @@ def test_every_error_is_an_operation_outcome(service: RunningService, http: http
     outcome(http.get("/Patient", params={"family": "x", "birthdate": "not-a-date"}), 400,
             "invalid")
     outcome(http.get("/Patient", params={"family": "x", "_count": "abc"}), 400, "invalid")
+    outcome(http.get("/Patient", params={"family": "x", "_count": "\u00b2"}), 400, "invalid")
     outcome(http.get("/Patient", params={"family": "x", "unknown": "1"}), 400, "not-supported")
     outcome(http.get("/Patient", params={"family:contains": "x"}), 400, "not-supported")
     outcome(http.get("/Patient", params={"gender": "yes"}), 400, "code-invalid")

@@ -752,6 +752,13 @@ def test_the_trail_reads_as_balp_audit_events_for_auditors_only(
     assert read["meta"]["profile"][0].endswith("IHE.BasicAudit.PatientRead")
     again = httpx.get(f"{base}/fhir/AuditEvent/{read['id']}", headers=auditor)
     assert again.status_code == 200 and again.json() == read
+    # digits that are not ASCII digits ("²" passes str.isdigit, int() refuses it) are no id
+    for odd in ("\u00b2", "\u0663"):
+        missing = httpx.get(f"{base}/fhir/AuditEvent/{odd}", headers=auditor)
+        assert missing.status_code == 404, missing.text
+        assert missing.json()["resourceType"] == "OperationOutcome"
+        paged = httpx.get(base + "/fhir/AuditEvent", params={"_count": odd}, headers=auditor)
+        assert paged.status_code == 400, paged.text
 
     by_agent = httpx.get(base + "/fhir/AuditEvent", params={"agent": viewer},
                          headers=auditor).json()
