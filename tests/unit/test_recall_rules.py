@@ -209,3 +209,26 @@ def test_the_table_of_causes_puts_the_most_missed_first() -> None:
     assert lines[0].split() == ["cause", "pairs", "missed", "share", "missed", "w/", "review"]
     assert [line.split()[0] for line in lines[1:]] == ["ins:none", "error:typo", "error:none"]
     assert lines[2].split() == ["error:typo", "10", "4", "40.0%", "1"]
+
+
+# -- what a latin-1 system did to the letters ------------------------------------------------
+
+
+@pytest.mark.parametrize("mangled, meant", [
+    ("VÃ©ronique", "Véronique"), ("BÃ‰RANGER", "BÉRANGER"), ("GaÃ«l", "Gaël"),
+    ("FRANÃ‡OISE", "FRANÇOISE"), ("Véronique", "Véronique"), ("MARTIN", "MARTIN"),
+    ("Ã", "Ã"), (None, None), ("", ""),
+])
+def test_letters_mangled_by_a_latin1_reading_are_put_back(mangled: str | None,
+                                                         meant: str | None) -> None:
+    from mpi.matching.profile import repaired
+
+    assert repaired(mangled) == meant
+
+
+def test_a_mangled_record_compares_as_the_one_it_was(env: IdentityEnv) -> None:
+    env.register("CHRU", "1", **dict(TRAITS, birth_family_name="BÉRANGER"))
+    env.register("ICL", "2", **dict(TRAITS, birth_family_name="BÃ‰RANGER",
+                                    given_names=("HÃ©lÃ¨ne", "Marie")))
+    assert env.person("ICL", "2") == env.person("CHRU", "1")
+    assert env.link_of("ICL", "2").evidence["fields"]["family_name"]["level"] == EXACT
