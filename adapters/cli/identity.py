@@ -427,9 +427,12 @@ def _print_model(model: MatchModel, output_format: str) -> None:
 @click.option("--seed", default=2026, show_default=True)
 @click.option("--database-url", help="An EMPTY database to replay into (default: a temporary "
                                       "SQLite file).")
-def evaluate(persons: int, seed: int, database_url: str | None) -> None:
+@click.option("--error-factor", default=1.0, show_default=True,
+              type=click.FloatRange(min=0.0),
+              help="Multiply every data-entry error rate of the population (2: twice as many).")
+def evaluate(persons: int, seed: int, database_url: str | None, error_factor: float) -> None:
     """Replay the synthetic population through the feed and measure the links against the
-    ground truth: precision, recall, F1, false merges, review queue."""
+    ground truth: precision, recall, F1, false merges, review queue, missed pairs by cause."""
     from adapters.evaluation import evaluate as run
 
     with click.progressbar(length=1, label="replaying", file=sys.stderr,
@@ -439,7 +442,7 @@ def evaluate(persons: int, seed: int, database_url: str | None) -> None:
             bar.length = total
             bar.update(done - bar.pos)
 
-        report = run(persons, seed, database_url, progress)
+        report = run(persons, seed, database_url, progress, error_factor)
     for line in report.lines():
         click.echo(line)
 

@@ -27,7 +27,8 @@ from mpi.authorities import AuthorityRegistry
 from mpi.model import Identifier, ReviewStatus
 from mpi.queries import resolve_person
 
-__all__ = ["EvaluationReport", "evaluate", "a28_message", "pid_segment"]
+__all__ = ["CauseCount", "EvaluationReport", "evaluate", "a28_message", "pair_causes",
+           "pid_segment"]
 
 SEPARATORS = Separators()
 
@@ -103,6 +104,10 @@ class EvaluationReport:
     # decides).
     cross_true_pairs: int = 0
     cross_correct_pairs: int = 0
+    error_factor: float = 1.0
+    # The true pairs by cause (:func:`pair_causes`): how many there are, how many of them
+    # were not linked automatically, and how many neither linked nor proposed for review.
+    causes: dict[str, CauseCount] = field(default_factory=dict)
 
     @property
     def cross_recall(self) -> float:
@@ -123,8 +128,9 @@ class EvaluationReport:
 
     def lines(self) -> list[str]:
         share = self.review_tasks / self.records if self.records else 0.0
+        factor = f", error factor {self.error_factor:g}" if self.error_factor != 1.0 else ""
         lines = [
-            f"population: {self.persons} persons, {self.records} records "
+            f"population: {self.persons} persons{factor}, {self.records} records "
             f"(replayed through the feed in {self.seconds:.1f} s, "
             f"{self.records / self.seconds:.0f} records/s)",
             f"pairs: {self.true_pairs} true, {self.linked_pairs} linked automatically, "
@@ -141,7 +147,42 @@ class EvaluationReport:
             lines.append(f"messages not accepted: {self.rejected}")
         for a, b in self.false_merges[:10]:
             lines.append(f"  false merge: {_describe(a)}  <->  {_describe(b)}")
+        if self.causes:
+            lines.append("true pairs by cause (a pair counts under each of its causes):")
+            lines.extend(cause_lines(self.causes))
         return lines
+
+
+@dataclass
+class CauseCount:
+    """The true pairs of one cause: all of them, those missed automatically, those missed
+    even counting the review queue."""
+
+    pairs: int = 0
+    missed: int = 0
+    missed_with_review: int = 0
+
+
+def pair_causes(a: SourceRow, b: SourceRow) -> list[str]:
+    """The causes a true pair is counted under: its INS (both, one or neither record
+    qualified), whether both records are of one establishment, and the data-entry errors of
+    either record (``error:none`` for a pair without any)."""
+    qualified = a.qualified + b.qualified
+    causes = ["ins:both" if qualified == 2 else "ins:one" if qualified == 1 else "ins:none",
+              "same establishment" if a.authority == b.authority else "two establishments"]
+    errors = sorted(set(a.errors) | set(b.errors))
+    causes.extend(f"error:{kind}" for kind in errors or ["none"])
+    return causes
+
+
+def cause_lines(causes: dict[str, CauseCount]) -> list[str]:
+    """The table of the true pairs by cause, the causes most often behind a miss first."""
+    lines = [f"  {'cause':<28}{'pairs':>9}{'missed':>9}{'share':>8}{'missed w/ review':>18}"]
+    for cause, count in sorted(causes.items(), key=lambda item: (-item[1].missed, item[0])):
+        share = count.missed / count.pairs if count.pairs else 0.0
+        lines.append(f"  {cause:<28}{count.pairs:>9}{count.missed:>9}{share:>8.1%}"
+                     f"{count.missed_with_review:>18}")
+    return lines
 
 
 def _describe(row: SourceRow) -> str:
@@ -151,17 +192,21 @@ def _describe(row: SourceRow) -> str:
 
 
 def evaluate(persons: int, seed: int = 2026, database_url: str | None = None,
-             progress: Callable[[int, int], None] | None = None) -> EvaluationReport:
-    """Generate, replay, measure. Uses a fresh SQLite database in a temporary folder unless
-    ``database_url`` names an empty database."""
-    rows = generate_population(persons, seed)
+             progress: Callable[[int, int], None] | None = None,
+             error_factor: float = 1.0) -> EvaluationReport:
+    """Generate (every error rate multiplied by ``error_factor``), replay, measure. Uses a
+    fresh SQLite database in a temporary folder unless ``database_url`` names an empty
+    database."""
+    rows = generate_population(persons, seed, error_factor)
     with tempfile.TemporaryDirectory(prefix="mpi-evaluate-") as folder:
         settings = Settings(data_dir=Path(folder), database_url=database_url, workers=0)
         container = bootstrap(settings, migrate=True)
         try:
-            return _run(container, rows, persons, progress)
+            report = _run(container, rows, persons, progress)
         finally:
             container.close()
+    report.error_factor = error_factor
+    return report
 
 
 def _run(container: Container, rows: list[SourceRow], persons: int,
@@ -206,6 +251,16 @@ def _run(container: Container, rows: list[SourceRow], persons: int,
     linked = _pairs(by_person.values())
     correct = linked & truth
     wrong = sorted(linked - truth)
+    found_with_review = (linked | review_pairs) & truth
+    causes: dict[str, CauseCount] = defaultdict(CauseCount)
+    for a, b in truth:
+        for cause in pair_causes(rows[a], rows[b]):
+            count = causes[cause]
+            count.pairs += 1
+            if (a, b) not in correct:
+                count.missed += 1
+                if (a, b) not in found_with_review:
+                    count.missed_with_review += 1
     return EvaluationReport(
         persons=persons,
         records=len(rows),
@@ -214,9 +269,10 @@ def _run(container: Container, rows: list[SourceRow], persons: int,
         linked_pairs=len(linked),
         correct_pairs=len(correct),
         review_tasks=total_tasks,
-        recall_with_review=len((linked | review_pairs) & truth) / len(truth) if truth else 1.0,
+        recall_with_review=len(found_with_review) / len(truth) if truth else 1.0,
         false_merges=[(rows[a], rows[b]) for a, b in wrong],
         rejected=rejected,
         cross_true_pairs=sum(1 for a, b in truth if rows[a].authority != rows[b].authority),
         cross_correct_pairs=sum(1 for a, b in correct if rows[a].authority != rows[b].authority),
+        causes=dict(causes),
     )

@@ -79,11 +79,17 @@ PERSON_KINDS: tuple[str, ...] = ("plain", "married", "twin", "homonym", "newborn
 RECORD_TAGS: tuple[str, ...] = ("duplicate", "provisional")
 ERROR_KINDS: tuple[str, ...] = (
     "typo",            # one substitution, insertion, deletion or transposition in the family name
+    "given_typo",      # the same, in the first given name
     "accent",          # diacritics lost (LEFEVRE for LEFÈVRE, Helene for Hélène)
+    "latin1",          # a latin-1 system on the way: Œ turned into ?, É into E, then upper case
     "truncated",       # compound family name cut (MARTIN for MARTIN-DUPONT, GALL for LE GALL)
+    "cut20",           # family name cut at 20 characters (the field of an older HIS)
+    "separators",      # particle, apostrophe or hyphen written otherwise (DALMEIDA, LE-GALL)
     "used_as_birth",   # a married woman's used name entered as her birth name
+    "names_swapped",   # first given name and family name entered in each other's field
     "given_order",     # given names in another order
     "given_first",     # only the first given name
+    "given_dropped",   # the first given name left out, the others kept (the one used daily)
     "date_swap",       # day and month swapped
     "date_0101",       # 1 January of the right year (day unknown)
     "date_typo",       # one digit of the date mistyped
@@ -136,9 +142,10 @@ DUPLICATE_ERROR_RATE = 0.5
 ERROR_COUNT_WEIGHTS = (85, 13, 2)
 #: Relative frequency of each error kind (among those applicable to the record).
 ERROR_WEIGHTS: dict[str, float] = {
-    "typo": 24, "accent": 10, "truncated": 6, "used_as_birth": 6, "given_order": 6,
-    "given_first": 10, "date_swap": 8, "date_0101": 4, "date_typo": 7, "no_phone": 8,
-    "no_address": 5, "old_address": 8, "no_sex": 4,
+    "typo": 24, "given_typo": 12, "accent": 10, "latin1": 3, "truncated": 6, "cut20": 4,
+    "separators": 5, "used_as_birth": 6, "names_swapped": 3, "given_order": 6,
+    "given_first": 10, "given_dropped": 3, "date_swap": 8, "date_0101": 4, "date_typo": 7,
+    "no_phone": 8, "no_address": 5, "old_address": 8, "no_sex": 4,
 }
 #: Unqualified records without birthplace (not an error: rarely asked before the INS).
 UNQUALIFIED_BIRTHPLACE_MISSING = 0.25
@@ -147,8 +154,10 @@ DOUBTFUL_RATE = 0.02
 DOUBTFUL_RATE_WITH_ERROR = 0.12
 
 ERROR_GROUPS: dict[str, str] = {
-    "typo": "family", "accent": "accent", "truncated": "family", "used_as_birth": "family",
-    "given_order": "given", "given_first": "given", "date_swap": "date", "date_0101": "date",
+    "typo": "family", "given_typo": "given_typo", "accent": "accent", "latin1": "accent",
+    "truncated": "family", "cut20": "family", "separators": "family", "used_as_birth": "family",
+    "names_swapped": "family", "given_order": "given", "given_first": "given",
+    "given_dropped": "given", "date_swap": "date", "date_0101": "date",
     "date_typo": "date", "no_phone": "phone", "no_address": "address",
     "old_address": "address", "no_sex": "sex",
 }

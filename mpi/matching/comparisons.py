@@ -17,6 +17,7 @@ from operator import attrgetter
 
 from jellyfish import jaro_winkler_similarity
 
+from mpi.matching.keyboard import keyboard_slip
 from mpi.matching.phonetic import phonetic_key
 from mpi.matching.profile import MatchProfile
 from mpi.normalize import birth_date_relation, department_of_insee, given_names_agree_any_order
@@ -36,6 +37,7 @@ __all__ = [
     "FIELDS",
     "comparison_of",
     "compare",
+    "names_swapped",
 ]
 
 MISSING, EXACT, CLOSE, FAR = "missing", "exact", "close", "far"
@@ -141,9 +143,19 @@ def _family_names_close(a: MatchProfile, b: MatchProfile) -> bool:
     if set(names_a) & set(names_b):
         return True
     if any(jaro_winkler_similarity(x, y) >= NAME_SIMILARITY or phonetic_key(x) == phonetic_key(y)
-           for x in names_a for y in names_b):
+           or keyboard_slip(x, y) for x in names_a for y in names_b):
         return True
-    return _one_name_part_of_the_other(a, b)
+    return _one_name_part_of_the_other(a, b) or names_swapped(a, b)
+
+
+def names_swapped(a: MatchProfile, b: MatchProfile) -> bool:
+    """The first given name of each is the birth name of the other: PAUL MARTIN entered as
+    MARTIN PAUL (the family name in the given name's field, and the other way round)."""
+    if not (a.birth_name and b.birth_name and a.given_names and b.given_names):
+        return False
+    return (a.birth_name != b.birth_name
+            and a.birth_name == b.first_given.replace("-", "")
+            and b.birth_name == a.first_given.replace("-", ""))
 
 
 def _one_name_part_of_the_other(a: MatchProfile, b: MatchProfile) -> bool:
@@ -178,6 +190,8 @@ def _given_names_close(a: MatchProfile, b: MatchProfile) -> bool:
         or given_names_agree_any_order(a.given_names, b.given_names)
         or a.first_given in b.given_names or b.first_given in a.given_names
         or jaro_winkler_similarity(a.first_given, b.first_given) >= NAME_SIMILARITY
+        or keyboard_slip(a.first_given, b.first_given)
+        or names_swapped(a, b)
     )
 
 
@@ -220,7 +234,8 @@ COMPARISONS: tuple[Comparison, ...] = (
         Level(MISSING, _no_family_name, "no birth nor used name on one side"),
         Level(EXACT, _same_birth_name, "same birth name"),
         Level(CLOSE, _family_names_close,
-              "used against birth name, one typing error, phonetic code, compound name part"),
+              "used against birth name, one typing error or keyboard slip, phonetic code, "
+              "compound name part, swapped with the given name"),
         Level(FAR, otherwise, "other family names"),
     ), "birth and used names of one record against both of the other's"),
     Comparison("given_name", (
@@ -228,7 +243,7 @@ COMPARISONS: tuple[Comparison, ...] = (
         Level(EXACT, _same_first_given_name, "same first given name, the others not disagreeing"),
         Level(CLOSE, _given_names_close,
               "same first with disagreeing others, another order, first among the other's, "
-              "one typing error"),
+              "one typing error or keyboard slip, swapped with the family name"),
         Level(FAR, otherwise, "other first given names"),
     ), "the first given name, and the others when both records have some"),
     Comparison("birth_date", (

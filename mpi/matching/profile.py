@@ -18,7 +18,7 @@ from mpi.normalize import (
     normalize_sex,
 )
 
-__all__ = ["MatchProfile", "profile_of", "BLOCKING_KEYS", "blocking_keys"]
+__all__ = ["MatchProfile", "profile_of", "repaired", "BLOCKING_KEYS", "blocking_keys"]
 
 
 @dataclass(frozen=True)
@@ -43,19 +43,38 @@ class MatchProfile:
         return self.given_names[0] if self.given_names else ""
 
 
+# What UTF-8 read as Windows-1252 (or latin-1) makes of the accented letters: Ã© for é, Ã‰
+# for É, Ã« for ë. A latin-1 system on the way from the HIS writes them so.
+_MOJIBAKE_MARKS = ("Ã", "Å", "Â")
+
+
+def repaired(text: str | None) -> str | None:
+    """``text`` with its letters mangled by a UTF-8 read as Windows-1252 put back (VÃ©ronique
+    is Véronique), or as it is when it is not so mangled."""
+    if not text or not any(mark in text for mark in _MOJIBAKE_MARKS):
+        return text
+    for codec in ("cp1252", "latin-1"):
+        try:
+            return text.encode(codec).decode("utf-8")
+        except UnicodeError:
+            continue
+    return text
+
+
 def profile_of(record: SourceRecord) -> MatchProfile:
     """Normalize a record's traits for matching."""
     d = record.demographics
-    birth_name = family_name_key(d.birth_family_name)
-    given = given_names_list(d.given_names)
-    placeholder = is_placeholder_name(d.birth_family_name) or (
-        not birth_name and not family_name_key(d.used_family_name)
+    birth_family, used_family = repaired(d.birth_family_name), repaired(d.used_family_name)
+    birth_name = family_name_key(birth_family)
+    given = given_names_list([repaired(name) or "" for name in d.given_names])
+    placeholder = is_placeholder_name(birth_family) or (
+        not birth_name and not family_name_key(used_family)
     )
     return MatchProfile(
         birth_name=birth_name,
-        birth_name_parts=family_name_parts(d.birth_family_name),
-        used_name=family_name_key(d.used_family_name),
-        used_name_parts=family_name_parts(d.used_family_name),
+        birth_name_parts=family_name_parts(birth_family),
+        used_name=family_name_key(used_family),
+        used_name_parts=family_name_parts(used_family),
         given_names=given,
         birth_date=d.birth_date,
         sex=normalize_sex(d.sex),

@@ -23,11 +23,12 @@ from dataclasses import dataclass
 from jellyfish import jaro_winkler_similarity
 
 from mpi.matching.comparisons import CLOSE, EXACT, FAR, NAME_SIMILARITY
+from mpi.matching.keyboard import keyboard_slip
 from mpi.matching.profile import MatchProfile
 from mpi.normalize import birth_date_relation, given_names_agree_any_order
 
 __all__ = ["Candidacy", "Veto", "VETOES", "is_newborn_placeholder", "looks_like_twins",
-           "vetoes_holding", "without_source"]
+           "unknown_day_corroborated", "vetoes_holding", "without_source"]
 
 
 @dataclass(frozen=True)
@@ -56,7 +57,9 @@ def looks_like_twins(levels: Mapping[str, str], a: MatchProfile, b: MatchProfile
     names in another order): twins until a person says otherwise; never linked automatically.
     Louise against Yasmine Louise is twins too: sisters often carry each other's names; so is
     Jean against Jeanne when the sexes differ (a brother and a sister, not a typo); and so are
-    entirely different first given names under a family name one typo apart."""
+    entirely different first given names under a family name one typo apart. A first given
+    name struck with a neighbouring key, two letters swapped or a doubled letter (JEAN typed
+    JRAN, ANNE typed ANE) is a typing slip, not another name."""
     if levels["family_name"] not in (EXACT, CLOSE) or levels["birth_date"] != EXACT:
         return False
     if levels["given_name"] == FAR:
@@ -71,6 +74,7 @@ def looks_like_twins(levels: Mapping[str, str], a: MatchProfile, b: MatchProfile
         and bool(a.first_given) and bool(b.first_given)
         and not given_names_agree_any_order(a.given_names, b.given_names)
         and jaro_winkler_similarity(a.first_given, b.first_given) < NAME_SIMILARITY
+        and not keyboard_slip(a.first_given, b.first_given, neighbour_insertions=False)
     )
 
 
@@ -108,7 +112,19 @@ def _partial_birth_date(c: Candidacy) -> bool:
     # A close level, told apart from a typo or a swap only when the dates are close at all.
     return (c.levels["birth_date"] == CLOSE
             and birth_date_relation(c.record.birth_date, c.candidate.birth_date)
-            == "unknown_day")
+            == "unknown_day"
+            and not unknown_day_corroborated(c.levels))
+
+
+def unknown_day_corroborated(levels: Mapping[str, str]) -> bool:
+    """Whether a birth date known only to the year (or month) is made up for by everything
+    else: the same birth name, first given name (the others not disagreeing) and sex, the
+    same phone number, and the same commune of birth or postcode. A namesake born the same
+    year does not share all of these; a father and his son of one name are not born the
+    same year."""
+    return (levels["family_name"] == EXACT and levels["given_name"] == EXACT
+            and levels["sex"] == EXACT and levels["phone"] == EXACT
+            and EXACT in (levels["birthplace"], levels["postcode"]))
 
 
 # In the order of the flags in the evidence.
@@ -120,7 +136,8 @@ VETOES: tuple[Veto, ...] = (
     Veto("other_birth_date", "the birth dates differ beyond a typing error (a mother and her "
          "newborn share a name, an address and a phone)", True, _other_birth_date),
     Veto("partial_birth_date", "a birth date known only to the year or month (01/01 matches "
-         "anybody born that year)", True, _partial_birth_date),
+         "anybody born that year), unless the names, sex, phone and birthplace or postcode "
+         "all agree", True, _partial_birth_date),
     Veto("newborn_placeholder", "a newborn registered under a placeholder (BB1, NOUVEAU-NE, "
          "JUMEAU...): twins and siblings are not told apart", True, _newborn_placeholder),
 )

@@ -73,3 +73,35 @@ def test_the_synthetic_population_replays_without_any_false_merge(database_url) 
     assert report.false_merges == []
     assert report.linked_pairs > 0 and report.correct_pairs == report.linked_pairs
     assert report.recall_with_review >= report.recall
+
+
+def test_twice_the_errors_still_replay_without_any_false_merge_and_the_misses_have_causes(
+        database_url) -> None:  # type: ignore[no-untyped-def]
+    url = database_url if database_url.startswith("postgresql") else None
+    report = evaluate(300, seed=13, database_url=url, error_factor=2.0)
+    assert report.rejected == 0
+    assert report.false_merges == []
+    assert report.error_factor == 2.0
+    missed = report.true_pairs - report.correct_pairs
+    by_ins = sum(report.causes[c].missed for c in ("ins:both", "ins:one", "ins:none")
+                 if c in report.causes)
+    by_sites = sum(report.causes[c].missed for c in ("same establishment", "two establishments")
+                   if c in report.causes)
+    assert by_ins == by_sites == missed  # each missed pair under one INS and one site cause
+    assert report.causes["ins:both"].missed == 0  # one qualified INS links them
+    lines = report.lines()
+    assert "error factor 2" in lines[0]
+    assert any(line.startswith("true pairs by cause") for line in lines)
+
+
+def test_mpi_evaluate_takes_an_error_factor_and_prints_the_causes(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from tests.integration.test_cli import environment, mpi
+
+    done = mpi("evaluate", "--persons", "120", "--seed", "3", "--error-factor", "2",
+               env=environment(HOME=str(tmp_path)), timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "error factor 2" in done.stdout and "false merges: 0 pairs" in done.stdout
+    assert "ins:none" in done.stdout
+    refused = mpi("evaluate", "--persons", "10", "--error-factor", "-1",
+                  env=environment(HOME=str(tmp_path)), timeout=300)
+    assert refused.returncode == 2 and "error-factor" in refused.stderr

@@ -87,8 +87,8 @@ def test_several_certain_candidates_are_no_certain_match(factory) -> None:  # ty
         assert graded_candidates(uow, REGISTRY, MATCHER, query(**TRAITS), 5, 0.05,
                                  only_certain=True) == []
         assert len(graded_candidates(uow, REGISTRY, MATCHER, query(**TRAITS), 1, 0.05)) == 1
-        partial = graded_candidates(uow, REGISTRY, MATCHER,
-                                    query(**dict(TRAITS, birth_date=date(1975, 1, 1))), 5, 0.05)
+        partial = graded_candidates(uow, REGISTRY, MATCHER, query(**dict(
+            TRAITS, birth_date=date(1975, 1, 1), phone="0698765432")), 5, 0.05)
         assert partial and "certain" not in grades(partial)
 
 

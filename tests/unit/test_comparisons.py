@@ -27,6 +27,7 @@ from mpi.matching.comparisons import (
     comparison_of,
     otherwise,
 )
+from mpi.matching.keyboard import keyboard_slip
 from mpi.matching.phonetic import phonetic_key
 from mpi.matching.profile import MatchProfile
 from mpi.normalize import (
@@ -39,6 +40,16 @@ from mpi.normalize import (
 )
 
 # -- the oracle: the comparison as an if-chain per field, before the levels were declared ------
+# (and the rules added since: keyboard slips, family and given names swapped)
+
+
+def _old_swapped(a: MatchProfile, b: MatchProfile) -> bool:
+    if not (a.birth_name and b.birth_name and a.given_names and b.given_names):
+        return False
+    if a.birth_name == b.birth_name:
+        return False
+    return (a.birth_name == b.given_names[0].replace("-", "")
+            and b.birth_name == a.given_names[0].replace("-", ""))
 
 
 def _old_family_name(a: MatchProfile, b: MatchProfile) -> str:
@@ -56,10 +67,14 @@ def _old_family_name(a: MatchProfile, b: MatchProfile) -> str:
                 return CLOSE
             if phonetic_key(x) == phonetic_key(y):
                 return CLOSE
+            if keyboard_slip(x, y):
+                return CLOSE
     parts_a = set(a.birth_name_parts) | set(a.used_name_parts)
     parts_b = set(b.birth_name_parts) | set(b.used_name_parts)
     shorter, longer = sorted((parts_a, parts_b), key=len)
     if shorter and len(longer) > len(shorter) and shorter <= longer:
+        return CLOSE
+    if _old_swapped(a, b):
         return CLOSE
     return FAR
 
@@ -77,6 +92,8 @@ def _old_given_name(a: MatchProfile, b: MatchProfile) -> str:
     if a.first_given in b.given_names or b.first_given in a.given_names:
         return CLOSE
     if jaro_winkler_similarity(a.first_given, b.first_given) >= NAME_SIMILARITY:
+        return CLOSE
+    if keyboard_slip(a.first_given, b.first_given) or _old_swapped(a, b):
         return CLOSE
     return FAR
 

@@ -105,14 +105,17 @@ def test_a_sister_carrying_her_twin_s_first_name_as_a_second_one_is_never_linked
     assert all(task.evidence["twins"] for task in env.store.reviews.values())
 
 
-def test_a_birth_date_known_only_to_the_year_never_links_automatically(
+def test_a_birth_date_known_only_to_the_year_links_automatically_only_when_all_else_agrees(
     env,  # type: ignore[no-untyped-def]
 ) -> None:
     env.register("CHRU", "1", **dict(TRAITS, birth_date=date(1975, 6, 14)))
-    env.register("CCEG", "2", **dict(TRAITS, birth_date=date(1975, 1, 1)))
+    env.register("CCEG", "2", **dict(TRAITS, birth_date=date(1975, 1, 1), phone="0698765432"))
     assert env.person("CHRU", "1") != env.person("CCEG", "2")
     task = next(iter(env.store.reviews.values()))
     assert task.evidence["partial_birth_date"] is True
+    # Names, sex, phone and birthplace all the same: the 01/01 of an unknown day.
+    env.register("ICL", "3", **dict(TRAITS, birth_date=date(1975, 1, 1)))
+    assert env.person("ICL", "3") == env.person("CHRU", "1")
 
 
 def test_the_same_first_given_name_with_other_given_names_that_disagree_is_close_only() -> None:

@@ -34,6 +34,7 @@ from adapters.evaluation.tables import (
 from adapters.hl7v2.er7 import parse
 from adapters.hl7v2.pid import record_data_from_pid
 from mpi.model import Identifier
+from mpi.normalize import family_name_key
 from mpi.normalize import is_valid_nir as project_is_valid_nir
 
 NAME_ERRORS = frozenset({"typo", "accent", "truncated", "used_as_birth", "given_order",
@@ -382,13 +383,30 @@ def test_errors_differ_from_the_qualified_identity_as_their_label_says(
             assert row.birth_date == date(reference.birth_date.year, 1, 1)
         if "date_typo" in errors:
             assert row.birth_date != reference.birth_date
-        if "given_first" in errors and "accent" not in errors:
+        given_untouched = not errors & {"accent", "latin1", "given_typo", "names_swapped",
+                                         "cut20"}
+        if "given_first" in errors and given_untouched:
             assert row.given_names == reference.given_names[:1]
+        if "given_dropped" in errors and given_untouched:
+            assert row.given_names == reference.given_names[1:]
+        if errors == {"given_typo"}:
+            assert osa_distance(row.given_names[0], reference.given_names[0]) == 1
+        if errors == {"names_swapped"}:
+            assert row.birth_family_name == reference.given_names[0].upper()
+            assert row.given_names[0].upper() == reference.birth_family_name
+        if errors == {"cut20"}:
+            assert len(row.birth_family_name or "") <= 20 or \
+                len(" ".join(row.given_names)) <= 20
+        if errors == {"separators"}:
+            assert row.birth_family_name != reference.birth_family_name
+            assert family_name_key(row.birth_family_name) == \
+                family_name_key(reference.birth_family_name)
         if "no_sex" in errors:
             assert row.sex is None
         for error in errors:
             checked[error] += 1
     assert checked["typo"] and checked["date_swap"] and checked["given_first"]
+    assert checked["given_typo"] and checked["names_swapped"] and checked["given_dropped"]
 
 
 # -- ground truth, CSV, HL7 ----------------------------------------------------------------

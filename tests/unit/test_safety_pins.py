@@ -194,7 +194,7 @@ def test_the_evidence_of_a_link_and_of_a_task_names_fields_keys_model_and_thresh
     env = IdentityEnv()
     env.register("CHRU", "1", **TRAITS)
     env.register("ICL", "2", **TRAITS)
-    env.register("MRUN", "3", **dict(TRAITS, birth_date=date(1975, 1, 1)))
+    env.register("MRUN", "3", **dict(TRAITS, birth_date=date(1975, 1, 1), phone=None))
     link = env.link_of("ICL", "2").evidence
     [task] = env.open_tasks()
     for evidence in (link, task.evidence):
