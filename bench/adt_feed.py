@@ -351,7 +351,7 @@ def main() -> None:
     for name, rate in parse_floor(flat).items():
         print(f"  {name:<16} {rate:>10,.0f} msg/s  ({1e6 / rate:,.0f} µs/msg)")
     print(f"{'database':<12}{'round':>6}{'msg/s':>10}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}"
-          f"{'peak MB':>9}{'errors':>8}{'pgbench tps':>13}{'ratio':>7}")
+          f"{'peak MB':>9}{'errors':>8}{'pgbench tps':>13}{'ratio':>8}")
     results: dict[str, list[dict[str, float]]] = {}
     for round_number in range(1, args.rounds + 1):
         for database in args.databases.split(","):
@@ -361,7 +361,7 @@ def main() -> None:
             peer = r["pgbench"]
             print(f"{database:<12}{round_number:>6}{r['per_second']:>10,.0f}{r['p50']:>9.2f}"
                   f"{r['p95']:>9.2f}{r['p99']:>9.2f}{r['peak_mb']:>9.0f}{r['errors']:>8}"
-                  + (f"{peer:>13,.0f}{r['per_second'] / peer:>7.3f}" if peer == peer else ""),
+                  + (f"{peer:>13,.0f}{r['per_second'] / peer:>8.3f}" if peer == peer else ""),
                   flush=True)
     print("medians (min-max) over the rounds:")
     for database, rounds in results.items():

@@ -189,13 +189,13 @@ def run(database: str, rows: list[SourceRow], work: dict[str, list[Any]], client
                     print(f"    {name}: first failure: {failures[0]}")
         floor = statistics.median(rates["health"])
         print(f"  {rounds} round(s), median (min-max); ratio: req/s against GET /health's")
-        print(f"  {'query':<24}{'req/s':>22}{'ratio':>7}{'p50 ms':>20}{'p95 ms':>20}"
-              f"{'p99 ms':>20}{'errors':>8}")
+        print(f"  {'query':<23} {'req/s':>18} {'ratio':>6} {'p50 ms':>22} {'p95 ms':>22} "
+              f"{'p99 ms':>22} {'errors':>6}")
         for name in work:
-            print(f"  {name:<24}{_spread(rates[name], 0):>22}"
-                  f"{statistics.median(rates[name]) / floor:>7.2f}"
-                  f"{_spread(p50s[name], 2, 1000):>20}{_spread(p95s[name], 2, 1000):>20}"
-                  f"{_spread(p99s[name], 2, 1000):>20}{errors[name]:>8}")
+            print(f"  {name:<23} {_spread(rates[name], 0):>18} "
+                  f"{statistics.median(rates[name]) / floor:>6.2f} "
+                  f"{_spread(p50s[name], 1, 1000):>22} {_spread(p95s[name], 1, 1000):>22} "
+                  f"{_spread(p99s[name], 1, 1000):>22} {errors[name]:>6}")
         print(f"  peak memory of mpi serve (and its workers): {server.peak_memory_mb():.0f} MB")
     finally:
         server.stop()
