@@ -16,7 +16,7 @@ import logging
 import signal
 import socket
 import ssl
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from multiprocessing.synchronize import Event as ProcessEvent
@@ -31,13 +31,14 @@ from adapters.errors import AdapterError
 from adapters.hl7v2.listener import in_process_handler, mllp_server, mllp_tls
 from adapters.hl7v2.mllp import MLLPServer
 from adapters.hl7v2.workers import WorkerGroup, serve_handed_connections
+from adapters.http.workers import HttpWorkerGroup, MainProcess
 from adapters.logs import configure_logging, log_event
 from adapters.settings import Settings, displayed_database_url
 from adapters.tls import ClientIdentities, TlsTrail, is_loopback, server_context
 from adapters.viewer import installed
 from adapters.viewer.routes import VIEWER_PORT_STATE
 
-__all__ = ["serve", "run_services", "hl7_worker", "ListenError", "PlaintextError",
+__all__ = ["serve", "run_services", "hl7_worker", "http_worker", "ListenError", "PlaintextError",
            "check_plaintext", "TlsContexts", "tls_contexts"]
 
 log = logging.getLogger("mpi.serve")
@@ -143,11 +144,15 @@ async def run_services(container: Container, stop: asyncio.Event,
     async with contextlib.AsyncExitStack() as started:
         bound["mllp"], tls_port = await _start_mllp(container, started, contexts)
         app = http_app(container)
-        bound["http"] = await _start_http(app, container, started, host, settings.http_port,
-                                          "MPI_HTTP_PORT")
         viewer = await _start_viewer(app, container, started)
         if viewer is not None:
             bound["viewer"] = viewer
+        http_ports = await _start_http_workers(container, started, contexts, viewer)
+        if http_ports is not None:
+            bound["http"] = http_ports[0]
+        else:
+            bound["http"] = await _start_http(app, container, started, host,
+                                              settings.http_port, "MPI_HTTP_PORT")
         dicom = DicomServer(container.dicom)
         started.callback(dicom.stop)
         try:
@@ -158,9 +163,13 @@ async def run_services(container: Container, stop: asyncio.Event,
         if contexts is not None:
             assert tls_port is not None
             bound["mllp_tls"] = tls_port
-            bound["https"] = await _start_http(app, container, started, tls_host,
-                                               settings.https_port, "MPI_HTTPS_PORT",
-                                               contexts.optional)
+            if http_ports is not None:
+                assert http_ports[1] is not None
+                bound["https"] = http_ports[1]
+            else:
+                bound["https"] = await _start_http(app, container, started, tls_host,
+                                                   settings.https_port, "MPI_HTTPS_PORT",
+                                                   contexts.optional)
             try:
                 bound["dicom_tls"] = dicom.start_tls(tls_host, settings.dicom_tls_port,
                                                      contexts.required)
@@ -247,37 +256,111 @@ async def _start_mllp(container: Container, started: contextlib.AsyncExitStack,
     return mllp.port, secured.port
 
 
-async def _start_http(app: FastAPI, container: Container, started: contextlib.AsyncExitStack,
-                      host: str, port: int, variable: str,
-                      context: ssl.SSLContext | None = None) -> int:
-    """An HTTP server (HTTPS with ``context``) on a socket bound here, so that a port in use
-    is one clear error."""
-    settings = container.settings
+def _http_socket(host: str, port: int, variable: str, tls: bool) -> socket.socket:
+    """A listening socket bound here, so that a port in use is one clear error."""
     try:
-        sock = socket.create_server((host, port), backlog=2048)
+        return socket.create_server((host, port), backlog=2048)
     except OSError as exc:
-        raise _listen_error("HTTPS" if context else "HTTP", host, port, variable,
-                            exc) from None
+        raise _listen_error("HTTPS" if tls else "HTTP", host, port, variable, exc) from None
+
+
+def _http_server(app: FastAPI, settings: Settings,
+                 context: ssl.SSLContext | None) -> _Server:
     config = uvicorn.Config(app, log_level=settings.log_level,
                             lifespan="off", access_log=False, log_config=None)
     if context is not None:
         config.load()
         config.ssl = context  # ours (TLS 1.2+, BCP 195) rather than one uvicorn builds
-    http = _Server(config)
+    return _Server(config)
+
+
+async def _serve_on(http: _Server, sock: socket.socket) -> Callable[[], Awaitable[None]]:
+    """Start ``http`` on ``sock``; returns what stops it."""
     task = asyncio.create_task(http.serve(sockets=[sock]))
 
     async def stop_http() -> None:
         http.should_exit = True
         await task
-        sock.close()
 
-    started.push_async_callback(stop_http)
     while not http.started and not task.done():
         await asyncio.sleep(0.02)
     if task.done():
         task.result()
         raise RuntimeError("the HTTP server did not start")
+    return stop_http
+
+
+async def _start_http(app: FastAPI, container: Container, started: contextlib.AsyncExitStack,
+                      host: str, port: int, variable: str,
+                      context: ssl.SSLContext | None = None) -> int:
+    """An HTTP server (HTTPS with ``context``) in this process."""
+    sock = _http_socket(host, port, variable, context is not None)
+    started.callback(sock.close)
+    started.push_async_callback(await _serve_on(_http_server(app, container.settings, context),
+                                                sock))
     return int(sock.getsockname()[1])
+
+
+async def _start_http_workers(container: Container, started: contextlib.AsyncExitStack,
+                              contexts: TlsContexts | None,
+                              viewer: int | None) -> tuple[int, int | None] | None:
+    """HTTP (and HTTPS) served by worker processes, on PostgreSQL: their ports; None when
+    this process answers HTTP itself (SQLite, or MPI_HTTP_WORKERS=0). The workers learn the
+    port the viewer was bound to (``viewer``), for the console's links."""
+    settings = container.settings
+    workers = settings.http_worker_count(container.engine.dialect.name)
+    if not workers:
+        return None
+    sockets = [_http_socket(settings.host, settings.http_port, "MPI_HTTP_PORT", False)]
+    try:
+        if contexts is not None:
+            sockets.append(_http_socket(settings.resolved_tls_host(), settings.https_port,
+                                        "MPI_HTTPS_PORT", True))
+    except ListenError:
+        sockets[0].close()
+        raise
+    ports = [int(sock.getsockname()[1]) for sock in sockets]
+    handed = settings if viewer is None else settings.model_copy(update={"viewer_port": viewer})
+    group = HttpWorkerGroup(http_worker, (handed.model_dump_json(), viewer is not None),
+                            sockets, workers,
+                            publish=lambda: dict(container.jobs.states))
+    started.push_async_callback(group.close)
+    await group.start()
+    log_event(log, logging.INFO, "HTTP requests answered by worker processes", workers=workers)
+    return ports[0], ports[1] if len(ports) > 1 else None
+
+
+def http_worker(settings_json: str, viewer_served: bool, sockets: list[socket.socket],
+                main: MainProcess) -> None:
+    """The entry point of an HTTP worker process: its own service parts, serving the whole
+    HTTP application on the sockets of the main process (the second one over TLS). The state
+    of the background jobs it shows is the main process's, as ``main`` last shared it; the
+    viewer, when the main process serves it, is on ``settings.viewer_port``."""
+    main.listen()
+    settings = Settings.model_validate_json(settings_json)
+    configure_logging(settings.log_level, settings.log_format, process="http-worker")
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the main process decides when to stop
+    contexts = tls_contexts(settings)
+    with bootstrap(settings, migrate=False) as container:
+        app = http_app(container)
+        if viewer_served:
+            setattr(app.state, VIEWER_PORT_STATE, settings.viewer_port)
+
+        async def serve_until_stopped() -> None:
+            asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, main.stopping.set)
+            stopping = [await _serve_on(_http_server(app, settings, None), sockets[0])]
+            if len(sockets) > 1 and contexts is not None:
+                stopping.append(await _serve_on(_http_server(app, settings, contexts.optional),
+                                                sockets[1]))
+            main.ready()
+            while not main.stopping.is_set():
+                if main.shared:
+                    container.jobs.states.update(main.shared)
+                await asyncio.sleep(0.2)
+            for stop_http in stopping:
+                await stop_http()
+
+        asyncio.run(serve_until_stopped())
 
 
 def serve(container: Container) -> None:

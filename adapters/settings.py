@@ -109,6 +109,9 @@ class Settings(BaseSettings):
         "person: AA with a warning ERR (warn) or AE (refuse)")
     workers: int | None = Field(None, ge=0, le=64, description="HL7 worker processes; default "
                                 "one per core on PostgreSQL, 0 (threads) on SQLite")
+    http_workers: int | None = Field(None, ge=0, le=64, description="HTTP worker processes; "
+                                     "default one per core on PostgreSQL, 0 (the main "
+                                     "process answers) on SQLite")
     dispatch_interval: float = Field(0.5, gt=0, description="seconds between passes of the "
                                      "outbox dispatcher when idle")
     notify_interval: float = Field(1.0, gt=0, description="seconds between ITI-10 delivery "
@@ -247,6 +250,13 @@ class Settings(BaseSettings):
         """Where `mpi viewer install` puts the viewer: MPI_VIEWER_DIR, else the viewer
         folder of the data directory."""
         return (self.viewer_dir or self.data_dir / "viewer").resolve()
+
+    def http_worker_count(self, database: str) -> int:
+        """Worker processes for HTTP: MPI_HTTP_WORKERS, else one per core on PostgreSQL and
+        none (the main process answers) on SQLite, whose writers are serialized."""
+        if self.http_workers is not None:
+            return self.http_workers
+        return 0 if database == "sqlite" else (os.cpu_count() or 1)
 
     def resolved_database_url(self) -> str:
         """The database URL: MPI_DATABASE_URL, else the SQLite file in the data directory."""

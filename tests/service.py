@@ -133,7 +133,8 @@ def make_settings(database_url: str, data_dir: Path, **overrides: object) -> Set
     values: dict[str, object] = dict(
         host="127.0.0.1", mllp_port=0, http_port=0, data_dir=data_dir,
         database_url=database_url, notify_interval=0.05, notify_timeout=2.0,
-        notify_max_backoff=0.5, dispatch_interval=0.05, workers=0, dicom_port=0,
+        notify_max_backoff=0.5, dispatch_interval=0.05, workers=0, http_workers=0,
+        dicom_port=0,
         archive_fsync=False,
     )
     values.update(overrides)

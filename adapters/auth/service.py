@@ -32,7 +32,7 @@ from mpi.security import (
     parse_scopes,
 )
 
-__all__ = ["AuthService", "FailureLimiter", "LoginRefused", "ScopeRefused", "NewClient",
+__all__ = ["AuthService", "CLIENT_CHECK_SECONDS", "FailureLimiter", "LoginRefused", "ScopeRefused", "NewClient",
            "SESSION_COOKIE", "FIRST_ADMIN"]
 
 SESSION_COOKIE = "mpi_session"
@@ -94,13 +94,24 @@ def _token_hash(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
+# Seconds a client found not revoked is believed so without asking the database again: a
+# revocation made by another process (`mpi client revoke`, another HTTP worker or server)
+# stops the client's tokens within this delay; one made by this process, at once.
+CLIENT_CHECK_SECONDS = 5.0
+
+
 class AuthService:
     """Turns credentials into principals, and administers clients and accounts."""
 
     def __init__(self, uow_factory: Callable[..., SecurityUnitOfWork], tokens: TokenService,
                  registry: AuthorityRegistry, clock: Clock, oidc: OidcProvider | None = None,
-                 session_lifetime: float = 8 * 3600) -> None:
+                 session_lifetime: float = 8 * 3600,
+                 client_check_seconds: float = CLIENT_CHECK_SECONDS,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
         self.uow_factory = uow_factory
+        self.client_check_seconds = client_check_seconds
+        self._monotonic = monotonic
+        self._clients_checked: dict[str, float] = {}  # client id → when found not revoked
         self.tokens = tokens
         self.registry = registry
         self.clock = clock
@@ -118,15 +129,28 @@ class AuthService:
         if issuer == self.tokens.issuer:
             principal = self.tokens.verify(token)
             if principal.kind == "client":
-                with self.uow_factory(read_only=True) as uow:
-                    client = uow.clients.get(principal.name)
-                if client is None or client.is_revoked:
-                    raise TokenRefused("the token's client is revoked")
+                self._check_client(principal.name)
         elif self.oidc is not None and issuer.rstrip("/") == self.oidc.issuer:
             principal = self.oidc.verify(token)
         else:
             raise TokenRefused("the token comes from an issuer this service does not trust")
         return _with_source(principal, source)
+
+    def _check_client(self, client_id: str) -> None:
+        """Raises TokenRefused when the client is unknown or revoked; a client found active
+        is not looked up again for client_check_seconds (see CLIENT_CHECK_SECONDS)."""
+        now = self._monotonic()
+        checked = self._clients_checked.get(client_id)
+        if checked is not None and now - checked < self.client_check_seconds:
+            return
+        with self.uow_factory(read_only=True) as uow:
+            client = uow.clients.get(client_id)
+        if client is None or client.is_revoked:
+            self._clients_checked.pop(client_id, None)
+            raise TokenRefused("the token's client is revoked")
+        if len(self._clients_checked) >= 10_000:  # bounded: forget them all, ask again
+            self._clients_checked.clear()
+        self._clients_checked[client_id] = now
 
     def issue_for_client(self, client: ApiClient, requested: str | None) -> IssuedToken:
         """A token for a client, with the scopes asked for (default: all of its own).
@@ -234,7 +258,8 @@ class AuthService:
         return NewClient(client, secret)
 
     def revoke_client(self, name: str) -> ApiClient:
-        """Its tokens stop working at once. Raises UnknownIdentifierError."""
+        """Its tokens stop working: at once in this process, within client_check_seconds in
+        the others (see CLIENT_CHECK_SECONDS). Raises UnknownIdentifierError."""
         with self.uow_factory() as uow:
             client = uow.clients.named(name) or uow.clients.get(name)
             if client is None:
@@ -242,6 +267,7 @@ class AuthService:
             client.revoked_at = client.revoked_at or self.clock.now()
             uow.clients.save(client)
             uow.commit()
+        self._clients_checked.pop(client.client_id, None)
         return client
 
     def clients(self) -> list[ApiClient]:

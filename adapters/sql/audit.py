@@ -10,7 +10,7 @@ entry.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Connection, Engine, insert, or_, select
@@ -18,7 +18,18 @@ from sqlalchemy import Connection, Engine, insert, or_, select
 from adapters.sql.tables import audit_events, audit_persons
 from mpi.audit import AuditAction, AuditEvent
 
-__all__ = ["SqlAuditTrail", "SqlAuditLog", "write_events"]
+__all__ = ["SqlAuditTrail", "SqlAuditLog", "write_events", "PIPELINED_EVENT"]
+
+# One entry and the persons it concerns in one statement (PostgreSQL): sent with the COMMIT of
+# its unit of work, in the same round trip (see SqlAuditLog.take_pipelined).
+_COLUMNS = ("occurred_at", "channel", "action", "actor", "authority", "source", "subject",
+            "outcome", "detail", "roles", "token_id")
+PIPELINED_EVENT = (
+    f"WITH event AS (INSERT INTO audit_events ({', '.join(_COLUMNS)}) VALUES "
+    f"({', '.join(f'%({c})s' for c in _COLUMNS)}) RETURNING id) "
+    "INSERT INTO audit_persons (event_id, person_id) "
+    "SELECT event.id, person FROM event, unnest(CAST(%(persons)s AS bigint[])) AS person"
+)
 
 
 def _row(event: AuditEvent) -> dict[str, Any]:
@@ -57,6 +68,21 @@ class SqlAuditLog:
     def flush(self, connection: Connection) -> None:
         events, self._events = self._events, []
         write_events(connection, events)
+
+    def take_pipelined(self) -> list[tuple[str, dict[str, Any]]]:
+        """The entries as statements for PostgreSQL's pipeline (psycopg text and parameters:
+        :data:`PIPELINED_EVENT`), taken out of the buffer."""
+        from psycopg.types.json import Json
+
+        events, self._events = self._events, []
+        statements = []
+        for event in events:
+            row = _row(event)
+            row["occurred_at"] = event.occurred_at.astimezone(UTC)
+            row["detail"], row["roles"] = Json(row["detail"]), Json(row["roles"])
+            row["persons"] = sorted(set(event.persons))
+            statements.append((PIPELINED_EVENT, row))
+        return statements
 
     def discard(self) -> None:
         self._events.clear()

@@ -15,7 +15,7 @@ in the way" become :class:`mpi.errors.ConcurrencyError`; other errors propagate 
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -158,12 +158,16 @@ class SqlConnection:
         with self.translated():
             return self.connection.begin_nested()
 
-    def insert_and_commit(self, batches: list[tuple[Table, list[dict[str, Any]]]]) -> None:
-        """Insert rows (one executemany per table) and commit. On PostgreSQL the inserts and
-        the COMMIT travel together in one round trip (psycopg's pipeline mode): a unit of work
-        ends with a single wait. Raises ConcurrencyError for a conflict (a unique violation
-        aborts the transaction: nothing of it is committed)."""
+    def insert_and_commit(self, batches: list[tuple[Table, list[dict[str, Any]]]],
+                          statements: Sequence[tuple[str, dict[str, Any]]] = ()) -> None:
+        """Insert rows (one executemany per table) and commit. On PostgreSQL the inserts, the
+        ``statements`` (psycopg text and parameters, PostgreSQL only) and the COMMIT travel
+        together in one round trip (psycopg's pipeline mode): a unit of work ends with a
+        single wait. Raises ConcurrencyError for a conflict (a unique violation aborts the
+        transaction: nothing of it is committed)."""
         batches = [(table, rows) for table, rows in batches if rows]
+        if statements and not self.is_postgresql:
+            raise ValueError("pipelined statements are for PostgreSQL")
         if not self.is_postgresql:
             for table, rows in batches:
                 self.execute(table.insert(), rows)
@@ -178,6 +182,8 @@ class SqlConnection:
         try:
             with raw.pipeline():
                 with raw.cursor() as cursor:
+                    for statement, parameters in statements:
+                        cursor.execute(statement, parameters)
                     for table, rows in batches:
                         text, json_columns = _postgresql_insert(table, tuple(rows[0]))
                         cursor.executemany(text, [

@@ -140,12 +140,16 @@ class SqlUnitOfWork:
         whole unit of work), RuntimeError outside the ``with`` block."""
         sql = self._require()
         self.notifications.flush()
-        with sql.translated():
-            self.audit.flush(sql.connection)
+        if sql.is_postgresql:  # the trail travels with the COMMIT
+            trail = self.audit.take_pipelined()
+        else:
+            trail = []
+            with sql.translated():
+                self.audit.flush(sql.connection)
         sql.insert_and_commit([
             self.records.take_pending(),
             self.outbox.take_pending(),
-        ])
+        ], trail)
 
     def rollback(self) -> None:
         """Forget everything done since the last commit. Raises RuntimeError outside the

@@ -201,6 +201,24 @@ def test_mllp_over_tls_through_worker_processes(database_url: str, tmp_path: Pat
         running.stop()
 
 
+def test_https_through_http_worker_processes(database_url: str, tmp_path: Path,
+                                             pki: Pki) -> None:
+    running = start_service(database_url, tmp_path / "data", http_workers=2,
+                            **tls_settings(pki))
+    try:
+        trusting = ssl.create_default_context(cafile=pki.trusted.ca_cert)
+        base = f"https://localhost:{running.ports['https']}"
+        assert httpx.get(base + "/health", verify=trusting).status_code == 200
+        headers = running.bearer("system/Patient.rs")
+        answer = httpx.get(base + "/fhir/Patient", params={"family": "NOBODY"},
+                           headers=headers, verify=trusting)
+        assert answer.status_code == 200, answer.text
+        assert httpx.get(running.http_base + "/fhir/Patient", params={"family": "NOBODY"},
+                         headers=headers).status_code == 200
+    finally:
+        running.stop()
+
+
 # -- DICOM --------------------------------------------------------------------------------
 
 def dcmtk_tls(pki: Pki, code: str | None, ca: DevCa | None = None) -> list[str]:
