@@ -13,6 +13,13 @@ from another site.
 
 from __future__ import annotations
 
-from adapters.console.pages import install_login_redirect, router
+from fastapi import APIRouter
+
+from adapters.console import pages, screens
+from adapters.console.pages import install_login_redirect
+
+router = APIRouter()
+router.include_router(pages.router)
+router.include_router(screens.router)
 
 __all__ = ["router", "install_login_redirect"]

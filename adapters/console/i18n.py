@@ -1,0 +1,248 @@
+"""Every string the console shows, in French (the default) and English: one catalog.
+
+The language is the one the person chose with the switch (``?lang=``, kept in a cookie), else
+the best of ``Accept-Language``, else French.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from starlette.requests import Request
+
+__all__ = ["LANGUAGES", "LANG_COOKIE", "CATALOG", "language", "translator"]
+
+LANGUAGES = ("fr", "en")
+LANG_COOKIE = "mpi_lang"
+
+# key: (French, English)
+CATALOG: dict[str, tuple[str, str]] = {
+    "skip": ("Aller au contenu", "Skip to content"),
+    "logout": ("Se déconnecter", "Log out"),
+    "nav.home": ("Accueil", "Home"),
+    "nav.persons": ("Patients", "Patients"),
+    "nav.review": ("Revue", "Review"),
+    "nav.indicators": ("Indicateurs", "Indicators"),
+    "nav.lifecycle": ("Cycle de vie", "Lifecycle"),
+    "nav.audit": ("Traçabilité", "Audit"),
+    "nav.interfaces": ("Interfaces", "Interfaces"),
+    "nav.users": ("Utilisateurs", "Users"),
+    "nav.clients": ("Clients", "Clients"),
+    "welcome": ("Bienvenue", "Welcome"),
+    "roles": ("Rôles", "Roles"),
+    "none": ("aucun", "none"),
+    "establishment": ("Établissement", "Establishment"),
+    "regional": ("régional", "regional"),
+    "api_docs": ("La référence de l'API HTTP", "The HTTP API's reference"),
+    "search": ("Rechercher", "Search"),
+    "search.label": ("Nom, date de naissance (JJ/MM/AAAA), IPP, INS ou identifiant maître",
+                     "Name, birth date (DD/MM/YYYY), IPP, INS or master id"),
+    "search.none": ("Aucun patient trouvé.", "No patient found."),
+    "search.count": ("patient(s) trouvé(s)", "patient(s) found"),
+    "bad_date": ("Date invalide : utilisez JJ/MM/AAAA ou AAAA-MM-JJ.",
+                 "Invalid date: use DD/MM/YYYY or YYYY-MM-DD."),
+    "name": ("Nom", "Name"),
+    "family": ("Nom de naissance", "Birth name"),
+    "used_name": ("Nom d'usage", "Used name"),
+    "given": ("Prénoms", "Given names"),
+    "birth_date": ("Date de naissance", "Birth date"),
+    "sex": ("Sexe", "Sex"),
+    "city": ("Ville", "City"),
+    "postcode": ("Code postal", "Postcode"),
+    "identifiers": ("Identifiants", "Identifiers"),
+    "identity": ("Identité de référence", "Golden identity"),
+    "records": ("Dossiers sources", "Source records"),
+    "ipp": ("IPP", "IPP"),
+    "ins": ("INS", "INS"),
+    "ins.qualified": ("qualifiée", "qualified"),
+    "ins.not_qualified": ("non qualifiée", "not qualified"),
+    "reliability": ("Fiabilité", "Reliability"),
+    "status": ("Statut", "Status"),
+    "history": ("Historique", "History"),
+    "history.none": ("Aucun événement.", "No event."),
+    "when": ("Quand", "When"),
+    "who": ("Qui", "Who"),
+    "what": ("Quoi", "What"),
+    "why": ("Pourquoi", "Why"),
+    "score": ("Score", "Score"),
+    "evidence": ("Éléments", "Evidence"),
+    "studies": ("Examens", "Studies"),
+    "studies.none": ("Aucun examen.", "No study."),
+    "date": ("Date", "Date"),
+    "site": ("Site", "Site"),
+    "modality": ("Modalité", "Modality"),
+    "description": ("Description", "Description"),
+    "images": ("Images", "Images"),
+    "thumbnail": ("Vignette", "Thumbnail"),
+    "open_viewer": ("Ouvrir dans la visionneuse", "Open in the viewer"),
+    "link.method": ("Lien", "Link"),
+    "ev.link": ("rattachement", "link"),
+    "ev.review": ("décision de revue", "review decision"),
+    "ev.undone": ("décision annulée", "decision undone"),
+    "ev.trail": ("modification", "change"),
+    "ev.reassign": ("réaffectation d'examen", "study reassigned"),
+    "undo": ("Annuler cette décision", "Undo this decision"),
+    "reason": ("Motif", "Reason"),
+    "review.title": ("File de revue", "Review queue"),
+    "review.task": ("Tâche de revue", "Review task"),
+    "review.open": ("tâche(s) ouverte(s)", "open task(s)"),
+    "review.none": ("Aucune tâche.", "No task."),
+    "filter": ("Filtrer", "Filter"),
+    "all": ("tous", "all"),
+    "age": ("Ancienneté (jours, au moins)", "Age (days, at least)"),
+    "band": ("Tranche de score", "Score band"),
+    "band.low": ("faible (< 0,9)", "low (< 0.9)"),
+    "band.mid": ("moyenne (0,9 – 0,99)", "middle (0.9 – 0.99)"),
+    "band.high": ("haute (≥ 0,99)", "high (≥ 0.99)"),
+    "kind": ("Type", "Kind"),
+    "created": ("Créée le", "Created"),
+    "record": ("Dossier", "Record"),
+    "candidate": ("Candidat", "Candidate"),
+    "field": ("Champ", "Field"),
+    "level": ("Niveau", "Level"),
+    "weight": ("Poids", "Weight"),
+    "total": ("Total", "Total"),
+    "probability": ("Probabilité", "Probability"),
+    "decide": ("Décider", "Decide"),
+    "decision": ("Décision", "Decision"),
+    "decision.link": ("rattacher", "link"),
+    "decision.keep-apart": ("garder séparés", "keep apart"),
+    "decision.merge-persons": ("fusionner les patients", "merge persons"),
+    "decision.unlink": ("détacher", "unlink"),
+    "decision.apply-update": ("appliquer la mise à jour", "apply the update"),
+    "decision.discard-update": ("écarter la mise à jour", "discard the update"),
+    "decided": ("Décidée par", "Decided by"),
+    "bad_request": ("Requête invalide", "Bad request"),
+    "not_found": ("Introuvable", "Not found"),
+    "forbidden": ("Non autorisé", "Not allowed"),
+    "login_first": ("Connectez-vous d'abord", "Log in first"),
+    "back": ("Retour à la console", "Back to the console"),
+    "conflict": ("Refusé", "Refused"),
+    "ind.title": ("Indicateurs d'identitovigilance", "Identity-vigilance indicators"),
+    "ind.month": ("Mois", "Month"),
+    "ind.dup_created": ("Doublons créés", "Duplicates created"),
+    "ind.dup_resolved": ("Doublons résolus", "Duplicates resolved"),
+    "ind.records": ("Dossiers", "Records"),
+    "ind.ins_rate": ("Taux d'INS qualifiée", "Qualified INS rate"),
+    "ind.auto": ("Rattachements automatiques", "Automatic links"),
+    "ind.collisions": ("Dossiers en collision", "Records in collision"),
+    "ind.queue": ("File de revue", "Review queue"),
+    "ind.queue_size": ("Tâches ouvertes", "Open tasks"),
+    "ind.queue_age": ("Âge de la plus ancienne (jours)", "Oldest one's age (days)"),
+    "ind.distribution": ("Distribution des scores", "Score distribution"),
+    "ind.thresholds": ("Seuils : revue {review}, rattachement automatique {auto}",
+                       "Thresholds: review {review}, automatic link {auto}"),
+    "ind.whatif": ("Et si : seuil de rattachement automatique",
+                   "What if: automatic-link threshold"),
+    "ind.whatif_result": ("décisions sur {n} récentes changeraient",
+                          "decisions of {n} recent ones would change"),
+    "ind.apply": ("Calculer", "Compute"),
+    "lc.title": ("Cycle de vie des archives", "Archive lifecycle"),
+    "lc.expirations": ("Fins de conservation par année", "Expirations by year"),
+    "lc.year": ("Année", "Year"),
+    "lc.size": ("Taille", "Size"),
+    "lc.held": ("Gelés", "Held"),
+    "lc.holds": ("Gels juridiques", "Legal holds"),
+    "lc.reference": ("Référence", "Reference"),
+    "lc.placed": ("Posé par", "Placed by"),
+    "lc.subject": ("Objet", "Subject"),
+    "lc.place_hold": ("Poser un gel", "Place a hold"),
+    "lc.release": ("Lever", "Release"),
+    "lc.proposals": ("Propositions d'élimination", "Destruction proposals"),
+    "lc.propose": ("Proposer", "Propose"),
+    "lc.approvals": ("Avis et décision", "Approvals"),
+    "lc.approve": ("Approuver", "Approve"),
+    "lc.visa": ("Visa des archives", "Archives' visa"),
+    "lc.record_visa": ("Enregistrer le visa", "Record the visa"),
+    "lc.bordereau": ("Bordereau d'élimination", "Elimination list"),
+    "lc.print": ("Imprimer", "Print"),
+    "lc.tombstones": ("Traces des examens détruits", "Tombstones"),
+    "lc.destroyed": ("Détruit par", "Destroyed by"),
+    "lc.person": ("Patient (numéro)", "Person (number)"),
+    "lc.study": ("Examen (StudyInstanceUID)", "Study (StudyInstanceUID)"),
+    "audit.title": ("Traçabilité des accès", "Access trail"),
+    "audit.patient": ("Accès aux données d'un patient", "Accesses to a patient's data"),
+    "audit.actor": ("Acteur", "Actor"),
+    "audit.person": ("Patient (numéro)", "Person (number)"),
+    "audit.channel": ("Interface", "Interface"),
+    "audit.source": ("Depuis", "From"),
+    "audit.action": ("Action", "Action"),
+    "audit.subject": ("Objet", "Subject"),
+    "audit.outcome": ("Résultat", "Outcome"),
+    "audit.since": ("Depuis le", "Since"),
+    "audit.until": ("Jusqu'au", "Until"),
+    "audit.persons": ("Patients", "Persons"),
+    "if.title": ("Interfaces", "Interfaces"),
+    "if.senders": ("Messages par émetteur", "Messages by sender"),
+    "if.sender": ("Émetteur", "Sender"),
+    "if.event": ("Événement", "Event"),
+    "if.count": ("Nombre", "Count"),
+    "if.errors": ("Dernières erreurs du journal", "Last errors of the journal"),
+    "if.replay": ("Rejouer", "Replay"),
+    "if.jobs": ("Tâches de fond", "Background jobs"),
+    "if.runs": ("Exécutions", "Runs"),
+    "if.failures": ("Échecs", "Failures"),
+    "if.last_error": ("Dernière erreur", "Last error"),
+    "if.conformance": ("Conformité HL7 v2.5", "HL7 v2.5 conformance"),
+    "if.check": ("Vérifier un échantillon", "Check a sample"),
+    "if.checked": ("messages vérifiés", "messages checked"),
+    "if.conform": ("conformes", "conform"),
+    "if.dicom": ("Examens reçus par AE DICOM", "Studies received by DICOM AE"),
+    "if.fhir": ("Requêtes FHIR par client", "FHIR requests by client"),
+    "if.replayed": ("Message rejoué", "Message replayed"),
+    "if.still_fails": ("Le message échoue encore", "The message still fails"),
+    "users.title": ("Comptes utilisateurs", "User accounts"),
+    "users.add": ("Ajouter un compte", "Add an account"),
+    "users.disable": ("Désactiver", "Disable"),
+    "users.password": ("Nouveau mot de passe", "New password"),
+    "users.reset": ("Réinitialiser", "Reset"),
+    "users.active": ("actif", "active"),
+    "users.disabled": ("désactivé", "disabled"),
+    "users.done": ("Fait.", "Done."),
+    "user": ("Utilisateur", "User"),
+    "password": ("Mot de passe", "Password"),
+    "clients.title": ("Clients (systèmes)", "Clients (systems)"),
+    "clients.add": ("Ajouter un client", "Add a client"),
+    "clients.revoke": ("Révoquer", "Revoke"),
+    "clients.scopes": ("Portées", "Scopes"),
+    "clients.secret": ("Secret (montré une seule fois)", "Secret (shown once)"),
+    "clients.id": ("Identifiant client", "Client id"),
+    "revoked": ("révoqué", "revoked"),
+    "prev": ("Précédents", "Previous"),
+    "next": ("Suivants", "Next"),
+    "yes": ("oui", "yes"),
+    "no": ("non", "no"),
+    "language": ("Langue", "Language"),
+    "login.title": ("Connexion", "Log in"),
+    "login.user": ("Nom d'utilisateur", "User name"),
+    "login.provider": ("Se connecter avec le fournisseur d'identité de l'hôpital",
+                       "Log in with the hospital's identity provider"),
+}
+
+
+def language(request: Request) -> str:
+    """The page's language: the switch's choice, the cookie, Accept-Language, else French."""
+    chosen = request.query_params.get("lang") or request.cookies.get(LANG_COOKIE)
+    if chosen in LANGUAGES:
+        return chosen
+    best, weight = "fr", -1.0
+    for part in request.headers.get("accept-language", "").split(","):
+        tag, _, params = part.strip().partition(";")
+        code = tag.strip().lower()[:2]
+        try:
+            q = float(params.strip()[2:]) if params.strip().startswith("q=") else 1.0
+        except ValueError:
+            q = 0.0
+        if code in LANGUAGES and q > weight:
+            best, weight = code, q
+    return best
+
+
+def translator(lang: str) -> Callable[..., str]:
+    index = LANGUAGES.index(lang) if lang in LANGUAGES else 0
+
+    def t(key: str, **values: object) -> str:
+        text = CATALOG[key][index] if key in CATALOG else key
+        return text.format(**values) if values else text
+
+    return t
