@@ -13,7 +13,7 @@ import logging
 import secrets
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.exception_handlers import (
@@ -57,8 +57,11 @@ def render(request: Request, template: str, code: int = 200, **context: Any) -> 
     another site."""
     lang = language(request)
     context.setdefault("person", None)
+    switch = {code: request.url.path + "?" + urlencode(
+        {**{k: v for k, v in request.query_params.items() if k != "lang"}, "lang": code})
+        for code in LANGUAGES}
     response = templates.TemplateResponse(request, template, {
-        **context, "lang": lang, "t": translator(lang), "languages": LANGUAGES},
+        **context, "lang": lang, "t": translator(lang), "languages": switch},
         status_code=code)
     if request.query_params.get("lang") in LANGUAGES:
         response.set_cookie(LANG_COOKIE, lang, max_age=365 * 86400, samesite="lax",

@@ -202,6 +202,14 @@ def _history(container: Any, uow: Any, view: Any) -> list[dict[str, Any]]:
                             "score": task["score"], "evidence": evidence.get("fields"),
                             "task": task["id"] if task["decision"] not in
                             {d.value for d in COLLISION_DECISIONS} else None})
+    for moved in container.console.reassignments(record_ids):
+        entries.append({"at": moved["reassigned_at"], "kind": "ev.reassign",
+                        "who": moved["reassigned_by"],
+                        "what": f"{moved['study_instance_uid']}: {moved['from_authority']}|"
+                                f"{moved['from_patient']} → {moved['to_authority']}|"
+                                f"{moved['to_patient']}",
+                        "why": moved["reason"], "score": None, "evidence": None,
+                        "task": None})
     for event in container.audit.search(person_id=person_id, limit=100):
         if event.action in (AuditAction.CREATE, AuditAction.UPDATE, AuditAction.DELETE) \
                 and event.outcome == "success":

@@ -11,6 +11,9 @@ from sqlalchemy import ColumnElement, and_, case, func, select
 from sqlalchemy.engine import Engine
 
 from adapters.sql.tables import (
+    archive_patients,
+    archive_reassignments,
+    archive_studies,
     audit_events,
     inbound_messages,
     links,
@@ -70,6 +73,27 @@ def person_tasks(engine: Engine, person_id: int, record_ids: list[int]) -> list[
         return [dict(row) for row in connection.execute(
             select(review_tasks).where(concerned).order_by(_t.id.desc()).limit(200)
         ).mappings()]
+
+
+def reassignments(engine: Engine, record_ids: list[int]) -> list[dict[str, Any]]:
+    """Studies moved to or from these records' patients (who, when, why), newest first."""
+    if not record_ids:
+        return []
+    a, source, target = archive_reassignments.c, archive_patients.alias("source"), \
+        archive_patients.alias("target")
+    statement = (
+        select(archive_studies.c.study_instance_uid, a.reassigned_by, a.reason, a.reassigned_at,
+               source.c.authority.label("from_authority"),
+               source.c.patient_id.label("from_patient"),
+               target.c.authority.label("to_authority"), target.c.patient_id.label("to_patient"))
+        .select_from(archive_reassignments
+                     .join(archive_studies, archive_studies.c.id == a.study_ref)
+                     .join(source, source.c.id == a.from_patient_ref)
+                     .join(target, target.c.id == a.to_patient_ref))
+        .where(source.c.record_id.in_(record_ids) | target.c.record_id.in_(record_ids))
+        .order_by(a.id.desc()).limit(200))
+    with engine.connect() as connection:
+        return [dict(row) for row in connection.execute(statement).mappings()]
 
 
 def indicators(engine: Engine, now: datetime, months: int = 12) -> dict[str, Any]:
@@ -190,6 +214,9 @@ class ConsoleQueries:
 
     def person_tasks(self, person_id: int, record_ids: list[int]) -> list[dict[str, Any]]:
         return person_tasks(self.engine, person_id, record_ids)
+
+    def reassignments(self, record_ids: list[int]) -> list[dict[str, Any]]:
+        return reassignments(self.engine, record_ids)
 
     def indicators(self, now: datetime, months: int = 12) -> dict[str, Any]:
         return indicators(self.engine, now, months)

@@ -285,8 +285,9 @@ def test_the_console_speaks_french_by_default_and_english_on_request(
     assert '<html lang="fr">' in clinician.get("/console/").text
     english = clinician.get("/console/persons", headers={"Accept-Language": "en-GB,en;q=0.9"})
     assert '<html lang="en">' in english.text and "Search" in english.text
-    switched = clinician.get("/console/persons?lang=en")
-    assert '<html lang="en">' in switched.text
+    switched = clinician.get("/console/persons?q=LAMBERT&lang=en")
+    assert '<html lang="en">' in switched.text and "patient(s) found" in switched.text
+    assert 'href="/console/persons?q=LAMBERT&amp;lang=fr"' in switched.text  # same page
     assert '<html lang="en">' in clinician.get("/console/").text  # the choice is kept
     assert '<html lang="fr">' in clinician.get("/console/?lang=fr").text
     assert 'class="skip" href="#main"' in clinician.get("/console/").text
@@ -299,3 +300,21 @@ def test_every_string_of_the_catalog_has_both_languages() -> None:
     folder = Path(__file__).resolve().parents[2] / "adapters" / "console" / "templates"
     used = {k for f in folder.glob("*.html") for k in re.findall(r'\bt\("([a-z_.]+)"[,)]', f.read_text())}
     assert used and used <= set(CATALOG)
+
+
+def test_a_study_reassigned_shows_in_both_persons_history(service: RunningService) -> None:
+    from mpi.archive.lifecycle import Staff
+
+    _register(service, "MRUN", "M700050", "MOREL", "Agathe", date(1990, 5, 5))
+    _register(service, "MRUN", "M700051", "ROUX", "Ines", date(1961, 11, 2))
+    uid = "1.2.826.0.1.3680043.10.1.50"
+    _store(service, UNCOMPRESSED_CT, "M700050", uid, "MRUN", "RADIO GENOU")
+    service.container.lifecycle.reassign(
+        Staff("dr.archive2", frozenset({"identity-vigilance"})), uid, Identifier("MRUN", "M700051"),
+        "examen enregistré sous le mauvais dossier", channel="cli", source=None)
+    clinician = service.person("dr.moved", "clinician")
+    for value in ("M700050", "M700051"):
+        page = _text(clinician.get(f"/console/persons/{_person_id(service, 'MRUN', value)}"))
+        assert "réaffectation d'examen" in page.replace("&#39;", "'"), value
+        assert "examen enregistré sous le mauvais dossier" in page
+        assert f"{uid}: MRUN|M700050 → MRUN|M700051" in page
