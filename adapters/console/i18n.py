@@ -132,6 +132,8 @@ CATALOG: dict[str, tuple[str, str]] = {
     "ind.distribution": ("Distribution des scores", "Score distribution"),
     "ind.thresholds": ("Seuils : revue {review}, rattachement automatique {auto}",
                        "Thresholds: review {review}, automatic link {auto}"),
+    "ind.computed": ("Chiffres calculés le {at} UTC (recalculés chaque minute au plus)",
+                     "Figures computed on {at} UTC (again every minute at most)"),
     "ind.whatif": ("Et si : seuil de rattachement automatique",
                    "What if: automatic-link threshold"),
     "ind.whatif_result": ("décisions sur {n} récentes changeraient",

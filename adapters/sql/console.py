@@ -4,6 +4,8 @@ computes, answered by one SQL query each so that a page stays fast on a large in
 
 from __future__ import annotations
 
+import threading
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -37,10 +39,9 @@ def review_queue(engine: Engine, now: datetime, establishment: str | None,
                  offset: int, limit: int) -> tuple[list[dict[str, Any]], int, dict[str, int]]:
     """One page of open tasks (oldest first; of an establishment, at least so many days old,
     scored within ``band``, each bound optional) with their record's establishment, the total
-    matching the filter, and the open tasks by establishment (the filter's counts)."""
+    matching the filter, and the tasks matching the age and band by establishment (the
+    filter's counts)."""
     conditions: list[ColumnElement[bool]] = [_t.status == "open"]
-    if establishment:
-        conditions.append(_r.authority == establishment)
     if min_age_days:
         conditions.append(_t.created_at <= now - timedelta(days=min_age_days))
     low, high = band
@@ -49,18 +50,18 @@ def review_queue(engine: Engine, now: datetime, establishment: str | None,
     if high is not None:
         conditions.append(_t.score < high)
     joined = review_tasks.join(source_records, _r.id == _t.record_id)
-    where = and_(*conditions)
+    page = and_(*conditions, *([_r.authority == establishment] if establishment else []))
     with engine.connect() as connection:
         rows = connection.execute(
             select(_t.id, _t.kind, _t.score, _t.created_at, _t.person_id, _r.authority,
                    _r.value, _r.birth_family_name, _r.given_names, _r.birth_date)
-            .select_from(joined).where(where).order_by(_t.created_at, _t.id)
+            .select_from(joined).where(page).order_by(_t.created_at, _t.id)
             .offset(offset).limit(limit)).mappings().all()
-        total = int(connection.execute(
-            select(func.count()).select_from(joined).where(where)).scalar_one())
+        # One grouped query gives the counts by establishment and the total.
         counts = {str(a): int(n) for a, n in connection.execute(
             select(_r.authority, func.count()).select_from(joined)
-            .where(_t.status == "open").group_by(_r.authority))}
+            .where(and_(*conditions)).group_by(_r.authority))}
+    total = counts.get(establishment, 0) if establishment else sum(counts.values())
     return [dict(row) for row in rows], total, counts
 
 
@@ -202,10 +203,15 @@ def journal_sample(engine: Engine, per_sender: int) -> dict[str, list[tuple[int,
 
 
 class ConsoleQueries:
-    """The console's aggregations on one database (what the container hands the console)."""
+    """The console's aggregations on one database (what the container hands the console).
+    The indicators, monthly figures over the whole index, are computed at most once every
+    ``indicators_ttl`` seconds (the page says when)."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, indicators_ttl: float = 60.0) -> None:
         self.engine = engine
+        self.indicators_ttl = indicators_ttl
+        self._indicators: tuple[float, dict[str, Any]] | None = None
+        self._lock = threading.Lock()
 
     def review_queue(self, now: datetime, establishment: str | None, min_age_days: int | None,
                      band: tuple[float | None, float | None], offset: int,
@@ -219,7 +225,15 @@ class ConsoleQueries:
         return reassignments(self.engine, record_ids)
 
     def indicators(self, now: datetime, months: int = 12) -> dict[str, Any]:
-        return indicators(self.engine, now, months)
+        """The figures of :func:`indicators`, with ``computed_at``: computed again when the
+        last ones are older than the time to live."""
+        with self._lock:
+            kept = self._indicators
+            if kept is not None and time.monotonic() - kept[0] < self.indicators_ttl:
+                return kept[1]
+            figures = {**indicators(self.engine, now, months), "computed_at": now}
+            self._indicators = (time.monotonic(), figures)
+            return figures
 
     def score_sample(self, limit: int = 2000) -> list[float]:
         return score_sample(self.engine, limit)
