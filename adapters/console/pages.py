@@ -57,9 +57,10 @@ def render(request: Request, template: str, code: int = 200, **context: Any) -> 
     another site."""
     lang = language(request)
     context.setdefault("person", None)
-    switch = {code: request.url.path + "?" + urlencode(
-        {**{k: v for k, v in request.query_params.items() if k != "lang"}, "lang": code})
-        for code in LANGUAGES}
+    kept = {k: safe_next(v) if k == "next" else v  # never another site's address
+            for k, v in request.query_params.items() if k != "lang"}
+    switch = {code: request.url.path + "?" + urlencode({**kept, "lang": code})
+              for code in LANGUAGES}
     response = templates.TemplateResponse(request, template, {
         **context, "lang": lang, "t": translator(lang), "languages": switch},
         status_code=code)

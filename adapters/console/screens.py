@@ -149,9 +149,9 @@ def _find(container: Any, text: str) -> tuple[list[Any], int]:
                 found[person.id] = person_view(uow, registry, person)
         if candidates:
             return list(found.values()), len(found)
+        # Names as written (accents and case folded); a trailing * asks for a prefix.
         words = text.split()
-        query = PersonQuery(family=words[0] + "*",
-                            given=(words[1] + "*") if len(words) > 1 else None)
+        query = PersonQuery(family=words[0], given=words[1] if len(words) > 1 else None)
         return search_persons(uow, registry, query, 0, PAGE)
 
 

@@ -472,7 +472,8 @@ def test_every_route_but_the_public_ones_refuses_callers_without_credentials(
             tried += 1
             if path.startswith("/console/") and method == "GET":
                 assert answer.status_code == 303, (method, path, answer.text)
-                assert answer.headers["location"] == f"/console/login?next={path}", path
+                asked = path.replace("{", "").replace("}", "")
+                assert answer.headers["location"] == f"/console/login?next={asked}", path
             else:
                 assert answer.status_code == 401, (method, path, answer.text)
                 assert answer.headers.get("www-authenticate", "").startswith("Bearer"), (
