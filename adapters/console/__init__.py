@@ -15,11 +15,12 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from adapters.console import pages, screens
+from adapters.console import administration, oversight, pages, patients
 from adapters.console.pages import install_login_redirect
 
 router = APIRouter()
 router.include_router(pages.router)
-router.include_router(screens.router)
+for part in (patients, oversight, administration):
+    router.include_router(part.router)
 
 __all__ = ["router", "install_login_redirect"]
