@@ -156,6 +156,8 @@ CATALOG: dict[str, tuple[str, str]] = {
     "lc.approve": ("Approuver", "Approve"),
     "lc.visa": ("Visa des archives", "Archives' visa"),
     "lc.record_visa": ("Enregistrer le visa", "Record the visa"),
+    "lc.destroy": ("Détruire (proposition approuvée et visée)",
+                   "Destroy (an approved, visaed proposal)"),
     "lc.bordereau": ("Bordereau d'élimination", "Elimination list"),
     "lc.print": ("Imprimer", "Print"),
     "lc.tombstones": ("Traces des examens détruits", "Tombstones"),

@@ -318,3 +318,32 @@ def test_a_study_reassigned_shows_in_both_persons_history(service: RunningServic
         assert "réaffectation d'examen" in page.replace("&#39;", "'"), value
         assert "examen enregistré sous le mauvais dossier" in page
         assert f"{uid}: MRUN|M700050 → MRUN|M700051" in page
+
+
+def test_a_destruction_proposal_has_its_printable_bordereau(service: RunningService) -> None:
+    _register(service, "CCEG", "C700090", "FAURE", "Berthe", date(1921, 2, 3))
+    uid = "1.2.826.0.1.3680043.10.1.90"
+    _store(service, UNCOMPRESSED_CT, "C700090", uid, "CCEG", "RADIO THORAX 1990")
+    with service.container.engine.begin() as connection:  # an examination of long ago
+        from sqlalchemy import update
+
+        from adapters.sql.tables import archive_studies
+        connection.execute(update(archive_studies).where(
+            archive_studies.c.study_instance_uid == uid).values(study_date=date(1990, 1, 8)))
+    archivist = service.person("dr.archivist", "archivist")
+    proposed = archivist.post("/console/lifecycle/proposals", data={"establishment": "CCEG"},
+                              follow_redirects=True)
+    assert proposed.status_code == 200, proposed.text
+    [number] = re.findall(r'href="/console/lifecycle/proposals/(\d+)"', proposed.text)
+    bordereau = archivist.get(f"/console/lifecycle/proposals/{number}")
+    assert bordereau.status_code == 200 and uid in bordereau.text
+    assert "Bordereau d'élimination" in bordereau.text.replace("&#39;", "'")
+    css = httpx.get(service.http_base + "/console/static/console.css").text
+    assert "@media print" in css  # the page prints without the bar and the forms
+    early = archivist.post(f"/console/lifecycle/proposals/{number}/destruction")
+    assert early.status_code == 409  # neither approved nor visaed: nothing destroyed
+    assert archivist.get(f"/console/lifecycle/proposals/{number}/burn").status_code == 405
+    dim = service.person("dr.dim", "dim")
+    approved = dim.post(f"/console/lifecycle/proposals/{number}/approvals",
+                        data={"role": "dim"}, follow_redirects=True)
+    assert approved.status_code == 200 and "dim: dr.dim" in approved.text
