@@ -11,7 +11,7 @@ automatic links are written straight into theirs: loading is not what is measure
     python bench/console.py [--persons 100000] [--studies 500] [--tasks 5000]
                             [--requests 100] [--databases sqlite,postgresql]
 
-PostgreSQL: a scratch database `mpi_bench` is (re)created on the server given by
+PostgreSQL: a scratch database `mpi_bench_console` is (re)created on the server given by
 MPI_BENCH_POSTGRES_URL (default postgresql+psycopg://postgres@127.0.0.1:5432/test).
 """
 
@@ -147,7 +147,7 @@ def measure(client: httpx.Client, path: str, count: int) -> tuple[list[float], i
 
 def run(database: str, persons: int, studies: int, tasks: int, count: int) -> None:
     workdir = Path(tempfile.mkdtemp(prefix="mpi-bench-"))
-    url = database_url(database, workdir, "mpi_bench")
+    url = database_url(database, workdir, "mpi_bench_console")
     rows = generate_population(persons)
     started = time.perf_counter()
     load(url, rows)
