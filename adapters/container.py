@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cached_property
 from types import TracebackType
 from typing import Self
 
@@ -27,6 +28,7 @@ from adapters.hl7v2.notifier import PixNotifier
 from adapters.jobs import JobBoard
 from adapters.settings import Settings
 from adapters.sql.audit import SqlAuditTrail
+from adapters.sql.console import ConsoleQueries
 from adapters.sql.uow import SqlUnitOfWorkFactory
 from mpi.authorities import AuthorityRegistry
 from mpi.handlers import EventDispatcher
@@ -63,6 +65,11 @@ class Container:
     compressor: Compressor
     auth: AuthService
     closed: bool = field(default=False, init=False)
+
+    @cached_property
+    def console(self) -> ConsoleQueries:
+        """The console's read-only aggregations (counts by establishment and month...)."""
+        return ConsoleQueries(self.engine)
 
     def archive_health(self) -> dict[str, object]:
         """What /health says of the archive's preservation: instances whose stored file no

@@ -30,7 +30,7 @@ from mpi.model import (
 from mpi.ports import UnitOfWork
 from mpi.queries import PersonView, current_person, person_view
 
-__all__ = ["ReviewView", "show_review", "decide_review", "COLLISION_DECISIONS"]
+__all__ = ["ReviewView", "show_review", "decide_review", "undo_review", "COLLISION_DECISIONS"]
 
 # The decisions of a collision task; the other kinds take the others.
 COLLISION_DECISIONS = frozenset({ReviewDecision.APPLY_UPDATE, ReviewDecision.DISCARD_UPDATE})
@@ -128,6 +128,65 @@ def decide_review(uow: UnitOfWork, service: IdentityService, task_id: int,
     task.reason = reason.strip()
     uow.reviews.save(task)
     session.events.append(ReviewDecided(task_id, decision.value, actor.name, task.reason))
+    session.finish()
+    return task
+
+
+def undo_review(uow: UnitOfWork, service: IdentityService, task_id: int, actor: Actor,
+                reason: str) -> ReviewTask:
+    """Undo a decided task: its effect is reversed and the task is open again, the undone
+    decision kept in its evidence (who decided, who undid, when, why). A record linked or
+    merged by the decision leaves for a person of its own; records kept apart or unlinked
+    are no longer declared different (an unlinked record goes back to its former person).
+    Held updates (collision tasks) are not undone: the record's versions keep what happened.
+    Raises UnknownIdentifierError, InvalidInputError (open task, no reason, a collision task),
+    IdentityConflictError (the record or the person no longer exists)."""
+    if not reason.strip():
+        raise InvalidInputError("undoing a review decision needs its reason")
+    task = uow.reviews.get(task_id)
+    if task is None:
+        raise UnknownIdentifierError(f"no review task {task_id}")
+    if task.status is not ReviewStatus.DECIDED or task.decision is None:
+        raise InvalidInputError(f"review task {task_id} is not decided: nothing to undo")
+    if task.decision in COLLISION_DECISIONS:
+        raise InvalidInputError("a held update applied or discarded is not undone")
+    session = IdentitySession(service, uow, actor)
+    record = uow.records.get(task.record_id)
+    if record is None or not record.is_active:
+        raise IdentityConflictError("the record of this task is no longer active")
+    candidate = current_person(uow, task.person_id)
+    if candidate is None or candidate.id is None:
+        raise IdentityConflictError("the candidate person of this task no longer exists")
+    record_person = session.person_of(record)
+    decision = task.decision
+    if decision in (ReviewDecision.LINK, ReviewDecision.MERGE_PERSONS):
+        session.touch(record_person)
+        if [r for r in session.active_records(record_person) if r.id != record.id]:
+            target = session.new_person()
+            session.move_family(record, target, LinkMethod.MANUAL, "review: decision undone")
+    else:  # keep apart, unlink: the pairs declared different are forgotten
+        for other in session.active_records(candidate.id):
+            if other.id is not None and other.id != record.id:
+                uow.separations.remove(_id(record), other.id)
+        if decision is ReviewDecision.UNLINK and record_person != candidate.id:
+            _require_compatible(session, record, candidate.id)
+            session.touch(record_person)
+            session.move_family(record, candidate.id, LinkMethod.MANUAL,
+                                "review: decision undone")
+    undone = list(task.evidence.get("undone") or [])
+    undone.append({"decision": decision.value, "decided_by": task.decided_by,
+                   "decided_at": task.decided_at.isoformat() if task.decided_at else None,
+                   "reason": task.reason, "undone_by": actor.name,
+                   "undone_at": session.now.isoformat(), "undo_reason": reason.strip()})
+    task.evidence = {**task.evidence, "undone": undone}
+    task.status = ReviewStatus.OPEN
+    task.decision = None
+    task.decided_by = None
+    task.decided_at = None
+    task.reason = None
+    uow.reviews.save(task)
+    session.events.append(ReviewDecided(task_id, f"undo:{decision.value}", actor.name,
+                                        reason.strip()))
     session.finish()
     return task
 

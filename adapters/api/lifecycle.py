@@ -23,7 +23,7 @@ from starlette.concurrency import run_in_threadpool
 from adapters.http.deps import ContainerDep, requires_role
 from adapters.http.errors import http_error
 from mpi.archive import DestructionProposal, LegalHold, RetentionRow, Tombstone
-from mpi.archive.lifecycle import BORDEREAU_COLUMNS, Staff, bordereau_rows
+from mpi.archive.lifecycle import BORDEREAU_COLUMNS, Staff, bordereau_rows, totals_by_year
 from mpi.errors import MPIError
 from mpi.security import Principal, Role
 
@@ -123,17 +123,6 @@ def tombstone_json(tombstone: Tombstone) -> dict[str, Any]:
             "proposal_id": tombstone.proposal_id, "decision": tombstone.decision,
             "destroyed_by": tombstone.destroyed_by,
             "destroyed_at": tombstone.destroyed_at.isoformat()}
-
-
-def totals_by_year(rows: list[RetentionRow]) -> list[dict[str, Any]]:
-    years: dict[str, dict[str, Any]] = {}
-    for row in rows:
-        key = str(row.expires_on.year) if row.expires_on else "not computed"
-        entry = years.setdefault(key, {"year": key, "studies": 0, "size_bytes": 0, "held": 0})
-        entry["studies"] += 1
-        entry["size_bytes"] += row.size_bytes
-        entry["held"] += int(row.held)
-    return [years[k] for k in sorted(years)]
 
 
 @router.get("/report", summary="The end of retention of each study, with totals by year")

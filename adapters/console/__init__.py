@@ -13,6 +13,14 @@ from another site.
 
 from __future__ import annotations
 
-from adapters.console.pages import install_login_redirect, router
+from fastapi import APIRouter
+
+from adapters.console import administration, oversight, pages, patients
+from adapters.console.pages import install_login_redirect
+
+router = APIRouter()
+router.include_router(pages.router)
+for part in (patients, oversight, administration):
+    router.include_router(part.router)
 
 __all__ = ["router", "install_login_redirect"]

@@ -13,10 +13,14 @@ import logging
 import secrets
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, FastAPI, Request
-from fastapi.exception_handlers import http_exception_handler
+from fastapi.exception_handlers import (
+    http_exception_handler,
+    request_validation_exception_handler,
+)
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
@@ -26,6 +30,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from adapters.auth.oidc import PkceStart
 from adapters.auth.service import SESSION_COOKIE, LoginRefused
 from adapters.auth.tokens import TokenRefused
+from adapters.console.i18n import LANG_COOKIE, LANGUAGES, language, translator
 from adapters.http.deps import CSRF_FIELD, CallerDep, ContainerDep, audit, public
 from adapters.logs import log_event
 from mpi.audit import AuditAction
@@ -48,8 +53,20 @@ templates = Jinja2Templates(directory=str(_FOLDER / "templates"))
 
 
 def render(request: Request, template: str, code: int = 200, **context: Any) -> HTMLResponse:
-    """A console page. Pages are never cached and never framed by another site."""
-    response = templates.TemplateResponse(request, template, context, status_code=code)
+    """A console page, in the person's language. Pages are never cached and never framed by
+    another site."""
+    lang = language(request)
+    context.setdefault("person", None)
+    kept = {k: safe_next(v) if k == "next" else v  # never another site's address
+            for k, v in request.query_params.items() if k != "lang"}
+    switch = {code: request.url.path + "?" + urlencode({**kept, "lang": code})
+              for code in LANGUAGES}
+    response = templates.TemplateResponse(request, template, {
+        **context, "lang": lang, "t": translator(lang), "languages": switch},
+        status_code=code)
+    if request.query_params.get("lang") in LANGUAGES:
+        response.set_cookie(LANG_COOKIE, lang, max_age=365 * 86400, samesite="lax",
+                            path=CONSOLE, secure=_secure(request))
     response.headers["Cache-Control"] = "no-store"
     response.headers["X-Frame-Options"] = "DENY"
     response.headers["Content-Security-Policy"] = (
@@ -274,7 +291,7 @@ def install_login_redirect(app: FastAPI) -> None:
         if path == CONSOLE or path.startswith(HOME):
             if exc.status_code == 401 and request.method in ("GET", "HEAD"):
                 return RedirectResponse(f"{LOGIN}?next={quote(path)}", status_code=303)
-            if exc.status_code in (401, 403, 404):
+            if 400 <= exc.status_code < 500:
                 page = render(request, "refused.html", exc.status_code,
                               status=exc.status_code, reason=str(exc.detail))
                 page.headers.update(exc.headers or {})  # a 401 keeps its challenge
@@ -285,6 +302,20 @@ def install_login_redirect(app: FastAPI) -> None:
             return response
         return await http_exception_handler(request, exc)
 
+    previous_invalid = app.exception_handlers.get(RequestValidationError,
+                                                  request_validation_exception_handler)
+
+    async def invalid(request: Request, exc: Exception) -> Response:
+        """A console request the routes cannot read is a 400 page, never a JSON answer."""
+        path = request.url.path
+        if path == CONSOLE or path.startswith(HOME):
+            return render(request, "refused.html", 400, status=400,
+                          reason="the request is not well formed")
+        answer = previous_invalid(request, exc)
+        response: Response = await answer if inspect.isawaitable(answer) else answer
+        return response
+
     app.add_exception_handler(StarletteHTTPException, handler)
+    app.add_exception_handler(RequestValidationError, invalid)
     app.mount(f"{CONSOLE}/static", StaticFiles(directory=str(_FOLDER / "static")),
               name="console-static")

@@ -200,6 +200,11 @@ source_records = Table(
     Index("ix_source_records_block_given_family", "block_given_family"),
     Index("ix_source_records_block_place_date", "block_place_date"),
     Index("ix_source_records_block_used_name", "block_used_name"),
+    # The qualified INS rate of each establishment (the console's indicators).
+    Index("ix_source_records_authority_status_ins_qualified", "authority", "status",
+          "ins_qualified"),
+    # A record's establishment without reading the record (counts by establishment).
+    Index("ix_source_records_id_authority", "id", "authority"),
     # AUTOINCREMENT: a record id is never reused on SQLite, as on PostgreSQL.
     sqlite_autoincrement=True,
 )
@@ -235,6 +240,9 @@ links = Table(
     Column("evidence", JSON, nullable=False),
     Column("decided_by", Text, nullable=False),
     Column("decided_at", UtcDateTime, nullable=False),
+    # The console: automatic links of a period, the latest scored decisions.
+    Index("ix_links_method_decided_at", "method", "decided_at"),
+    Index("ix_links_decided_at", "decided_at"),
 )
 
 separations = Table(
@@ -271,6 +279,7 @@ review_tasks = Table(
     Column("kind", Text, nullable=False, server_default="duplicate"),
     Index("ix_review_tasks_status_created_at", "status", "created_at"),
     Index("ix_review_tasks_record_id", "record_id"),
+    Index("ix_review_tasks_person_id", "person_id"),  # a person's history (the console)
 )
 
 # Versions of the matching model (m, u, name frequencies, thresholds); one is in force.

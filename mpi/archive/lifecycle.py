@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from typing import Any
 
 from mpi.archive.model import (
     Approval,
@@ -50,6 +51,7 @@ from mpi.model import Identifier
 from mpi.queries import current_person, resolve_record
 
 __all__ = [
+    "totals_by_year",
     "ARCHIVIST", "DIM", "DIRECTOR", "IDENTITY_VIGILANCE", "Staff", "authorize",
     "place_hold", "release_hold", "retention_report", "propose_destruction", "approve",
     "record_visa", "DestructionReport", "destroy_proposal", "purge_deletions",
@@ -268,6 +270,19 @@ def record_visa(uow: ArchiveUnitOfWork, staff: Staff, proposal_id: int, referenc
 BORDEREAU_COLUMNS = ("study_instance_uid", "patient", "study_date", "last_visit",
                      "expires_on", "basis", "instances", "size_bytes", "outcome",
                      "outcome_reason")
+
+
+def totals_by_year(rows: list[RetentionRow]) -> list[dict[str, Any]]:
+    """A retention report summed by the year each study's retention ends: studies, bytes,
+    and how many are held ("not computed" for studies whose end is not known yet)."""
+    years: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        key = str(row.expires_on.year) if row.expires_on else "not computed"
+        entry = years.setdefault(key, {"year": key, "studies": 0, "size_bytes": 0, "held": 0})
+        entry["studies"] += 1
+        entry["size_bytes"] += row.size_bytes
+        entry["held"] += int(row.held)
+    return [years[k] for k in sorted(years)]
 
 
 def bordereau_rows(proposal: DestructionProposal) -> list[dict[str, object]]:
