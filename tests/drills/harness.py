@@ -205,18 +205,19 @@ def _alive(pid: int) -> bool:
 
 def get_json(url: str, headers: dict[str, str] | None = None,
              timeout: float = 5) -> tuple[int, dict[str, Any], dict[str, str]]:
-    """Status, JSON body and headers of a GET (an HTTP error status is an answer too)."""
+    """Status, JSON body and headers (lower-case names) of a GET (an HTTP error status is an answer too)."""
     request = urllib.request.Request(url, headers=headers or {})
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
-            return response.status, json.loads(response.read() or b"{}"), dict(response.headers)
+            return (response.status, json.loads(response.read() or b"{}"),
+                    {k.lower(): v for k, v in response.headers.items()})
     except urllib.error.HTTPError as error:
         body = error.read()
         try:
             parsed = json.loads(body) if body else {}
         except ValueError:
             parsed = {"text": body.decode("utf-8", "replace")}
-        return error.code, parsed, dict(error.headers)
+        return error.code, parsed, {k.lower(): v for k, v in error.headers.items()}
 
 
 # -- the sender -------------------------------------------------------------------------------
@@ -522,3 +523,127 @@ def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> floa
 def own_peak_memory_mb() -> float:
     """This process's peak resident size (the sender's side), in MB."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+# -- a PostgreSQL of the drill's own, that it may stop ----------------------------------------
+
+PG_BIN = Path("/usr/lib/postgresql/15/bin")
+
+
+class PrivatePostgres:
+    """A PostgreSQL cluster made for one drill (initdb in its folder, its own port), so that
+    stopping it stops nobody else. Run as the ``postgres`` account when this process is
+    root (PostgreSQL refuses to run as root)."""
+
+    def __init__(self, folder: Path, port: int) -> None:
+        self.folder = folder
+        self.port = port
+        self.data = folder / "data"
+
+    @staticmethod
+    def available() -> str | None:
+        """None when a private cluster can be made here, else why not."""
+        if not (PG_BIN / "initdb").exists():
+            return f"no PostgreSQL server programs in {PG_BIN}"
+        if os.geteuid() == 0 and shutil.which("runuser") is None:
+            return "running as root without runuser to become postgres"
+        return None
+
+    def _run(self, *command: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        prefix = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        return subprocess.run([*prefix, *command], capture_output=True, text=True,
+                              timeout=120, check=check)
+
+    def init(self) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        if os.geteuid() == 0:
+            shutil.chown(self.folder, "postgres", "postgres")
+            os.chmod(self.folder, 0o700)
+            for parent in self.folder.parents:  # let postgres reach its folder
+                if parent == Path("/"):
+                    break
+                os.chmod(parent, os.stat(parent).st_mode | 0o011)
+        self._run(str(PG_BIN / "initdb"), "-D", str(self.data), "-A", "trust", "-U",
+                  "postgres", "--no-sync", "-E", "UTF8")
+
+    def start(self) -> None:
+        self._run(str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-l",
+                  str(self.folder / "server.log"), "-w", "-t", "60", "-o",
+                  f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 "
+                  "-c fsync=off -c max_connections=200", "start")
+
+    def stop(self, mode: str = "fast") -> None:
+        """Stop the cluster (a no-op when it is not running). Raises RuntimeError when it
+        does not stop."""
+        done = self._run(str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-m", mode, "-w",
+                         "-t", "60", "stop", check=False)
+        if done.returncode != 0 and "is the server running" not in done.stderr:
+            raise RuntimeError(f"PostgreSQL did not stop: {done.stdout} {done.stderr}")
+
+    def url(self, database: str = "postgres") -> str:
+        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{database}"
+
+    def create(self, database: str) -> str:
+        from sqlalchemy import create_engine
+        from sqlalchemy.pool import NullPool
+
+        admin = create_engine(self.url(), isolation_level="AUTOCOMMIT", poolclass=NullPool)
+        with admin.connect() as connection:
+            connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{database}"')
+            connection.exec_driver_sql(f'CREATE DATABASE "{database}"')
+        admin.dispose()
+        return self.url(database)
+
+
+# -- DICOM and HTTP as a modality and a client would ------------------------------------------
+
+
+def c_store(port: int, data: bytes, calling: str = "CHRU") -> int:
+    """Send one object with C-STORE (pynetdicom as the modality); its DIMSE status, or -1
+    when no association could be made."""
+    from io import BytesIO
+
+    from pydicom import dcmread
+    from pynetdicom import AE
+
+    dataset = dcmread(BytesIO(data))
+    ae = AE(ae_title=calling)
+    ae.add_requested_context(dataset.SOPClassUID, dataset.file_meta.TransferSyntaxUID)
+    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 30
+    association = ae.associate(HOST, port, ae_title="VNA")
+    if not association.is_established:
+        return -1
+    try:
+        status = association.send_c_store(dataset)
+        return int(status.Status) if "Status" in status else -1
+    finally:
+        association.release()
+
+
+def ct_object(number: int, patient_id: str = "DRILL1") -> bytes:
+    """A small CT object of its own UIDs, as the CHRU's scanner sends it."""
+    from tests.dicom_objects import UNCOMPRESSED_CT, relabel
+
+    root = "1.2.826.0.1.3680043.10.543.8"
+    return relabel(UNCOMPRESSED_CT, patient_id=patient_id, study=f"{root}.1",
+                   series=f"{root}.1.1", sop=f"{root}.1.1.{number}")
+
+
+def client_token(server: ServeProcess, name: str = "drill") -> str:
+    """A bearer token of a client registered with `mpi client add` (CHRU, every scope)."""
+    registered = subprocess.run(
+        [mpi_executable(), "client", "add", name, "--establishment", "CHRU", "--scope",
+         "system/*.cruds"], env=server.env, capture_output=True, text=True, timeout=60,
+        check=True, cwd=server.workdir)
+    client = json.loads(registered.stdout)
+    import base64
+    import urllib.parse
+
+    basic = base64.b64encode(f"{client['client_id']}:{client['client_secret']}".encode())
+    request = urllib.request.Request(
+        server.http_base + "/oauth/token",
+        data=urllib.parse.urlencode({"grant_type": "client_credentials"}).encode(),
+        headers={"Authorization": "Basic " + basic.decode()})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        token: str = json.loads(response.read())["access_token"]
+    return token
