@@ -4,14 +4,15 @@ Every command reads the same settings (see ``adapters/settings.py``); the settin
 all of them may be given to `mpi` itself (``mpi --data-dir /srv/mpi journal``) or to the
 command. The commands are grouped by what they operate on: the service
 (``adapters/cli/service.py``), who may call it (``security.py``, ``tls.py``), identities
-(``identity.py``), the archive (``archive.py``) and its legal lifecycle (``lifecycle.py``).
+(``identity.py``), the archive (``archive.py``), its legal lifecycle (``lifecycle.py``) and
+backups (``backup.py``).
 """
 
 from __future__ import annotations
 
 import click
 
-from adapters.cli import archive, identity, lifecycle, security, service, tls
+from adapters.cli import archive, backup, identity, lifecycle, security, service, tls
 from adapters.cli.common import common_options
 
 __all__ = ["main"]
@@ -24,6 +25,6 @@ def main(**options: object) -> None:
     """Master patient index and archive layer for a shared imaging archive."""
 
 
-for module in (service, security, tls, identity, archive, lifecycle):
+for module in (service, security, tls, identity, archive, lifecycle, backup):
     for command in module.COMMANDS:
         main.add_command(command)
