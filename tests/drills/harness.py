@@ -414,6 +414,14 @@ class IndexState:
     links: frozenset[tuple[tuple[str, str], str, float | None]]
     reviews: frozenset[tuple[tuple[str, str], frozenset[tuple[str, str]], str]]
 
+    def without(self, identifiers: set[tuple[str, str]]) -> IndexState:
+        """The state with these records left out (those a drill made besides the feed)."""
+        return IndexState(
+            frozenset(frozenset(p - identifiers) for p in self.persons if p - identifiers),
+            frozenset(link for link in self.links if link[0] not in identifiers),
+            frozenset((r, frozenset(p - identifiers), status)
+                      for r, p, status in self.reviews if r not in identifiers))
+
     def differences(self, other: IndexState, limit: int = 5) -> list[str]:
         out = []
         for name in ("persons", "links", "reviews"):
@@ -629,8 +637,9 @@ def ct_object(number: int, patient_id: str = "DRILL1") -> bytes:
                    series=f"{root}.1.1", sop=f"{root}.1.1.{number}")
 
 
-def client_token(server: ServeProcess, name: str = "drill") -> str:
-    """A bearer token of a client registered with `mpi client add` (CHRU, every scope)."""
+def client_token(server: ServeProcess, name: str = "drill", base: str | None = None) -> str:
+    """A bearer token of a client registered with `mpi client add` (CHRU, every scope),
+    asked of ``base`` (default: the server itself)."""
     registered = subprocess.run(
         [mpi_executable(), "client", "add", name, "--establishment", "CHRU", "--scope",
          "system/*.cruds"], env=server.env, capture_output=True, text=True, timeout=60,
@@ -641,7 +650,7 @@ def client_token(server: ServeProcess, name: str = "drill") -> str:
 
     basic = base64.b64encode(f"{client['client_id']}:{client['client_secret']}".encode())
     request = urllib.request.Request(
-        server.http_base + "/oauth/token",
+        (base or server.http_base) + "/oauth/token",
         data=urllib.parse.urlencode({"grant_type": "client_credentials"}).encode(),
         headers={"Authorization": "Basic " + basic.decode()})
     with urllib.request.urlopen(request, timeout=10) as response:
