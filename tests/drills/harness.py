@@ -52,11 +52,25 @@ HOST = "127.0.0.1"
 TRANSIENT_ERRORS = {"206", "207"}
 
 
+_RANGE = os.environ.get("MPI_DRILL_PORTS")  # e.g. 24000-24999: ports taken in this range
+_next_port = iter(range(*(int(p) + i for i, p in enumerate(_RANGE.split("-"))))) if _RANGE \
+    else None
+
+
 def free_port() -> int:
-    """A loopback port where nothing listens (bound, then released)."""
+    """A loopback port where nothing listens: the next free one of MPI_DRILL_PORTS when
+    set, else one the system chooses (bound, then released)."""
     with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
+        if _next_port is None:
+            sock.bind((HOST, 0))
+            return int(sock.getsockname()[1])
+        for port in _next_port:
+            try:
+                sock.bind((HOST, port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port left in MPI_DRILL_PORTS={_RANGE}")
 
 
 def mpi_executable() -> str:
