@@ -9,6 +9,8 @@ Shared by ``tests/drills/test_database_restart.py`` and ``bench/drills.py``.
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -86,7 +88,9 @@ class RestartDrillReport:
 def run_restart_drill(workdir: Path, pg_port: int, messages: int, outage: float,
                       progress: Callable[[str], None] | None = None) -> RestartDrillReport:
     say = progress or (lambda text: None)
-    pg = PrivatePostgres(workdir / "pg", pg_port)
+    # In /tmp itself: the postgres account must reach it (a test's tmp_path is under a
+    # folder of mode 0700, reset so by every pytest run on the machine).
+    pg = PrivatePostgres(Path(tempfile.mkdtemp(prefix="mpi-drill-pg-")), pg_port)
     pg.init()
     pg.start()
     server: ServeProcess | None = None
@@ -149,3 +153,4 @@ def run_restart_drill(workdir: Path, pg_port: int, messages: int, outage: float,
         if server is not None:
             server.stop()
         pg.stop("immediate")
+        shutil.rmtree(pg.folder, ignore_errors=True)

@@ -577,14 +577,12 @@ class PrivatePostgres:
                               timeout=120, check=check)
 
     def init(self) -> None:
+        """Make the cluster. ``folder`` must be reachable by the postgres account all along
+        (not under a folder another program may close, such as pytest's temporary root)."""
         self.folder.mkdir(parents=True, exist_ok=True)
         if os.geteuid() == 0:
             shutil.chown(self.folder, "postgres", "postgres")
             os.chmod(self.folder, 0o700)
-            for parent in self.folder.parents:  # let postgres reach its folder
-                if parent == Path("/"):
-                    break
-                os.chmod(parent, os.stat(parent).st_mode | 0o011)
         self._run(str(PG_BIN / "initdb"), "-D", str(self.data), "-A", "trust", "-U",
                   "postgres", "--no-sync", "-E", "UTF8")
 

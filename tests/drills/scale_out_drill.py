@@ -128,7 +128,7 @@ def run_scale_out_drill(workdir: Path, database_url: str, reference_url: str, me
     # One public address for all (the balancer's): tokens name it as their audience.
     shared = {"MPI_PUBLIC_URL": f"http://{HOST}:{front['http']}",
               "MPI_AUTHORITIES": str(authorities), "MPI_DATA_DIR": str(workdir / "shared"),
-              "MPI_ARCHIVE_DIR": str(workdir / "shared" / "archive"), "MPI_WORKERS": "1"}
+              "MPI_ARCHIVE_DIR": str(workdir / "shared" / "archive"), "MPI_WORKERS": "0"}  # three processes already
     servers = []
     for number in range(SERVERS):
         folder = workdir / f"server{number + 1}"

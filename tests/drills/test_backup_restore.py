@@ -24,8 +24,8 @@ from tests.drills.harness import (
     realistic_feed,
 )
 
-MESSAGES = 400
-OBJECTS = 6
+MESSAGES = 200
+OBJECTS = 4
 
 
 def mpi(server: ServeProcess, *args: str) -> subprocess.CompletedProcess[str]:
@@ -49,7 +49,7 @@ def wipe(database_url: str, data: Path) -> None:
 
 def test_a_backup_taken_under_load_restores_a_consistent_index_and_every_object(
         database_url: str, tmp_path: Path) -> None:
-    server = ServeProcess(tmp_path, database_url)
+    server = ServeProcess(tmp_path, database_url, {"MPI_WORKERS": "0"})
     backups = tmp_path / "backup"
     halfway = threading.Event()
     sender = FeedSender(server.ports["mllp"], realistic_feed(MESSAGES), 4,

@@ -11,7 +11,7 @@ import pytest
 from tests.drills.db_restart_drill import OUT_OF_RESOURCES, SUCCESS, run_restart_drill
 from tests.drills.harness import PrivatePostgres, free_port
 
-MESSAGES = 600
+MESSAGES = 300
 OUTAGE_SECONDS = 6.0
 
 pytestmark = pytest.mark.postgres

@@ -15,7 +15,7 @@ import pytest
 from adapters.sql.engine import default_sqlite_url
 from tests.drills.kill_drill import run_kill_drill
 
-MESSAGES = 1500
+MESSAGES = 1000
 
 
 @pytest.fixture
