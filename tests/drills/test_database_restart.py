@@ -38,3 +38,20 @@ def test_a_database_restart_is_answered_try_again_and_loses_nothing(tmp_path: Pa
     assert len(report.facts.applied_per_message) == MESSAGES
     assert set(report.facts.applied_per_message.values()) == {1}
     assert report.facts.not_applied == {}
+
+
+def test_a_unit_of_work_on_an_unreachable_database_says_so() -> None:
+    """The translation every protocol's "try again" rests on: no server at that address is
+    DatabaseUnavailableError, not a driver error (which would be a 500)."""
+    from adapters.errors import DatabaseUnavailableError
+    from adapters.sql.engine import create_engine_for
+    from adapters.sql.uow import SqlUnitOfWorkFactory
+
+    engine = create_engine_for(f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/none"
+                               "?connect_timeout=2")
+    try:
+        with pytest.raises(DatabaseUnavailableError):
+            with SqlUnitOfWorkFactory(engine)() as uow:
+                uow.commit()
+    finally:
+        engine.dispose()
