@@ -10,6 +10,7 @@ from a core error::
     AdapterError
     ├── AuthoritiesFileError      adapters/authorities_file.py: the authorities file
     ├── DatabaseNotReadyError     adapters/bootstrap.py: the schema is behind the code
+    ├── DatabaseUnavailableError  raised by adapters/sql: the database is out of reach
     ├── UnknownJobError           adapters/jobs.py: no job of that name
     ├── UnusableFileError         adapters/bulk_import.py: a file `mpi import` cannot read
     ├── ParseError                adapters/hl7v2/er7.py: not ER7
@@ -24,7 +25,7 @@ from a core error::
 
 from __future__ import annotations
 
-__all__ = ["AdapterError"]
+__all__ = ["AdapterError", "DatabaseUnavailableError"]
 
 
 class AdapterError(Exception):
@@ -35,3 +36,10 @@ class AdapterError(Exception):
         super().__init__(message)
         self.message = message
         self.location = location
+
+
+class DatabaseUnavailableError(AdapterError):
+    """The database cannot be reached (stopped, restarting, the network cut) or cannot
+    write: nothing of the unit of work was applied, the same request may succeed later.
+    Raised by ``adapters/sql`` (its translation of the driver's errors); each protocol
+    answers it with its own "try again": HL7 AE, DICOM 0xA700, HTTP 503 with Retry-After."""

@@ -4,15 +4,16 @@ Every command reads the same settings (see ``adapters/settings.py``); the settin
 all of them may be given to `mpi` itself (``mpi --data-dir /srv/mpi journal``) or to the
 command. The commands are grouped by what they operate on: the service
 (``adapters/cli/service.py``), who may call it (``security.py``, ``tls.py``), identities
-(``identity.py``), the archive (``archive.py``), its legal lifecycle (``lifecycle.py``) and
-the image viewer (``viewer.py``).
+(``identity.py``), the archive (``archive.py``), its legal lifecycle (``lifecycle.py``), the
+image viewer (``viewer.py``) and backups (``backup.py``).
 """
 
 from __future__ import annotations
 
 import click
 
-from adapters.cli import archive, identity, lifecycle, security, service, tls, viewer
+from adapters.cli import (archive, backup, identity, lifecycle, security, service, tls,
+                         viewer)
 from adapters.cli.common import common_options
 
 __all__ = ["main"]
@@ -25,6 +26,6 @@ def main(**options: object) -> None:
     """Master patient index and archive layer for a shared imaging archive."""
 
 
-for module in (service, security, tls, identity, archive, lifecycle, viewer):
+for module in (service, security, tls, identity, archive, lifecycle, viewer, backup):
     for command in module.COMMANDS:
         main.add_command(command)

@@ -9,12 +9,15 @@
 |        | not write a patient of that domain |
 | 0xC002 | the study is stored for another patient as received |
 | 0xC003 | another identity rule refuses the object |
-| 0xA700 | the object could not be written (storage or database failure): send it again |
+| 0xA700 | the object could not be written (archive volume full or failing, database out of
+|        | reach): nothing of it was kept; send it again (STOW-RS: 503 with Retry-After when
+|        | no object of the request could be written for that reason) |
 """
 
 from __future__ import annotations
 
 from adapters.dicom.header import UnreadableObjectError
+from adapters.errors import DatabaseUnavailableError
 from mpi.errors import (
     ForbiddenError,
     InvalidObjectError,
@@ -24,7 +27,8 @@ from mpi.errors import (
 )
 
 __all__ = ["CANNOT_UNDERSTAND", "INVALID_OBJECT", "REFUSED_DOMAIN", "STUDY_CONFLICT",
-           "REFUSED_BY_RULE", "OUT_OF_RESOURCES", "NOT_AUTHORIZED", "store_failure"]
+           "REFUSED_BY_RULE", "OUT_OF_RESOURCES", "NOT_AUTHORIZED", "store_failure",
+           "must_retry"]
 
 CANNOT_UNDERSTAND = 0xC000
 INVALID_OBJECT = 0xA900
@@ -42,8 +46,15 @@ _STORE_FAILURES: tuple[tuple[type[BaseException], int], ...] = (
     (ForbiddenError, REFUSED_DOMAIN),
     (StudyOwnershipError, STUDY_CONFLICT),
     (MPIError, REFUSED_BY_RULE),
-    (OSError, OUT_OF_RESOURCES),
+    (DatabaseUnavailableError, OUT_OF_RESOURCES),
+    (OSError, OUT_OF_RESOURCES),  # the archive volume full or failing
 )
+
+
+def must_retry(reasons: list[int]) -> bool:
+    """Whether a STOW-RS request whose objects failed for ``reasons`` (none stored) is
+    answered 503, Service Unavailable: every failure was OUT_OF_RESOURCES."""
+    return bool(reasons) and all(reason == OUT_OF_RESOURCES for reason in reasons)
 
 
 def store_failure(error: BaseException) -> int:

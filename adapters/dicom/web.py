@@ -17,7 +17,7 @@ from pydicom.dataset import Dataset
 
 from adapters.dicom.header import dicom_date, parse_object
 from adapters.dicom.service import DicomArchive, StoreTrail, match_dataset
-from adapters.dicom.status import CANNOT_UNDERSTAND, store_failure
+from adapters.dicom.status import CANNOT_UNDERSTAND, must_retry, store_failure
 from adapters.errors import AdapterError
 from mpi.archive import ArchiveMatch, ArchiveQuery, PatientCoercion, Sender, StoredInstance
 from mpi.audit import AuditAction
@@ -104,6 +104,7 @@ class StowResult:
     stored: int
     failed: int
     body: dict[str, Any]
+    retry: bool = False  # nothing stored, every failure worth sending again (disk, database)
 
 
 def split_multipart(body: bytes, boundary: str) -> list[tuple[dict[str, str], bytes]]:
@@ -384,7 +385,7 @@ class DicomWeb:
               study: str | None = None, trail: StoreTrail | None = None) -> StowResult:
         """Store each application/dicom part; the others fail. ``study``, when the request
         named one, must be the study of every object."""
-        referenced, failed = [], []
+        referenced, failed, reasons = [], [], []
         for headers, content in parts:
             reason, uids = None, ("", "")
             if headers.get("content-type", "").split(";")[0].strip().lower() != "application/dicom":
@@ -408,6 +409,7 @@ class DicomWeb:
             item.ReferencedSOPClassUID = uids[0]
             item.ReferencedSOPInstanceUID = uids[1]
             item.FailureReason = reason if reason is not None else _PROCESSING_FAILURE
+            reasons.append(item.FailureReason)
             failed.append(item)
         answer = Dataset()
         answer.RetrieveURL = f"{self.base_path}/studies/{study}" if study else ""
@@ -415,7 +417,8 @@ class DicomWeb:
             answer.ReferencedSOPSequence = referenced
         if failed:
             answer.FailedSOPSequence = failed
-        return StowResult(len(referenced), len(failed), answer.to_json_dict())
+        return StowResult(len(referenced), len(failed), answer.to_json_dict(),
+                          retry=not referenced and must_retry(reasons))
 
 
 def _parts(boundary: str, parts: list[tuple[str, bytes]]) -> Iterator[bytes]:

@@ -21,6 +21,7 @@ from starlette.concurrency import run_in_threadpool
 from adapters.container import Container
 from adapters.errors import AdapterError
 from adapters.http.deps import ContainerDep, forbidden, requires
+from adapters.http.errors import RETRY_AFTER_SECONDS
 from mpi.errors import UnknownAuthorityError
 from mpi.model import AuthorityKind
 from mpi.security import Principal
@@ -55,6 +56,8 @@ _STORE: dict[int | str, dict[str, Any]] = {
     403: {"description": "The caller speaks for no establishment, or names another one's "
                          "patients"},
     409: {"description": "No object stored (FailedSOPSequence says why)"},
+    503: {"description": "No object stored: the archive volume or the database failed "
+                         "(FailureReason 0xA700); send them again after Retry-After"},
     415: {"description": "Not multipart/related; type=application/dicom"},
 }
 DomainParam = Annotated[str | None, Query(
@@ -260,5 +263,8 @@ async def store_studies(request: Request, container: ContainerDep, caller: Store
         raise HTTPException(status_code=400, detail=str(exc)) from None
     result = await run_in_threadpool(asked.web.store_for, parts, asked.asker, asked.who,
                                      asked.source, caller.token_id)
+    if result.retry:  # the archive volume or the database failed: nothing kept, send again
+        return JSONResponse(result.body, status_code=503, media_type=DICOM_JSON,
+                            headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
     status = 200 if not result.failed else 202 if result.stored else 409
     return JSONResponse(result.body, status_code=status, media_type=DICOM_JSON)

@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from adapters.errors import DatabaseUnavailableError
 from adapters.hl7v2.adt import SUPPORTED_EVENTS, UnsupportedEventError, apply_adt
 from adapters.hl7v2.charset import (
     MessageDecodingError,
@@ -31,6 +32,7 @@ from adapters.hl7v2.er7 import Message, ParseError, parse
 from adapters.hl7v2.pixpdq import answer_pdq_query, answer_pix_query
 from adapters.hl7v2.replies import (
     APPLICATION_INTERNAL_ERROR,
+    DATABASE_UNAVAILABLE,
     ERROR_TEXTS,
     MESSAGE_ACCEPTED,
     SEGMENT_SEQUENCE_ERROR,
@@ -249,6 +251,16 @@ class Hl7Application:
             problem = rejected.problem
         except MPIError as exc:
             problem = problem_from_error(exc)
+        except DatabaseUnavailableError as exc:
+            # Nothing was applied and nothing can be journaled: the sender keeps the message
+            # and sends it again, which is applied then as if it came for the first time.
+            log_event(log, logging.WARNING, "hl7 message not applied: the database is "
+                      "unavailable; answered AE, the sender sends it again", sender=sender,
+                      control=control_id, error=str(exc.__cause__ or exc)[:200])
+            return Reply.of(self._entry(
+                text, sender, control_id, message_type,
+                ack(header, self.clock.now(), DATABASE_UNAVAILABLE), JournalStatus.ERROR,
+                DATABASE_UNAVAILABLE), codec)
         except Exception:
             log.exception("message %s from %s could not be applied", control_id, sender)
             problem = Problem("AE", APPLICATION_INTERNAL_ERROR,

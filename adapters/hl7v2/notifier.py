@@ -24,7 +24,7 @@ from mpi.model import Consumer
 from mpi.ports import Clock, PendingNotification, UnitOfWork
 from mpi.queries import current_person, person_view
 
-__all__ = ["PixNotifier", "build_a31", "Delivery"]
+__all__ = ["PixNotifier", "build_a31", "notification_control_id", "Delivery"]
 
 log = logging.getLogger(__name__)
 
@@ -51,12 +51,22 @@ async def send_over_mllp(consumer: Consumer, message: str, timeout: float) -> st
     return reply.decode("utf-8", errors="replace")
 
 
-def build_a31(view_identifiers: list[str], names: str, consumer: Consumer, now: datetime) -> str:
+def notification_control_id(notification_id: int) -> str:
+    """The MSH-10 of a notification's A31: its own, the same at every attempt, so that a
+    consumer recognizes a retransmission (one sent again because the process died between
+    the consumer's acknowledgement and the record of it) as the same message."""
+    return f"NTF{notification_id}"
+
+
+def build_a31(view_identifiers: list[str], names: str, consumer: Consumer, now: datetime,
+              control_id: str | None = None) -> str:
+    """The ADT^A31 announcing a person's identifiers; ``control_id`` its MSH-10 (a fresh one
+    when not given)."""
     s = SEPARATORS
     return "\r".join([
         segment(s, "MSH", s.encoding_characters, "MPI", "GCS", consumer.receiving_application,
                 consumer.receiving_facility, f"{now:%Y%m%d%H%M%S}", "", "ADT^A31^ADT_A05",
-                new_control_id(now), "P", "2.5", "", "", "", "", "", "UNICODE UTF-8"),
+                control_id or new_control_id(now), "P", "2.5", "", "", "", "", "", "UNICODE UTF-8"),
         segment(s, "EVN", "", f"{now:%Y%m%d%H%M%S}"),
         segment(s, "PID", "", "", s.repetition.join(view_identifiers), "", names),
         segment(s, "PV1", "", "N"),
@@ -132,7 +142,8 @@ class PixNotifier:
         given = d.given_names[0] if d.given_names else ""
         names = s.component.join([escape(d.birth_family_name or ""), escape(given), "", "", "",
                                   "", "L"]) if d.birth_family_name else ""
-        return build_a31(identifiers, names, consumer, now)
+        return build_a31(identifiers, names, consumer, now,
+                         notification_control_id(pending.id))
 
     def _mark_sent(self, pending: PendingNotification) -> None:
         with self.uow_factory() as uow:

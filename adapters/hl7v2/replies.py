@@ -35,6 +35,7 @@ __all__ = [
     "segment",
     "err_segment",
     "ERROR_TEXTS",
+    "DATABASE_UNAVAILABLE",
 ]
 
 SENDING_APPLICATION = "MPI"
@@ -97,6 +98,12 @@ _ERROR_CODES: tuple[tuple[type[MPIError], int], ...] = (
     (IdentityConflictError, APPLICATION_INTERNAL_ERROR),
     (MPIError, APPLICATION_INTERNAL_ERROR),
 )
+
+
+# What the service answers when the database is out of reach: nothing applied, nothing
+# journaled; the sender keeps the message and sends it again later (transient).
+DATABASE_UNAVAILABLE = Problem("AE", APPLICATION_INTERNAL_ERROR,
+                               "the database is unavailable; send the message again later")
 
 
 def problem_from_error(error: MPIError) -> Problem:

@@ -20,7 +20,9 @@ from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from adapters.errors import DatabaseUnavailableError
 from adapters.http.deps import deny_anonymous, public, route_template
+from adapters.http.errors import RETRY_AFTER_SECONDS, unavailable
 from adapters.logs import log_event
 
 __all__ = ["create_app", "service_version", "Mount", "OPENAPI_DOCUMENT", "AccessLog"]
@@ -128,7 +130,7 @@ def create_app(container: Any, mounts: Sequence[Mount]) -> FastAPI:
         return JSONResponse({"status": "ready" if database_ok else "not-ready",
                              "database": database_ok},
                             status_code=200 if database_ok else 503,
-                            headers={} if database_ok else {"Retry-After": "5"})
+                            headers={} if database_ok else {"Retry-After": str(RETRY_AFTER_SECONDS)})
 
     @app.get("/openapi.yaml", include_in_schema=False)
     @public
@@ -150,5 +152,6 @@ def create_app(container: Any, mounts: Sequence[Mount]) -> FastAPI:
     for mount in mounts:
         mount(app)
     app.openapi = _documented_openapi(app)  # type: ignore[method-assign]
+    app.add_exception_handler(DatabaseUnavailableError, unavailable)
     app.add_middleware(AccessLog)
     return app

@@ -9,7 +9,9 @@ PostgreSQL (``postgresql+psycopg://``) runs at READ COMMITTED; units of work ser
 they must with advisory locks (see ``SqlUnitOfWork.lock``).
 
 :class:`SqlConnection` is the boundary where database errors meaning "another transaction got
-in the way" become :class:`mpi.errors.ConcurrencyError`; other errors propagate unchanged.
+in the way" become :class:`mpi.errors.ConcurrencyError`, and those meaning "the database is out
+of reach" (stopped, restarting, its disk failed) :class:`DatabaseUnavailableError`; other errors
+propagate unchanged.
 """
 
 from __future__ import annotations
@@ -22,16 +24,20 @@ from typing import Any
 from sqlalchemy import JSON, Connection, Engine, Executable, Table, create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import CursorResult, NestedTransaction, make_url
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
+from adapters.errors import DatabaseUnavailableError
 from mpi.errors import ConcurrencyError
 
 __all__ = [
     "READ_ONLY_OPTION",
+    "DatabaseUnavailableError",
     "SqlConnection",
     "create_engine_for",
     "default_sqlite_url",
     "is_retryable",
+    "is_unavailable",
+    "translated_errors",
 ]
 
 READ_ONLY_OPTION = "mpi_read_only"
@@ -131,6 +137,19 @@ def is_retryable(exc: DBAPIError) -> bool:
     return False
 
 
+def is_unavailable(exc: DBAPIError) -> bool:
+    """True when a database error means the database itself is out of reach, not that the
+    statement was wrong (then nothing of the unit of work was applied)."""
+    return isinstance(exc, (OperationalError, InterfaceError)) and not is_retryable(exc)
+
+
+def translated_errors() -> _Translated:
+    """A context that turns retryable database errors into ConcurrencyError and an
+    unreachable database into DatabaseUnavailableError (for code outside a SqlConnection:
+    opening a connection)."""
+    return _Translated()
+
+
 class SqlConnection:
     """The connection of one unit of work, translating retryable database errors."""
 
@@ -196,6 +215,9 @@ class SqlConnection:
                 raise ConcurrencyError(
                     f"a concurrent transaction conflicted with this one: {exc}"
                 ) from exc
+            if isinstance(exc, (psycopg.OperationalError, psycopg.InterfaceError)):
+                self.connection.invalidate()  # a fresh connection next time
+                raise DatabaseUnavailableError(f"the database is unavailable: {exc}") from exc
             raise
         with self.translated():
             self.connection.commit()  # SQLAlchemy's own state: psycopg has nothing left to send
@@ -225,3 +247,6 @@ class _Translated:
             raise ConcurrencyError(
                 f"a concurrent transaction conflicted with this one: {exc.orig}"
             ) from exc
+        if isinstance(exc, DBAPIError) and is_unavailable(exc):
+            raise DatabaseUnavailableError(
+                f"the database is unavailable: {exc.orig}") from exc

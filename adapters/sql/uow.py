@@ -19,7 +19,7 @@ from typing import Any, Self
 from sqlalchemy import Connection, Engine, text
 
 from adapters.sql.audit import SqlAuditLog
-from adapters.sql.engine import READ_ONLY_OPTION, SqlConnection
+from adapters.sql.engine import READ_ONLY_OPTION, SqlConnection, translated_errors
 from adapters.sql.repositories import (
     SqlArchiveRepository,
     SqlAssertionRepository,
@@ -82,10 +82,11 @@ class SqlUnitOfWork:
     def __enter__(self) -> Self:
         """Open the connection and begin the transaction. Raises RuntimeError when already
         entered, ConcurrencyError when SQLite stayed locked by another writer past the busy
-        timeout; connection errors propagate."""
+        timeout, DatabaseUnavailableError when the database cannot be reached."""
         if self._sql is not None:
             raise RuntimeError("this unit of work is already in use")
-        connection = self._engine.connect()
+        with translated_errors():
+            connection = self._engine.connect()
         try:
             if self._read_only:
                 connection.execution_options(**self._read_only_options(connection))

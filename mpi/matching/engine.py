@@ -80,6 +80,10 @@ class ProbabilisticMatcher:
         keys = {name: value for name, value in blocking_keys(profile).items() if value}
         if not keys:
             return MatchDecision(None, LinkMethod.NEW, evidence={"reason": "no blocking key"})
+        # Two records of one person matched at once by two processes would each miss the
+        # other among its candidates and found two persons: with its blocking keys locked
+        # (until the end of the transaction), the second waits for the first and finds it.
+        uow.lock(f"block:{name}:{value}" for name, value in sorted(keys.items()))
         ranked, oversized = self._ranked(uow, record, profile, keys, self.model.review_probability)
         return self._decide(uow, record, profile, keys, ranked, oversized)
 
