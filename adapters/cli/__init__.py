@@ -12,8 +12,7 @@ from __future__ import annotations
 
 import click
 
-from adapters.cli import (archive, backup, identity, lifecycle, security, service, tls,
-                         viewer)
+from adapters.cli import archive, backup, identity, lifecycle, security, service, tls, viewer
 from adapters.cli.common import common_options
 
 __all__ = ["main"]
