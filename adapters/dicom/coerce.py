@@ -23,8 +23,7 @@ from pydicom.uid import DeflatedExplicitVRLittleEndian
 
 from mpi.archive import PatientCoercion
 
-__all__ = ["patient_attributes", "apply_coercion", "coerced_chunks", "rewritten_chunks",
-           "coerced_dataset",
+__all__ = ["patient_attributes", "apply_coercion", "coerced_chunks", "coerced_dataset",
            "read_header", "COERCED_KEYWORDS", "dicom_datetime"]
 
 # The attributes coercion owns, in the order they are compared and recorded.
@@ -162,23 +161,7 @@ def read_header(handle: BinaryIO) -> tuple[Dataset, int]:
 def coerced_chunks(handle: BinaryIO, plan: PatientCoercion, source: str,
                    when: datetime) -> Iterator[bytes]:
     """A coerced Part-10 copy of a stored object, in chunks: the rewritten header, then the
-    original bytes from the pixel data on, copied as they are. The header is spliced from the
-    stored bytes (:mod:`adapters.dicom.splice`) where that gives the very bytes of
-    :func:`rewritten_chunks`, and made by the latter everywhere else."""
-    from adapters.dicom.splice import spliced_chunks, spliced_header
-
-    header = spliced_header(handle, plan, source, when)
-    if header is not None:
-        yield from spliced_chunks(handle, header)
-        return
-    handle.seek(0)
-    yield from rewritten_chunks(handle, plan, source, when)
-
-
-def rewritten_chunks(handle: BinaryIO, plan: PatientCoercion, source: str,
-                     when: datetime) -> Iterator[bytes]:
-    """A coerced copy made by pydicom: the whole header parsed, coerced and encoded again,
-    then the original bytes from the pixel data on."""
+    original bytes from the pixel data on, copied as they are."""
     dataset, pixel_offset = read_header(handle)
     if dataset.file_meta.get("TransferSyntaxUID") == DeflatedExplicitVRLittleEndian:
         # A deflated body cannot be spliced: decode it whole (pixels stay bytes) and re-deflate.

@@ -11,19 +11,19 @@ import hashlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, BinaryIO
 
 from pydicom.dataset import Dataset
 
 from adapters.dicom.coerce import (
     apply_coercion,
-    coerced_chunks,
     coerced_dataset,
     patient_attributes,
     read_header,
 )
 from adapters.dicom.compress import decoded_dataset
 from adapters.dicom.header import parse_object
+from adapters.dicom.splice import coerced_copy, spliced_dataset
 from mpi.archive import (
     ArchiveMatch,
     ArchiveQuery,
@@ -185,7 +185,7 @@ class DicomArchive:
     def coerced_file(self, instance: StoredInstance, plan: PatientCoercion) -> Iterator[bytes]:
         """A coerced Part-10 copy, in chunks (pixel data copied, never decoded)."""
         with self.blobs.open(instance.blob_key) as handle:
-            yield from coerced_chunks(handle, plan, instance.source, self.clock.now())
+            yield from coerced_copy(handle, plan, instance.source, self.clock.now())
 
     def coerced_dataset(self, instance: StoredInstance, plan: PatientCoercion,
                         decode: bool = False) -> Dataset:
@@ -195,9 +195,18 @@ class DicomArchive:
         decoded."""
         with self.blobs.open(instance.blob_key) as handle:
             if not decode:
-                return coerced_dataset(handle, plan, instance.source, self.clock.now())
+                return self._spliced_dataset(handle, plan, instance.source)
             dataset = decoded_dataset(handle)
         apply_coercion(dataset, plan, instance.source, self.clock.now())
+        return dataset
+
+    def _spliced_dataset(self, handle: BinaryIO, plan: PatientCoercion,
+                         source: str) -> Dataset:
+        now = self.clock.now()
+        dataset = spliced_dataset(handle, plan, source, now)
+        if dataset is None:
+            handle.seek(0)
+            return coerced_dataset(handle, plan, source, now)
         return dataset
 
     def coerced_header(self, instance: StoredInstance, plan: PatientCoercion) -> Dataset:

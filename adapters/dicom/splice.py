@@ -29,8 +29,10 @@ from datetime import datetime
 from io import BytesIO
 from typing import Any, BinaryIO
 
+from pydicom import dcmread
 from pydicom.charset import default_encoding
 from pydicom.datadict import tag_for_keyword
+from pydicom.dataset import Dataset
 from pydicom.filebase import DicomBytesIO
 from pydicom.filereader import _read_file_meta_info, read_dataset
 from pydicom.filewriter import write_data_element, write_file_meta_info
@@ -41,10 +43,16 @@ from pydicom.uid import (
     ImplicitVRLittleEndian,
 )
 
-from adapters.dicom.coerce import COERCED_KEYWORDS, apply_coercion, dicom_datetime
+from adapters.dicom.coerce import (
+    COERCED_KEYWORDS,
+    apply_coercion,
+    coerced_chunks,
+    dicom_datetime,
+)
 from mpi.archive import PatientCoercion
 
-__all__ = ["SplicedHeader", "spliced_header", "spliced_chunks"]
+__all__ = ["SplicedHeader", "coerced_copy", "spliced_header", "spliced_chunks",
+           "spliced_dataset"]
 
 _READ = 1 << 16
 _CHUNK = 1 << 20
@@ -113,12 +121,38 @@ def spliced_header(handle: BinaryIO, plan: PatientCoercion, source: str,
         return None
 
 
+def coerced_copy(handle: BinaryIO, plan: PatientCoercion, source: str,
+                 when: datetime) -> Iterator[bytes]:
+    """A coerced Part-10 copy of a stored object, in chunks: spliced where that gives the
+    bytes of :func:`adapters.dicom.coerce.coerced_chunks`, made by the latter elsewhere."""
+    header = spliced_header(handle, plan, source, when)
+    if header is None:
+        handle.seek(0)
+        yield from coerced_chunks(handle, plan, source, when)
+        return
+    yield from spliced_chunks(handle, header)
+
+
 def spliced_chunks(handle: BinaryIO, header: SplicedHeader) -> Iterator[bytes]:
     """The coerced copy: the spliced header, then the stored bytes from the pixel data on."""
     yield header.header
     handle.seek(header.pixel_offset)
     while chunk := handle.read(_CHUNK):
         yield chunk
+
+
+def spliced_dataset(handle: BinaryIO, plan: PatientCoercion, source: str,
+                    when: datetime) -> Dataset | None:
+    """The coerced copy as a dataset read back from its spliced bytes (None: take the pydicom
+    path). Its elements stay as encoded: a DIMSE peer is sent them as they are, pixel data
+    included, instead of encoded again."""
+    header = spliced_header(handle, plan, source, when)
+    if header is None:
+        return None
+    handle.seek(header.pixel_offset)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return dcmread(BytesIO(header.header + handle.read()))
 
 
 def _splice(buffer: _Buffer, plan: PatientCoercion, source: str,

@@ -1,5 +1,5 @@
 """Coercion by splicing (adapters.dicom.splice) gives the very bytes of the pydicom path
-(adapters.dicom.coerce.rewritten_chunks): on every Part-10 file bundled with pydicom and on
+(adapters.dicom.coerce.coerced_chunks): on every Part-10 file bundled with pydicom and on
 objects written byte by byte for the cases pydicom re-encodes (odd lengths, empty values of
 UN, sequences of undefined length, group lengths, elements after the pixel data, an earlier
 OriginalAttributesSequence); and where splicing could differ (deflated, big endian, tags out
@@ -25,9 +25,10 @@ from pydicom.uid import (
     ImplicitVRLittleEndian,
     JPEGBaseline8Bit,
 )
+from pynetdicom.dsutils import encode
 
-from adapters.dicom.coerce import coerced_chunks, rewritten_chunks
-from adapters.dicom.splice import spliced_chunks, spliced_header
+from adapters.dicom.coerce import coerced_chunks, coerced_dataset
+from adapters.dicom.splice import coerced_copy, spliced_chunks, spliced_dataset, spliced_header
 from mpi.archive import PatientCoercion
 from tests.unit.test_dicom_coercion import plan
 
@@ -48,7 +49,7 @@ BUNDLED = part10(sorted(p for p in TEST_FILES.glob("**/*") if p.is_file()))
 
 
 def slow(data: bytes, coercion: PatientCoercion, when: datetime = WHEN) -> bytes:
-    return b"".join(rewritten_chunks(BytesIO(data), coercion, "CHRU", when))
+    return b"".join(coerced_chunks(BytesIO(data), coercion, "CHRU", when))
 
 
 def spliced(data: bytes, coercion: PatientCoercion, when: datetime = WHEN) -> bytes | None:
@@ -58,7 +59,7 @@ def spliced(data: bytes, coercion: PatientCoercion, when: datetime = WHEN) -> by
 
 
 def answered(data: bytes, coercion: PatientCoercion, when: datetime = WHEN) -> bytes:
-    return b"".join(coerced_chunks(BytesIO(data), coercion, "CHRU", when))
+    return b"".join(coerced_copy(BytesIO(data), coercion, "CHRU", when))
 
 
 # -- objects written byte by byte ---------------------------------------------------------
@@ -255,3 +256,19 @@ def test_a_name_that_needs_another_character_set_takes_the_pydicom_path() -> Non
     reference = slow(data, unicode)
     assert b"ISO_IR 192" in reference
     assert answered(data, unicode) == reference
+
+
+@pytest.mark.parametrize("name", ["CT_small.dcm", "MR_small_implicit.dcm",
+                                  "MR_small_jp2klossless.dcm", "rtplan.dcm"])
+def test_a_dimse_peer_is_sent_the_bytes_the_pydicom_path_sends(name: str) -> None:
+    data = (TEST_FILES / name).read_bytes()
+    dataset = spliced_dataset(BytesIO(data), plan(), "CHRU", WHEN)
+    assert dataset is not None
+    today = coerced_dataset(BytesIO(data), plan(), "CHRU", WHEN)
+    implicit = today.file_meta.TransferSyntaxUID == ImplicitVRLittleEndian
+    assert encode(dataset, implicit, True) == encode(today, implicit, True)
+
+
+def test_a_dimse_peer_of_a_deflated_object_is_left_to_the_pydicom_path() -> None:
+    data = (TEST_FILES / "image_dfl.dcm").read_bytes()
+    assert spliced_dataset(BytesIO(data), plan(), "CHRU", WHEN) is None
