@@ -8,7 +8,7 @@ ours for latency: above 1.0 we are ahead), as the median over the rounds with th
 - WADO-RS of every study (multipart) and of instances one by one (MB/s), ours coercing every
   header for the asker's domain;
 - QIDO-RS study search on an archive of --qido-studies studies (p50 and p95 latency);
-- ``mpi archive import`` of a folder (copying, and indexing in place) beside Orthanc importing
+- ``mpi archive import`` of a folder (files copied into the archive) beside Orthanc importing
   the same folder through its REST API, one file after another as its ImportDicomFiles.py does
   (files/s and MB/s);
 - a multi-frame object of --big-mb MB through C-STORE, STOW-RS and WADO-RS, with the peak
@@ -235,13 +235,12 @@ def qido(server: Server, patients: list[str]) -> tuple[float, float]:
     return (statistics.median(latencies), latencies[int(len(latencies) * 0.95) - 1])
 
 
-def import_into(server: Server, folder: Path, in_place: bool = False) -> float:
+def import_into(server: Server, folder: Path) -> float:
     """Seconds to import every file of a folder."""
     files = sorted(folder.iterdir())
     start = time.perf_counter()
     if isinstance(server, Ours):
-        server.mpi("archive", "import", "--authority", "CHRU", *(
-            ["--in-place"] if in_place else []), str(folder))
+        server.mpi("archive", "import", "--authority", "CHRU", str(folder))
     else:
         with server.client() as client:
             for path in files:
@@ -480,21 +479,16 @@ def main() -> None:
             for round_number in range(args.rounds):
                 for server in servers(round_number, "import"):
                     server.work.mkdir()
-                    modes = [False, True] if isinstance(server, Ours) else [False]
-                    for in_place in modes:
-                        if isinstance(server, Orthanc):
-                            server.start()
-                        try:
-                            seconds = import_into(server, sets["one"], in_place)
-                        finally:
-                            server.stop()
-                        size = sum(p.stat().st_size for p in sets["one"].iterdir()) / 1e6
-                        mode = "indexed in place" if in_place else "copied"
-                        label = f"archive import of a folder, {mode}"
-                        figures.add(f"{label} (files/s)", server.name, args.instances / seconds)
-                        figures.add(f"{label} (MB/s)", server.name, size / seconds)
-                        if isinstance(server, Ours):
-                            shutil.rmtree(server.work / "data", ignore_errors=True)
+                    if isinstance(server, Orthanc):
+                        server.start()
+                    try:
+                        seconds = import_into(server, sets["one"])
+                    finally:
+                        server.stop()
+                    size = sum(p.stat().st_size for p in sets["one"].iterdir()) / 1e6
+                    label = "archive import of a folder, files copied"
+                    figures.add(f"{label} (files/s)", server.name, args.instances / seconds)
+                    figures.add(f"{label} (MB/s)", server.name, size / seconds)
                     shutil.rmtree(server.work)
                 print(f"round {round_number + 1}: import done", flush=True)
 

@@ -15,6 +15,7 @@ from typing import Any, BinaryIO
 
 from pydicom.dataset import Dataset
 
+from adapters.dicom.blobstore import FilesystemBlobStore
 from adapters.dicom.coerce import (
     apply_coercion,
     coerced_dataset,
@@ -37,6 +38,7 @@ from mpi.archive import (
     StoreOutcome,
     StoreResult,
     asker_authority,
+    blob_key,
 )
 from mpi.audit import AuditAction, AuditEvent
 from mpi.authorities import AuthorityRegistry
@@ -136,10 +138,16 @@ class DicomArchive:
         :func:`adapters.dicom.header.parse_object` and :meth:`ArchiveService.accept`.
         ``trail``: the access trail of the association (request, import) it arrived in."""
         parsed = parse_object(data)
+        # On the filesystem, the bytes are written and flushed before the transaction, whose
+        # write lock (SQLite) or advisory locks (PostgreSQL) then only cover their rename.
+        key = blob_key(parsed.header, parsed.sha256)
+        staged = (self.blobs.stage(key, data) if isinstance(self.blobs, FilesystemBlobStore)
+                  and not self.blobs.exists(key) else None)
 
         def accept() -> StoreResult:
             with self.uow_factory() as uow:
-                result = self.service.accept(uow, parsed.header, data, parsed.sha256, sender)
+                result = self.service.accept(uow, parsed.header, data, parsed.sha256, sender,
+                                             staged)
                 if trail is not None and result.outcome is not StoreOutcome.DUPLICATE:
                     entry = trail.entry(uow, result, self.clock.now())
                     if entry is not None:
@@ -148,7 +156,11 @@ class DicomArchive:
                 return result
 
         # Two associations storing the first instances of one study race for its rows.
-        result = retry_on_conflict(accept)
+        try:
+            result = retry_on_conflict(accept)
+        finally:
+            if staged is not None:
+                staged.discard()
         if trail is not None and result.outcome is not StoreOutcome.DUPLICATE:
             trail.traced(result)
         return result
