@@ -15,7 +15,7 @@ ours for latency: above 1.0 we are ahead), as the median over the rounds with th
   resident memory of the server process above its idle size (ours and Orthanc's).
 
     python bench/peers.py [--instances 600] [--rounds 3] [--qido-studies 10000]
-                          [--big-mb 1024] [--skip qido,big,import]
+                          [--big-mb 1024] [--skip retrieval,import,qido,big]
 
 Orthanc (``apt-get install orthanc orthanc-dicomweb``) runs from a configuration written in
 the work folder: SQLite index, SyncStorageArea on, the DICOMweb plugin, C-GET allowed to any
@@ -97,6 +97,7 @@ class Ours(Server):
     name = "ours"
     aet = "VNA"
     wado_root = "/dicomweb"
+    credentials: tuple[str, str] | None = None
 
     def env(self) -> dict[str, str]:
         return dict(os.environ, MPI_DATA_DIR=str(self.work / "data"),
@@ -114,17 +115,22 @@ class Ours(Server):
                                         stderr=subprocess.DEVNULL)
         wait_port(self.dicom_port, 60)
         wait_port(self.http_port, 60)
-        if not self.headers:
-            # The CHRU's viewer, with its token: every answer coerced to its domain (the
-            # objects arrive without IssuerOfPatientID and leave with the CHRU's qualifiers).
+        if self.credentials is None:
+            # The CHRU's viewer: every answer coerced to its domain (the objects arrive
+            # without IssuerOfPatientID and leave with the CHRU's qualifiers).
             added = json.loads(self.mpi("client", "add", f"bench-{self.http_port}",
                                         "--establishment", "CHRU", "--scope",
                                         "system/ImagingStudy.crs").stdout)
-            token = httpx.post(f"http://127.0.0.1:{self.http_port}/oauth/token",
-                               data={"grant_type": "client_credentials"},
-                               auth=(added["client_id"], added["client_secret"])
-                               ).raise_for_status().json()["access_token"]
-            self.headers = {"Authorization": f"Bearer {token}"}
+            self.credentials = (added["client_id"], added["client_secret"])
+
+    def client(self) -> httpx.Client:
+        # A token lives five minutes: a fresh one for each series of requests.
+        assert self.credentials is not None
+        token = httpx.post(f"http://127.0.0.1:{self.http_port}/oauth/token",
+                           data={"grant_type": "client_credentials"},
+                           auth=self.credentials).raise_for_status().json()["access_token"]
+        self.headers = {"Authorization": f"Bearer {token}"}
+        return super().client()
 
 
 class Orthanc(Server):
@@ -399,6 +405,8 @@ class Figures:
         return f"{median:,.1f} ({min(values):,.1f}-{max(values):,.1f})"
 
     def report(self, lower_is_better: set[str]) -> None:
+        if not self.order:
+            return
         width = max(len(line) for line, _ in self.order)
         print(f"\n{'':{width}}  {'ours':>26}  {'Orthanc':>26}  ratio")
         for line, _ in self.order:
@@ -439,7 +447,8 @@ def main() -> None:
     parser.add_argument("--qido-queries", type=int, default=300)
     parser.add_argument("--big-mb", type=int, default=1024)
     parser.add_argument("--port-base", type=int, default=22100)
-    parser.add_argument("--skip", default="", help="comma-separated: qido,big,import")
+    parser.add_argument("--skip", default="",
+                        help="comma-separated: retrieval,import,qido,big")
     args = parser.parse_args()
     skip = set(filter(None, args.skip.split(",")))
     peer = ORTHANC is not None and ORTHANC_PLUGIN.is_file()
@@ -471,7 +480,7 @@ def main() -> None:
             # Interleaved: who goes first alternates from one round to the next.
             return found if round_number % 2 == 0 else found[::-1]
 
-        for round_number in range(args.rounds):
+        for round_number in range(args.rounds if "retrieval" not in skip else 0):
             for server in servers(round_number, "retrieval"):
                 server.work.mkdir()
                 retrieval_round(server, work, sets, studies, instances, figures)
