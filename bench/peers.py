@@ -415,7 +415,8 @@ class Figures:
             ratio = "-"
             if ours and peer:
                 a, b = statistics.median(ours), statistics.median(peer)
-                ratio = f"{(b / a if line in lower_is_better else a / b):.2f}"
+                num, den = (b, a) if line in lower_is_better else (a, b)
+                ratio = f"{num / den:.2f}" if den else "ours 0"
             print(f"{line:{width}}  {self.text(line, 'ours'):>26}  "
                   f"{self.text(line, 'Orthanc'):>26}  {ratio}", flush=True)
 
