@@ -11,19 +11,20 @@ import hashlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, BinaryIO
 
 from pydicom.dataset import Dataset
 
+from adapters.dicom.blobstore import FilesystemBlobStore
 from adapters.dicom.coerce import (
     apply_coercion,
-    coerced_chunks,
     coerced_dataset,
     patient_attributes,
     read_header,
 )
 from adapters.dicom.compress import decoded_dataset
 from adapters.dicom.header import parse_object
+from adapters.dicom.splice import coerced_copy, spliced_dataset
 from mpi.archive import (
     ArchiveMatch,
     ArchiveQuery,
@@ -37,6 +38,7 @@ from mpi.archive import (
     StoreOutcome,
     StoreResult,
     asker_authority,
+    blob_key,
 )
 from mpi.audit import AuditAction, AuditEvent
 from mpi.authorities import AuthorityRegistry
@@ -136,10 +138,16 @@ class DicomArchive:
         :func:`adapters.dicom.header.parse_object` and :meth:`ArchiveService.accept`.
         ``trail``: the access trail of the association (request, import) it arrived in."""
         parsed = parse_object(data)
+        # On the filesystem, the bytes are written and flushed before the transaction, whose
+        # write lock (SQLite) or advisory locks (PostgreSQL) then only cover their rename.
+        key = blob_key(parsed.header, parsed.sha256)
+        staged = (self.blobs.stage(key, data) if isinstance(self.blobs, FilesystemBlobStore)
+                  and not self.blobs.exists(key) else None)
 
         def accept() -> StoreResult:
             with self.uow_factory() as uow:
-                result = self.service.accept(uow, parsed.header, data, parsed.sha256, sender)
+                result = self.service.accept(uow, parsed.header, data, parsed.sha256, sender,
+                                             staged)
                 if trail is not None and result.outcome is not StoreOutcome.DUPLICATE:
                     entry = trail.entry(uow, result, self.clock.now())
                     if entry is not None:
@@ -148,7 +156,11 @@ class DicomArchive:
                 return result
 
         # Two associations storing the first instances of one study race for its rows.
-        result = retry_on_conflict(accept)
+        try:
+            result = retry_on_conflict(accept)
+        finally:
+            if staged is not None:
+                staged.discard()
         if trail is not None and result.outcome is not StoreOutcome.DUPLICATE:
             trail.traced(result)
         return result
@@ -185,7 +197,7 @@ class DicomArchive:
     def coerced_file(self, instance: StoredInstance, plan: PatientCoercion) -> Iterator[bytes]:
         """A coerced Part-10 copy, in chunks (pixel data copied, never decoded)."""
         with self.blobs.open(instance.blob_key) as handle:
-            yield from coerced_chunks(handle, plan, instance.source, self.clock.now())
+            yield from coerced_copy(handle, plan, instance.source, self.clock.now())
 
     def coerced_dataset(self, instance: StoredInstance, plan: PatientCoercion,
                         decode: bool = False) -> Dataset:
@@ -195,9 +207,18 @@ class DicomArchive:
         decoded."""
         with self.blobs.open(instance.blob_key) as handle:
             if not decode:
-                return coerced_dataset(handle, plan, instance.source, self.clock.now())
+                return self._spliced_dataset(handle, plan, instance.source)
             dataset = decoded_dataset(handle)
         apply_coercion(dataset, plan, instance.source, self.clock.now())
+        return dataset
+
+    def _spliced_dataset(self, handle: BinaryIO, plan: PatientCoercion,
+                         source: str) -> Dataset:
+        now = self.clock.now()
+        dataset = spliced_dataset(handle, plan, source, now)
+        if dataset is None:
+            handle.seek(0)
+            return coerced_dataset(handle, plan, source, now)
         return dataset
 
     def coerced_header(self, instance: StoredInstance, plan: PatientCoercion) -> Dataset:

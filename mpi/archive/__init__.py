@@ -57,6 +57,7 @@ from mpi.archive.ports import (
     LifecycleRepository,
     NewContent,
     PendingDeletion,
+    StagedBlob,
 )
 from mpi.archive.reading import (
     LEVELS,
@@ -95,6 +96,7 @@ __all__ = [
     "ArchiveRepository",
     "ArchiveUnitOfWork",
     "BlobStore",
+    "StagedBlob",
     "ArchivedPatient",
     "InstanceHeader",
     "PatientAsReceived",

@@ -20,7 +20,7 @@ from mpi.archive.model import (
     blob_key,
     is_valid_uid,
 )
-from mpi.archive.ports import ArchiveUnitOfWork, BlobStore
+from mpi.archive.ports import ArchiveUnitOfWork, BlobStore, StagedBlob
 from mpi.authorities import AuthorityRegistry
 from mpi.errors import (
     ForbiddenError,
@@ -81,9 +81,11 @@ class ArchiveService:
             raise InvalidObjectError("the object has no PatientID")
 
     def accept(self, uow: ArchiveUnitOfWork, header: InstanceHeader, content: bytes, sha256: str,
-               sender: Sender) -> StoreResult:
+               sender: Sender, staged: StagedBlob | None = None) -> StoreResult:
         """Index an object and store its bytes (before the caller commits). An unknown
-        patient becomes a provisional source record that goes through matching.
+        patient becomes a provisional source record that goes through matching. ``staged``:
+        its bytes already written for its key (then only made visible here); the caller
+        discards them after the transaction.
 
         Raises InvalidObjectError, UnknownAuthorityError, StudyOwnershipError; ForbiddenError
         and the identity errors of registration propagate. On any error after the bytes were
@@ -117,7 +119,10 @@ class ArchiveService:
         )
         wrote = not self.blobs.exists(key)
         if wrote:
-            self.blobs.put(key, content)
+            if staged is not None and staged.key == key:
+                staged.commit()
+            else:
+                self.blobs.put(key, content)
         try:
             if existing is None:
                 uow.archive.add_instance(instance)

@@ -28,7 +28,8 @@ from mpi.archive.model import (
 from mpi.model import Identifier
 from mpi.ports import UnitOfWork
 
-__all__ = ["ArchiveRepository", "BlobStore", "ArchiveUnitOfWork", "LifecycleRepository",
+__all__ = ["ArchiveRepository", "BlobStore", "StagedBlob", "ArchiveUnitOfWork",
+           "LifecycleRepository",
            "CompressionCriteria", "PendingDeletion", "NewContent"]
 
 
@@ -66,6 +67,23 @@ class NewContent:
     original_sha256: str
     pixel_sha256: str
     compressed_at: datetime
+
+
+class StagedBlob(Protocol):
+    """The bytes of a blob written and flushed to storage before the transaction that indexes
+    them, not yet visible under their key: the slow part of storing an object done outside
+    the database's locks."""
+
+    key: str
+
+    def commit(self) -> None:
+        """Make the bytes visible under the key (atomically; again after a delete of the key,
+        for a retried transaction). Raises OSError."""
+        ...
+
+    def discard(self) -> None:
+        """Forget bytes never made visible; nothing happens to committed ones."""
+        ...
 
 
 class BlobStore(Protocol):
