@@ -11,6 +11,7 @@ from typing import Any
 from fastapi import FastAPI, routing
 
 from adapters.api.lifecycle import router as lifecycle_router
+from adapters.api.metrics import router as metrics_router
 from adapters.api.oauth import router as oauth_router
 from adapters.api.review import router as review_router
 from adapters.auth.keys import SigningKeys
@@ -183,5 +184,5 @@ def http_app(container: object) -> FastAPI:
         install_login_redirect(app)  # after FHIR's error handlers, which it falls back on
 
     return create_app(container, [_routers(oauth_router, review_router, lifecycle_router,
-                                           dicomweb_router),
+                                           dicomweb_router, metrics_router),
                                   fhir, console])
