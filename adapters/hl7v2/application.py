@@ -439,6 +439,9 @@ class Hl7Application:
     def _reject_unreadable(self, text: str, codec: str, problem: Problem,
                            peer: str = "") -> tuple[Reply, Message | None]:
         """Answer a message we cannot read, with the little we can take from its MSH."""
+        # A NUL byte, which HL7 text never holds, is often what made it unreadable; the
+        # journal and the trail must still take it, and PostgreSQL's text cannot hold one.
+        text = text.replace("\x00", "\ufffd")
         message: Message | None
         try:
             message = parse(text)
