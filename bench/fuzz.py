@@ -26,8 +26,8 @@ from hypothesis import strategies as st
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.fuzz import targets  # noqa: E402
-from tests.service import RunningService, start_service  # noqa: E402
+from tests.fuzz import targets
+from tests.service import RunningService, start_service
 
 _controls = itertools.count(1)
 
@@ -63,10 +63,11 @@ def run_target(strategy: st.SearchStrategy[Any], check: Callable[[Any], None],
     tried = 0
     failures: list[str] = []
     started = time.perf_counter()
+    failing: list[Any] = []  # the input that broke the check last (shrunk, in the end)
     for attempt in itertools.count():
         if tried >= examples or len(failures) >= 5:
             break
-        failing: list[Any] = []
+        failing.clear()
 
         @seed(attempt)
         @settings(max_examples=examples - tried, deadline=None, database=None,

@@ -17,11 +17,11 @@ from __future__ import annotations
 import hashlib
 import json
 import socket
-from urllib.parse import quote
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 from hypothesis import strategies as st
