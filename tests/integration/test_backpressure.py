@@ -20,6 +20,7 @@ from starlette.types import Receive, Scope, Send
 from adapters.http.app import ConcurrencyLimit
 from tests.feeds import Peer, segments
 from tests.hl7_messages import registration
+from tests.integration.test_operations import scrape
 from tests.service import RunningService, start_service
 
 AT_ONCE = 50
@@ -59,6 +60,7 @@ def test_fifty_mllp_connections_are_served_and_one_more_is_closed_at_once(
     # Once the others are gone, a new connection is served again.
     with Peer(service.mllp_port) as peer:
         assert segments(peer.send(registration("CHRU", "839999", "CHARGE")))["MSA"][0][1] == "AA"
+    assert scrape(service)[("mpi_mllp_connections_refused_total", ())] == 1
 
 
 def test_fifty_dicom_associations_are_accepted_and_one_more_is_rejected_as_transient(
@@ -84,6 +86,9 @@ def test_fifty_dicom_associations_are_accepted_and_one_more_is_rejected_as_trans
     again = scu.associate("127.0.0.1", service.dicom_port, ae_title="VNA")
     assert again.is_established
     again.release()
+    found = scrape(service)
+    assert found[("mpi_dicom_associations_total", (("outcome", "rejected-limit"),))] == 1
+    assert found[("mpi_dicom_associations_total", (("outcome", "accepted"),))] == AT_ONCE + 1
 
 
 def test_an_http_flood_is_answered_whole_each_request_200_or_503_with_retry_after(
@@ -110,6 +115,8 @@ def test_an_http_flood_is_answered_whole_each_request_200_or_503_with_retry_afte
         assert refusal.json()["resourceType"] == "OperationOutcome"
     # The health checks are answered whatever the load.
     assert httpx.get(service.http_base + "/health/live").status_code == 200
+    overloaded = scrape(service).get(("mpi_http_overloaded_total", ()), 0)
+    assert overloaded == len(refusals)
 
 
 def test_a_request_beyond_the_concurrency_limit_gets_503_at_once() -> None:
