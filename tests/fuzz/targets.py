@@ -133,10 +133,12 @@ def check_mllp(service: RunningService, data: bytes, control: str) -> None:
 
 
 def check_hl7_application(service: RunningService, data: bytes) -> None:
-    """The application answers every payload with an ACK, AA, AE or AR."""
+    """The application answers every payload with an ACK, AA, AE or AR, that reads back (in
+    the sender's separators, as HL7 wants)."""
     reply = service.container.hl7.handle(data)
     assert reply.ack_code in ("AA", "AE", "AR"), reply
-    assert "MSA|" in reply.text
+    msa = parse(reply.text).first("MSA")
+    assert msa is not None and msa.value(1) == reply.ack_code, reply
 
 
 class StoreScu:
