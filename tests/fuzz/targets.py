@@ -249,9 +249,10 @@ _MATCH = {"resourceType": "Parameters", "parameter": [
 @st.composite
 def _match_body(draw: st.DrawFn) -> Any:
     body = json.loads(json.dumps(_MATCH))
-    patient = body["parameter"][0]["resource"]
+    # The objects an edit may land in, taken before any edit replaces one of them.
+    places = [body, body["parameter"][0]["resource"], body["parameter"][1]]
     for _ in range(draw(st.integers(0, 3))):
-        target = draw(st.sampled_from([body, patient, body["parameter"][1]]))
+        target = draw(st.sampled_from(places))
         target[draw(st.sampled_from(["name", "birthDate", "gender", "identifier",
                                      "resourceType", "valueInteger", "parameter",
                                      "onlyCertainMatches", draw(_TEXT)]))] = draw(_JSON)
