@@ -35,8 +35,8 @@ _controls = itertools.count(1)
 def campaign(service: RunningService, work: Path) -> dict[str, tuple[Any, Callable[[Any], None],
                                                                    Callable[[Any], bytes]]]:
     """Each target: its strategy, its check, and how a failing input is kept as bytes."""
-    writer = service.bearer("system/ImagingStudy.c", "CHRU")
-    reader = service.bearer("system/*.rs", "CHRU")
+    writer = targets.Bearer(service, "system/ImagingStudy.c", "CHRU")
+    reader = targets.Bearer(service, "system/*.rs", "CHRU")
     scu = targets.StoreScu(service)
     same: Callable[[Any], bytes] = bytes
     return {
@@ -76,6 +76,9 @@ def run_target(strategy: st.SearchStrategy[Any], check: Callable[[Any], None],
         def fuzz(value: Any) -> None:
             nonlocal tried
             tried += 1
+            if tried % 1000 == 0:
+                print(f"    {name}: {tried} inputs, {len(failures)} failures, "
+                      f"{time.perf_counter() - started:.0f} s", flush=True)
             try:
                 check(value)
             except Exception:

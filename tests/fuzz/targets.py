@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import socket
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -199,13 +200,16 @@ def check_cstore(service: RunningService, scu: StoreScu, data: bytes, work: Path
     assert stored_files_without_index(service) == []
 
 
-def check_stow(service: RunningService, headers: dict[str, str], data: bytes) -> None:
-    """A mutated object through STOW-RS: 200, 202, 4xx, never 5xx; never a partial file."""
+def check_stow(service: RunningService, bearer: Bearer, data: bytes) -> None:
+    """A mutated object through STOW-RS: 200, 202, 4xx (never 401: the input must reach the
+    route), never 5xx; never a partial file."""
+    headers = bearer()
     body = (b"--XyZ\r\nContent-Type: application/dicom\r\n\r\n" + data + b"\r\n--XyZ--\r\n")
     answer = _http(service).post("/dicomweb/studies", content=body,
                         headers={**headers, "Content-Type":
                                  'multipart/related; type="application/dicom"; boundary=XyZ'})
-    assert answer.status_code < 500, (answer.status_code, answer.text[:500])
+    assert answer.status_code < 500 and answer.status_code != 401, (answer.status_code,
+                                                                   answer.text[:500])
     assert stored_files_without_index(service) == []
 
 
@@ -217,6 +221,22 @@ def _http(service: RunningService) -> httpx.Client:
         client = httpx.Client(base_url=service.http_base, timeout=60)
         service._fuzz_http = client  # type: ignore[attr-defined]
     return client
+
+
+class Bearer:
+    """The Authorization header of a client, its token renewed before it expires (a
+    campaign outlasts a token: every request would then be a mere 401)."""
+
+    def __init__(self, service: RunningService, scopes: str, establishment: str) -> None:
+        self.service, self.scopes, self.establishment = service, scopes, establishment
+        self.header: dict[str, str] = {}
+        self.taken = 0.0
+
+    def __call__(self) -> dict[str, str]:
+        if time.monotonic() - self.taken > 120:  # tokens live 300 s
+            self.header = self.service.bearer(self.scopes, self.establishment)
+            self.taken = time.monotonic()
+        return self.header
 
 
 # -- FHIR requests ---------------------------------------------------------------------------
@@ -279,16 +299,17 @@ def fhir_inputs() -> st.SearchStrategy[dict[str, Any]]:
     )
 
 
-def check_fhir(service: RunningService, headers: dict[str, str], request: dict[str, Any]
-               ) -> None:
-    """Any FHIR request: an answer below 500, a FHIR resource when JSON."""
+def check_fhir(service: RunningService, bearer: Bearer, request: dict[str, Any]) -> None:
+    """Any FHIR request: an answer below 500 (and never 401: it must reach the route)."""
+    headers = bearer()
     body = request.get("body")
     answer = _http(service).request(
         request["method"], request["path"], params=request["params"],
         headers={**headers, **({"Content-Type": "application/fhir+json"} if body is not None
                                or request["method"] == "POST" else {})},
         content=None if body is None else json.dumps(body).encode())
-    assert answer.status_code < 500, (answer.status_code, answer.text[:500])
+    assert answer.status_code < 500 and answer.status_code != 401, (answer.status_code,
+                                                                   answer.text[:500])
 
 
 # -- the corpus ------------------------------------------------------------------------------

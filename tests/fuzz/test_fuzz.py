@@ -78,7 +78,7 @@ def test_the_cstore_scp_answers_mutated_objects_without_a_partial_file(
 
 def test_stow_rs_answers_mutated_objects_below_500_without_a_partial_file(
         service: RunningService) -> None:
-    headers = service.bearer("system/ImagingStudy.c", "CHRU")
+    headers = targets.Bearer(service, "system/ImagingStudy.c", "CHRU")
 
     @SHORT_SERVICE
     @given(data=targets.dicom_inputs())
@@ -90,8 +90,8 @@ def test_stow_rs_answers_mutated_objects_below_500_without_a_partial_file(
 
 def test_the_fhir_routes_answer_any_parameters_and_bodies_below_500(
         service: RunningService) -> None:
-    headers = service.bearer("system/Patient.rs system/ImagingStudy.rs system/AuditEvent.rs",
-                             "CHRU")
+    headers = targets.Bearer(service, "system/Patient.rs system/ImagingStudy.rs "
+                                      "system/AuditEvent.rs", "CHRU")
 
     @settings(SHORT, max_examples=200)
     @given(request=targets.fhir_inputs())
@@ -127,8 +127,8 @@ def test_kept_inputs_of_the_service(kept: targets.Kept, service: RunningService,
         finally:
             scu.close()
     elif kept.target == "stow-rs":
-        targets.check_stow(service, service.bearer("system/ImagingStudy.c", "CHRU"),
+        targets.check_stow(service, targets.Bearer(service, "system/ImagingStudy.c", "CHRU"),
                            kept.data)
     else:
-        targets.check_fhir(service, service.bearer("system/*.rs", "CHRU"),
+        targets.check_fhir(service, targets.Bearer(service, "system/*.rs", "CHRU"),
                            targets.fhir_request_of(kept.data))
