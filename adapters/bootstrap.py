@@ -12,6 +12,7 @@ from typing import Any
 from fastapi import FastAPI, routing
 
 from adapters.api.lifecycle import router as lifecycle_router
+from adapters.api.metrics import router as metrics_router
 from adapters.api.oauth import router as oauth_router
 from adapters.api.review import router as review_router
 from adapters.auth.keys import SigningKeys
@@ -188,7 +189,8 @@ def http_app(container: object) -> FastAPI:
         install_login_redirect(app)  # after FHIR's error handlers, which it falls back on
 
     app = create_app(container, [_routers(oauth_router, review_router, lifecycle_router,
-                                          dicomweb_router, viewer_router),
+                                          dicomweb_router, viewer_router,
+                                          metrics_router),
                                  fhir, console])
     settings = getattr(container, "settings", None)
     install_cross_origin(app, getattr(settings, "cors_origins", ()), isolated=("/dicomweb",))

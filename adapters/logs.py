@@ -10,18 +10,66 @@ keys of the JSON object.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import re
 import sys
+import uuid
+from collections.abc import Iterator
+from contextvars import ContextVar
 from typing import Any
 
 from pythonjsonlogger.json import JsonFormatter
 
-__all__ = ["configure_logging", "log_event", "TEXT_FORMAT"]
+__all__ = ["configure_logging", "log_event", "TEXT_FORMAT", "request_id", "request_scope",
+           "bind_request_id", "new_request_id", "RequestIdFilter"]
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 # Libraries whose INFO lines are protocol chatter (one per PDU for pynetdicom): shown only
 # when the operator asks for debug.
 _CHATTY = ("pynetdicom", "uvicorn.access", "multipart", "alembic.runtime.migration")
+
+
+_request_id: ContextVar[str | None] = ContextVar("mpi_request_id", default=None)
+_GIVEN_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
+def new_request_id(given: str | None = None) -> str:
+    """A fresh request id, or ``given`` when it is a harmless one (see the module)."""
+    if given and _GIVEN_ID.match(given):
+        return given
+    return uuid.uuid4().hex[:16]
+
+
+def request_id() -> str | None:
+    """The id of the exchange being answered, None outside one."""
+    return _request_id.get()
+
+
+def bind_request_id(value: str) -> None:
+    """Name the exchange this thread answers from now on (a DICOM association's thread)."""
+    _request_id.set(value)
+
+
+@contextlib.contextmanager
+def request_scope(value: str | None = None) -> Iterator[str]:
+    """Answer one exchange under a request id (a fresh one unless given); yields it."""
+    current = value or new_request_id()
+    token = _request_id.set(current)
+    try:
+        yield current
+    finally:
+        _request_id.reset(token)
+
+
+class RequestIdFilter(logging.Filter):
+    """Adds the current request id to each record (``request_id``, absent outside one)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        current = _request_id.get()
+        if current is not None and not hasattr(record, "request_id"):
+            record.request_id = current
+        return True
 
 
 def configure_logging(level: str = "info", log_format: str = "text",
@@ -39,6 +87,7 @@ def configure_logging(level: str = "info", log_format: str = "text",
         suffix = f"[{process}]" if process else ""
         handler.setFormatter(logging.Formatter(TEXT_FORMAT.replace("%(name)s",
                                                                    "%(name)s" + suffix)))
+    handler.addFilter(RequestIdFilter())
     root = logging.getLogger()
     for existing in list(root.handlers):
         root.removeHandler(existing)

@@ -33,6 +33,7 @@ from adapters.hl7v2.mllp import MLLPServer
 from adapters.hl7v2.workers import WorkerGroup, serve_handed_connections
 from adapters.http.workers import HttpWorkerGroup, MainProcess
 from adapters.logs import configure_logging, log_event
+from adapters.metrics import leave_metrics_directory, use_metrics_directory
 from adapters.settings import Settings, displayed_database_url
 from adapters.tls import ClientIdentities, TlsTrail, is_loopback, server_context
 from adapters.viewer import installed
@@ -97,7 +98,15 @@ def _mllp_server(settings: Settings, container: Container, port: int,
     return mllp_server(in_process_handler(container.hl7),
                        host=settings.resolved_tls_host() if tls else settings.host, port=port,
                        max_message_bytes=settings.mllp_max_message_bytes,
-                       idle_timeout=settings.mllp_idle_timeout, tls=tls)
+                       idle_timeout=settings.mllp_idle_timeout, tls=tls,
+                       max_connections=_mllp_share(settings, container))
+
+
+def _mllp_share(settings: Settings, container: Container) -> int:
+    """The MLLP connections one server takes: the maximum, spread over the worker processes
+    that share the port."""
+    workers = max(settings.hl7_workers(container.engine.dialect.name), 1)
+    return -(-settings.mllp_max_connections // workers)
 
 
 def hl7_worker(settings_json: str, handoff: Connection, ready: ProcessEvent,
@@ -142,6 +151,9 @@ async def run_services(container: Container, stop: asyncio.Event,
     host, tls_host = settings.host, settings.resolved_tls_host()
     bound: dict[str, int] = {}
     async with contextlib.AsyncExitStack() as started:
+        # Before any helper process starts: each inherits the folder of the metrics.
+        use_metrics_directory(settings.data_dir / "metrics")
+        started.callback(leave_metrics_directory)
         bound["mllp"], tls_port = await _start_mllp(container, started, contexts)
         app = http_app(container)
         viewer = await _start_viewer(app, container, started)
@@ -153,7 +165,7 @@ async def run_services(container: Container, stop: asyncio.Event,
         else:
             bound["http"] = await _start_http(app, container, started, host,
                                               settings.http_port, "MPI_HTTP_PORT")
-        dicom = DicomServer(container.dicom)
+        dicom = DicomServer(container.dicom, settings.dicom_max_associations)
         started.callback(dicom.stop)
         try:
             bound["dicom"] = dicom.start(host, settings.dicom_port)

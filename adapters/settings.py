@@ -104,6 +104,15 @@ class Settings(BaseSettings):
                                         "AR, the connection stays open")
     mllp_idle_timeout: float = Field(300.0, gt=0, description="seconds before an idle MLLP "
                                      "connection is closed")
+    mllp_max_connections: int = Field(200, ge=1, le=100_000, description="MLLP "
+                                      "connections open at once (spread over the worker "
+                                      "processes); one more is closed at once, logged")
+    dicom_max_associations: int = Field(32, ge=1, le=1_000, description="DICOM associations "
+                                        "at once; one more gets A-ASSOCIATE-RJ (transient, "
+                                        "local limit exceeded)")
+    http_max_concurrency: int = Field(64, ge=1, le=100_000, description="HTTP requests "
+                                      "answered at once (per process); one more gets 503 "
+                                      "with Retry-After")
     hl7_identity_collision: Literal["warn", "refuse"] = Field(
         "warn", description="ACK of an update held for review because it describes another "
         "person: AA with a warning ERR (warn) or AE (refuse)")

@@ -57,8 +57,8 @@ ROLES: tuple[str, ...] = tuple(role.value for role in Role)
 _INTERACTIONS = "cruds"
 _SCOPE = re.compile(r"^(system|user|patient)/(\*|[A-Z][A-Za-z]+)\.([cruds]+)$")
 # The resources our scopes speak of (QIDO-RS/WADO-RS are ImagingStudy reads, STOW-RS its
-# create: our reading of SMART for DICOMweb).
-RESOURCES = ("Patient", "ImagingStudy", "AuditEvent")
+# create: our reading of SMART for DICOMweb; Metrics.r reads /metrics: ours).
+RESOURCES = ("Patient", "ImagingStudy", "AuditEvent", "Metrics")
 
 
 @dataclass(frozen=True, order=True)

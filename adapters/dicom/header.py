@@ -90,9 +90,10 @@ def parse_object(data: bytes) -> ParsedObject:
     if not transfer_syntax:
         raise UnreadableObjectError("the file meta information has no TransferSyntaxUID")
     check_structure(data, transfer_syntax)
-    try:
+    try:  # elements are decoded here, lazily: as broken as the reading above can be
         header = _header(dataset, transfer_syntax)
-    except (ValueError, TypeError, KeyError) as exc:
+    except (ValueError, TypeError, KeyError, struct.error, OverflowError,
+            NotImplementedError) as exc:
         raise UnreadableObjectError(f"unreadable attribute: {exc}") from exc
     return ParsedObject(header, dataset, hashlib.sha256(data).hexdigest())
 

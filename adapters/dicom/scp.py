@@ -57,7 +57,8 @@ from adapters.dicom.header import dicom_date, part10_bytes
 from adapters.dicom.service import DicomArchive, StoreTrail, match_dataset
 from adapters.dicom.status import INVALID_OBJECT, NOT_AUTHORIZED, OUT_OF_RESOURCES, store_failure
 from adapters.errors import AdapterError
-from adapters.logs import log_event
+from adapters.logs import bind_request_id, log_event, new_request_id, request_id
+from adapters.metrics import metrics
 from adapters.tls import ClientIdentities, TlsPeer, TlsTrail, certificate_names, left_early
 from mpi.archive import LEVELS, ArchiveQuery, Sender
 from mpi.audit import AuditAction
@@ -172,8 +173,9 @@ class _TlsAssociationServer(ThreadedAssociationServer):
 class DicomServer:
     """The DIMSE listener around a :class:`DicomArchive`, and its TLS listener."""
 
-    def __init__(self, archive: DicomArchive) -> None:
+    def __init__(self, archive: DicomArchive, max_associations: int = 32) -> None:
         self.archive = archive
+        self.max_associations = max_associations
         self._started: dict[int, float] = {}  # association → when it was established
         self._trails: dict[int, StoreTrail] = {}  # association → its stores' trail
         self._server: ThreadedAssociationServer | None = None
@@ -188,7 +190,9 @@ class DicomServer:
         ae.network_timeout = 60
         ae.dimse_timeout = 120
         ae.acse_timeout = 30
-        ae.maximum_associations = 32
+        # One more is refused with A-ASSOCIATE-RJ, transient, local limit exceeded: the
+        # modality tries again later.
+        ae.maximum_associations = self.max_associations
         # An undeclared calling AE title is refused at association time (A-ASSOCIATE-RJ,
         # "calling AE title not recognised"), before anything is sent; titles compare as
         # the registry compares them, whatever their case.
@@ -274,6 +278,7 @@ class DicomServer:
     def on_tls_requested(self, event: Any) -> None:
         """Reject an association whose calling AE title is not one of the establishment its
         certificate speaks for, before anything is negotiated."""
+        self._name_association(event)
         assoc = event.assoc
         calling = str(assoc.requestor.primitive.calling_ae_title).strip()
         who = self._tls_peer(assoc)
@@ -298,8 +303,12 @@ class DicomServer:
     # -- associations --------------------------------------------------------------------
 
     def on_rejected(self, event: Any) -> None:
+        self._name_association(event)
         calling = event.assoc.requestor.ae_title.strip()
-        if self.archive.registry.for_ae_title(calling) is None:
+        undeclared = self.archive.registry.for_ae_title(calling) is None
+        metrics().dicom_associations.labels(
+            "rejected-calling-ae" if undeclared else "rejected-limit").inc()
+        if undeclared:
             log_event(log, logging.WARNING,
                       "refused DICOM association: the calling AE title is not declared; add "
                       "it to the ae_titles of its establishment in the authorities file "
@@ -314,7 +323,14 @@ class DicomServer:
                       calling=calling, address=_address(event),
                       maximum=self.ae.maximum_associations)
 
+    def _name_association(self, event: Any) -> None:
+        """Every log line of an association's thread carries the association's request id."""
+        if request_id() is None:
+            bind_request_id(new_request_id())
+
     def on_established(self, event: Any) -> None:
+        self._name_association(event)
+        metrics().dicom_associations.labels("accepted").inc()
         self._started[id(event.assoc)] = time.perf_counter()
         log_event(log, logging.INFO, "dicom association", calling=_calling(event),
                   address=_address(event))
@@ -335,6 +351,7 @@ class DicomServer:
         calling = _calling(event)
         status = self._store(event, calling)
         code = status if isinstance(status, int) else int(status.Status)
+        metrics().dicom_operation("C-STORE", code)
         log_event(log, logging.INFO if code == 0 else logging.WARNING, "dicom C-STORE",
                   calling=calling, status=f"0x{code:04X}",
                   ms=(time.perf_counter() - started) * 1000)
@@ -402,6 +419,7 @@ class DicomServer:
                 channel="dicom", action=AuditAction.SEARCH, actor=f"dicom:{calling}",
                 subject=f"C-FIND {level} {_keys(identifier)}", persons=persons,
                 authority=asker.code, source=_address(event), outcome=outcome)
+            metrics().dicom_operation("C-FIND", outcome)
             log_event(log, logging.INFO, "dicom C-FIND", calling=calling, query_level=level,
                       outcome=outcome, persons=len(persons))
 
@@ -433,6 +451,7 @@ class DicomServer:
                 subject=f"{action} {_keys(event.identifier)}", persons=persons,
                 authority=audit_authority, source=_address(event), outcome=outcome,
                 detail={"instances": len(found)})
+            metrics().dicom_operation(action.split(" ")[0], outcome)
             log_event(log, logging.INFO, f"dicom {action.split(' ')[0]}", calling=calling,
                       destination=action.split(" to ")[1] if " to " in action else None,
                       instances=len(found), outcome=outcome)

@@ -45,7 +45,8 @@ from adapters.hl7v2.replies import (
     ack,
     problem_from_error,
 )
-from adapters.logs import log_event
+from adapters.logs import log_event, request_scope
+from adapters.metrics import metrics
 from mpi.audit import AuditAction, AuditEvent
 from mpi.authorities import AuthorityRegistry
 from mpi.errors import ConcurrencyError, MPIError
@@ -112,10 +113,17 @@ class Hl7Application:
         outcome, duration; never a patient's data). ``establishment`` is the one a TLS client
         certificate (named ``certificate``) speaks for. Never raises for bad input: the reply
         says what was wrong."""
+        with request_scope():
+            return self._handle(payload, oversized, peer, establishment, certificate)
+
+    def _handle(self, payload: bytes, oversized: bool, peer: str, establishment: str | None,
+                certificate: str | None) -> Reply:
         started = time.perf_counter()
         reply, message = self._answer(payload, oversized, peer, establishment, certificate)
         msh = message.msh if message is not None else None
         sender = msh.value(4) if msh is not None else ""
+        metrics().hl7_message(msh.raw(9) if msh is not None else None, reply.ack_code,
+                              time.perf_counter() - started)
         log_event(log, logging.INFO if reply.ack_code == "AA" else logging.WARNING,
                   "hl7 message", sender=sender or None, peer=peer or None,
                   type=msh.raw(9) if msh is not None else None,
@@ -443,6 +451,9 @@ class Hl7Application:
     def _reject_unreadable(self, text: str, codec: str, problem: Problem,
                            peer: str = "") -> tuple[Reply, Message | None]:
         """Answer a message we cannot read, with the little we can take from its MSH."""
+        # A NUL byte, which HL7 text never holds, is often what made it unreadable; the
+        # journal and the trail must still take it, and PostgreSQL's text cannot hold one.
+        text = text.replace("\x00", "\ufffd")
         message: Message | None
         try:
             message = parse(text)

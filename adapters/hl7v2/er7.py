@@ -196,7 +196,12 @@ def parse(text: str) -> Message:
         raise ParseError("the message does not start with an MSH segment")
     field_sep = normalized[3]
     encoding = normalized[4:].split(field_sep, 1)[0]
-    if len(encoding) < 4 or field_sep.isalnum() or len(set(field_sep + encoding[:4])) != 5:
+    declared = field_sep + encoding[:4]
+    # Separators are printable ASCII punctuation: a control character or a letter there is
+    # a damaged header, and a reply written with it could not be read by the sender.
+    if len(encoding) < 4 or len(set(declared)) != 5 or not all(
+            c.isascii() and c.isprintable() and not c.isalnum() and not c.isspace()
+            for c in declared):
         raise ParseError("MSH-1/MSH-2 do not declare five distinct separators")
     seps = Separators(field_sep, encoding[0], encoding[1], encoding[2], encoding[3])
     segments = []

@@ -53,12 +53,15 @@ def fallback_reply(frame: Frame, exc: BaseException) -> bytes:
 
 
 def mllp_server(handler: Handler, *, host: str, port: int, max_message_bytes: int,
-                idle_timeout: float, tls: TlsOptions | None = None) -> MLLPServer:
+                idle_timeout: float, tls: TlsOptions | None = None,
+                max_connections: int | None = None) -> MLLPServer:
     """The MLLP server of the service around a handler (nothing bound until ``start``);
-    with ``tls``, MLLP over TLS."""
+    with ``tls``, MLLP over TLS; beyond ``max_connections`` open ones, a connection is
+    closed at once."""
     return MLLPServer(
         handler, host=host, port=port, max_message_bytes=max_message_bytes,
         idle_timeout=idle_timeout, on_handler_error=fallback_reply, tls=tls,
+        max_connections=max_connections,
     )
 
 

@@ -22,6 +22,7 @@ from types import TracebackType
 from typing import Any, Self
 
 from adapters.errors import AdapterError
+from adapters.metrics import metrics
 
 __all__ = [
     "CARRIAGE_RETURN",
@@ -255,9 +256,14 @@ class MLLPServer:
     handled strictly in order, one at a time, each answered before the next is handed
     to the handler. Connections are independent of each other.
 
+    With ``max_connections``, a connection beyond that many open ones is closed at once,
+    before a byte is read, with a log line: the sender sees its connection refused and
+    tries again later, as it does when the server restarts. (An ACK would first need the
+    message read and decoded, the very work a full server is spared.)
+
     Counters for observability: ``connections_open``, ``connections_accepted``,
-    ``messages_handled`` (messages answered), ``handler_errors`` and
-    ``oversized_messages``.
+    ``connections_refused``, ``messages_handled`` (messages answered), ``handler_errors``
+    and ``oversized_messages``.
     """
 
     def __init__(
@@ -271,6 +277,7 @@ class MLLPServer:
         on_handler_error: HandlerErrorReply,
         shutdown_grace_period: float = 10.0,
         tls: TlsOptions | None = None,
+        max_connections: int | None = None,
     ) -> None:
         """Configure the server; nothing is bound until ``start``.
 
@@ -305,6 +312,8 @@ class MLLPServer:
         self.messages_handled = 0
         self.handler_errors = 0
         self.oversized_messages = 0
+        self.max_connections = max_connections
+        self.connections_refused = 0
 
     @property
     def port(self) -> int:
@@ -406,6 +415,17 @@ class MLLPServer:
             # Accepted in the instant between close() starting and the listener closing.
             connection.begin_shutdown()
 
+    def _refuses(self, peer: PeerInfo) -> bool:
+        """Whether a new connection is one too many (then counted and logged)."""
+        if self.max_connections is None or self.connections_open < self.max_connections:
+            return False
+        self.connections_refused += 1
+        metrics().mllp_refused.inc()
+        logger.warning("refused MLLP connection from %s:%d: %d connections are open, the "
+                       "most this server takes (MPI_MLLP_MAX_CONNECTIONS); closed at once",
+                       peer.host, peer.port, self.connections_open)
+        return True
+
     def _unregister(self, connection: _ServerConnection) -> None:
         if connection in self._connections:
             self._connections.discard(connection)
@@ -456,6 +476,7 @@ class _ServerConnection(asyncio.Protocol):
         self._peer_finished = False
         self._shutting_down = False
         self._lost = False
+        self._refused = False
         self._last_activity = 0.0
         self._idle_timer: asyncio.TimerHandle | None = None
         self.peer = PeerInfo(host="", port=0)
@@ -466,6 +487,10 @@ class _ServerConnection(asyncio.Protocol):
         loop = asyncio.get_running_loop()
         self._transport = transport
         self.peer = self._given_peer or _peer_info(transport)
+        if self._server._refuses(self.peer):
+            self._refused = True
+            transport.close()
+            return
         self._last_activity = loop.time()
         self._idle_timer = loop.call_later(self._server.idle_timeout, self._check_idle)
         self.worker = loop.create_task(self._answer_messages())
@@ -473,6 +498,8 @@ class _ServerConnection(asyncio.Protocol):
         self._server._register(self)
 
     def data_received(self, data: bytes) -> None:
+        if self._refused:
+            return
         self._last_activity = asyncio.get_running_loop().time()
         frames = self._decoder.feed(data)
         if not frames:
@@ -483,6 +510,8 @@ class _ServerConnection(asyncio.Protocol):
         self._wakeup.set()
 
     def eof_received(self) -> bool:
+        if self._refused:
+            return False
         self._peer_finished = True
         if self._decoder.has_partial_frame:
             logger.info(

@@ -24,8 +24,11 @@ from adapters.errors import DatabaseUnavailableError
 from adapters.http.deps import deny_anonymous, public, route_template
 from adapters.http.errors import RETRY_AFTER_SECONDS, unavailable
 from adapters.logs import log_event
+from adapters.logs import log_event, new_request_id, request_scope
+from adapters.metrics import metrics
 
-__all__ = ["create_app", "service_version", "Mount", "OPENAPI_DOCUMENT", "AccessLog"]
+__all__ = ["create_app", "service_version", "Mount", "OPENAPI_DOCUMENT", "AccessLog",
+           "ConcurrencyLimit"]
 
 log = logging.getLogger("mpi.http")
 
@@ -66,7 +69,9 @@ def _documented_openapi(app: FastAPI) -> Callable[[], dict[str, Any]]:
 
 class AccessLog:
     """One log line per HTTP request once its answer is sent: method, route template (never
-    the path itself, which may hold a patient's identifier), status, duration, caller."""
+    the path itself, which may hold a patient's identifier), status, duration, caller; the
+    request counted in the metrics; the whole answer under one request id (``X-Request-ID``,
+    the caller's when it gives a harmless one), sent back in that header."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -77,21 +82,75 @@ class AccessLog:
             return
         started = time.perf_counter()
         status = 500
+        given = dict(scope.get("headers") or []).get(b"x-request-id", b"")
+        identifier = new_request_id(given.decode("latin-1"))
 
         async def sent(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = int(message["status"])
+                message = {**message, "headers": [*message.get("headers", []),
+                                                  (b"x-request-id", identifier.encode())]}
             await send(message)
 
+        with request_scope(identifier):
+            try:
+                await self.app(scope, receive, sent)
+            finally:
+                caller = scope.get("state", {}).get("caller")
+                route, seconds = route_template(scope), time.perf_counter() - started
+                metrics().http_request(scope["method"], route, status, seconds)
+                log_event(log, logging.INFO if status < 500 else logging.ERROR,
+                          "http request", method=scope["method"], route=route, status=status,
+                          ms=seconds * 1000, caller=getattr(caller, "actor_name", None))
+
+
+# Paths answered whatever the load: a supervisor's and a load balancer's checks, the scrape.
+_UNLIMITED = ("/health", "/metrics")
+
+
+class ConcurrencyLimit:
+    """At most ``limit`` HTTP requests answered at once; beyond it, 503 with ``Retry-After``
+    at once (an OperationOutcome under /fhir), logged and counted, rather than a queue that
+    grows with the flood. The health checks and /metrics are never refused."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+        self.active = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or str(scope.get("path", "")).startswith(_UNLIMITED):
+            await self.app(scope, receive, send)
+            return
+        if self.active >= self.limit:
+            await self._refuse(scope, send)
+            return
+        self.active += 1
         try:
-            await self.app(scope, receive, sent)
+            await self.app(scope, receive, send)
         finally:
-            caller = scope.get("state", {}).get("caller")
-            log_event(log, logging.INFO if status < 500 else logging.ERROR, "http request",
-                      method=scope["method"], route=route_template(scope), status=status,
-                      ms=(time.perf_counter() - started) * 1000,
-                      caller=getattr(caller, "actor_name", None))
+            self.active -= 1
+
+    async def _refuse(self, scope: Scope, send: Send) -> None:
+        metrics().http_overloaded.inc()
+        log_event(log, logging.WARNING, "refused HTTP request: too many at once",
+                  method=scope.get("method"), limit=self.limit)
+        reason = (f"the server answers {self.limit} requests at once and is busy; "
+                  "send the request again in a moment")
+        if str(scope.get("path", "")).startswith("/fhir"):
+            body: dict[str, Any] = {"resourceType": "OperationOutcome", "issue": [
+                {"severity": "error", "code": "transient", "diagnostics": reason}]}
+            media = "application/fhir+json"
+        else:
+            body, media = {"detail": reason}, "application/json"
+        response = JSONResponse(body, status_code=503, media_type=media,
+                                headers={"Retry-After": "1"})
+        await response({"type": "http"}, _no_body, send)
+
+
+async def _no_body() -> Message:
+    return {"type": "http.disconnect"}
 
 
 def create_app(container: Any, mounts: Sequence[Mount]) -> FastAPI:
@@ -153,5 +212,9 @@ def create_app(container: Any, mounts: Sequence[Mount]) -> FastAPI:
         mount(app)
     app.openapi = _documented_openapi(app)  # type: ignore[method-assign]
     app.add_exception_handler(DatabaseUnavailableError, unavailable)
-    app.add_middleware(AccessLog)
+    settings = getattr(container, "settings", None)
+    limit = getattr(settings, "http_max_concurrency", None)
+    if isinstance(limit, int) and limit > 0:
+        app.add_middleware(ConcurrencyLimit, limit=limit)
+    app.add_middleware(AccessLog)  # outermost: refusals are logged and counted too
     return app
