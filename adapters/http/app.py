@@ -23,7 +23,6 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from adapters.errors import DatabaseUnavailableError
 from adapters.http.deps import deny_anonymous, public, route_template
 from adapters.http.errors import RETRY_AFTER_SECONDS, unavailable
-from adapters.logs import log_event
 from adapters.logs import log_event, new_request_id, request_scope
 from adapters.metrics import metrics
 
