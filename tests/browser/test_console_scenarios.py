@@ -24,16 +24,16 @@ import pytest
 from PIL import Image
 
 from mpi.model import Identifier
-
 from tests.browser.conftest import assert_accessible, log_in
 from tests.conftest import DATABASE_KINDS, fresh_database
 from tests.dicom_objects import UNCOMPRESSED_CT, UNCOMPRESSED_MR, relabel
 from tests.feeds import Peer, segments
-from tests.hl7_messages import registration
+from tests.hl7_messages import registration, valid_ins
 from tests.integration.test_dicom_archive import store, write
 from tests.service import RunningService, start_service
 
 CHRU_STUDY, ICL_STUDY = "1.2.826.0.1.3680043.10.55.1", "1.2.826.0.1.3680043.10.55.2"
+ODILE_INS = valid_ins("2480354395001")  # a woman born in March 1948 in Nancy
 SCREENSHOTS = os.environ.get("MPI_TEST_SCREENSHOTS")
 MAX_SHOT = 200_000  # bytes: small enough for a README
 
@@ -53,8 +53,10 @@ def site(request: pytest.FixtureRequest,
     try:
         with Peer(running.mllp_port) as peer:
             for message in (
-                    registration("CHRU", "700001", "LAMBERT", "Odile", "19480309", "F"),
-                    registration("ICL", "I700001", "LAMBERT", "Odile", "19480309", "F"),
+                    registration("CHRU", "700001", "LAMBERT", "Odile", "19480309", "F",
+                                 ins=ODILE_INS),
+                    registration("ICL", "I700001", "LAMBERT", "Odile", "19480309", "F",
+                                 ins=ODILE_INS),
                     registration("CHRU", "880001", "ZIMMERMANN", "Claire", "19750614", "F"),
                     registration("ICL", "I880002", "ZIMMERMANN", "Hélène", "19750614", "F")):
                 reply = segments(peer.send(message))
@@ -103,6 +105,7 @@ def test_a_clinician_finds_the_patient_by_name_and_ipp_and_sees_both_sites_studi
     page.wait_for_url(f"**/console/persons/{person_id}")
     records = _text(page.locator("section[aria-labelledby=records-title]"))
     assert "CHRU" in records and "700001" in records and "I700001" in records
+    assert records.count(f"{ODILE_INS} (qualifiée)") == 2, records
     studies = page.locator("section[aria-labelledby=studies-title]")
     shown = _text(studies)
     assert "SCANNER THORAX" in shown and "IRM CEREBRALE" in shown, shown
@@ -128,6 +131,7 @@ def test_vigilance_links_a_doubtful_pair_sees_it_in_the_history_and_undoes_it(
     task = page.url.rsplit("/", 1)[1]
     compared = _text(page.locator("main"))
     assert "Claire" in compared and "Hélène" in compared
+    assert "('" not in compared  # given names shown as names, not as a Python tuple
     page.check("#d-link")
     page.fill("#reason", "même patiente, prénom d'usage vérifié au guichet")
     page.locator("form[action$='/decision'] [type=submit]").click()
@@ -214,11 +218,12 @@ def test_the_skip_link_and_the_search_form_are_reached_with_the_keyboard(
     assert page.locator(f'main a[href="/console/persons/{person_id}"]').count() == 1
 
 
-def _shoot(page: Any, folder: Path, name: str) -> Path:
-    """The page's viewport as a PNG of 256 colours (small enough for a README)."""
-    raw = Image.open(io.BytesIO(page.screenshot(full_page=False))).convert("RGB")
+def _shoot(page: Any, folder: Path, name: str, colours: int = 256) -> Path:
+    """The page (its first 1,600 pixels) as a PNG of 256 colours: small enough for a README."""
+    raw = Image.open(io.BytesIO(page.screenshot(full_page=True))).convert("RGB")
+    raw = raw.crop((0, 0, raw.width, min(raw.height, 1600)))
     path = folder / f"{name}.png"
-    raw.quantize(256, method=Image.Quantize.MEDIANCUT).save(path, optimize=True)
+    raw.quantize(colours, method=Image.Quantize.MEDIANCUT).save(path, optimize=True)
     return path
 
 
@@ -249,7 +254,11 @@ def test_screenshots_of_the_main_pages_for_the_documentation(
             break
         page.wait_for_timeout(500)
     assert grey.std() > 10, "the viewport stayed blank"
+    for hint in ("Tout passer", "Confirm and hide"):  # OHIF's first-visit tour and banner
+        button = page.get_by_text(hint, exact=True)
+        if button.count():
+            button.first.click()
     page.wait_for_timeout(1000)  # the overlays and the thumbnails
-    written.append(_shoot(page, folder, "viewer"))
+    written.append(_shoot(page, folder, "viewer", colours=128))  # grey levels, mostly
     for path in written:
         assert 0 < path.stat().st_size < MAX_SHOT, (path, path.stat().st_size)
