@@ -131,7 +131,13 @@ def test_vigilance_links_a_doubtful_pair_sees_it_in_the_history_and_undoes_it(
     task = page.url.rsplit("/", 1)[1]
     compared = _text(page.locator("main"))
     assert "Claire" in compared and "Hélène" in compared
-    assert "('" not in compared  # given names shown as names, not as a Python tuple
+    for field, left, right in (("family_name", "ZIMMERMANN", "ZIMMERMANN"),
+                               ("given_name", "Hélène", "Claire")):
+        # each comparison beside the values it compared, and its weight
+        row = page.locator("table.compare tbody tr").filter(
+            has=page.locator("th", has_text=re.compile(rf"^{field}\b")))
+        cells = row.locator("td").all_inner_texts()
+        assert cells[:2] == [left, right] and float(cells[3]), (field, cells)
     page.check("#d-link")
     page.fill("#reason", "même patiente, prénom d'usage vérifié au guichet")
     page.locator("form[action$='/decision'] [type=submit]").click()
@@ -185,7 +191,20 @@ def test_every_console_page_passes_the_accessibility_checker(
            "auditor", "admin")
     person_id = _person_id(site, "CHRU", "700001")
     task = _open_task(page, site)
-    pages = ["/console/", "/console/persons?q=LAMBERT", f"/console/persons/{person_id}",
+    # The lifecycle's tables with a row each: a hold placed and a proposal made in the page.
+    page.goto(site.http_base + "/console/lifecycle")
+    page.fill("#hold-study", CHRU_STUDY)
+    page.fill("#hold-reason", "contentieux en cours")
+    page.fill("#hold-ref", "TJ Nancy 26/0042")
+    page.locator("form[action='/console/lifecycle/holds'] [type=submit]").click()
+    page.wait_for_url("**/console/lifecycle")
+    page.select_option("#prop-est", "ICL")
+    page.locator("form[action='/console/lifecycle/proposals'] [type=submit]").click()
+    page.wait_for_url("**/console/lifecycle")
+    holds = _text(page.locator("main"))
+    assert "TJ Nancy 26/0042" in holds, holds
+    proposal = page.locator('main a[href^="/console/lifecycle/proposals/"]').first
+    pages = [str(proposal.get_attribute("href")), "/console/", "/console/persons?q=LAMBERT", f"/console/persons/{person_id}",
              "/console/review", task, "/console/indicators", "/console/lifecycle",
              "/console/audit", f"/console/audit/persons/{person_id}", "/console/interfaces",
              "/console/users", "/console/clients", "/console/persons?q=LAMBERT&lang=en"]
