@@ -166,16 +166,19 @@ def test_vigilance_links_a_doubtful_pair_sees_it_in_the_history_and_undoes_it(
     assert changes == ["undo", "link"]  # newest first
 
 
-@pytest.mark.parametrize("path", ["/console/review", "/console/audit"])
 def test_a_clinician_is_refused_the_review_queue_and_the_audit(
-        page: Any, site: RunningService, path: str) -> None:
-    log_in(page, site, "dr.refused." + path.rsplit("/", 1)[1], "clinician")
-    answer = page.goto(site.http_base + path)
-    assert answer is not None and answer.status == 403
-    assert page.locator("h1").inner_text() == "Non autorisé"
-    assert "may not" in page.locator("[role=alert]").inner_text()
-    assert page.locator(f'nav a[href="{path}"]').count() == 0  # not offered either
-    assert_accessible(page)
+        page: Any, site: RunningService) -> None:
+    log_in(page, site, "dr.refused", "clinician")
+    for path in ("/console/review", "/console/audit"):
+        answer = page.goto(site.http_base + path)
+        assert answer is not None and answer.status == 403, path
+        assert page.locator("h1").inner_text() == "Non autorisé"
+        assert "may not" in page.locator("[role=alert]").inner_text()
+        assert page.locator(f'nav a[href="{path}"]').count() == 0  # not offered either
+        assert_accessible(page)
+    refusals = [e for e in site.container.audit.search(actor="user:dr.refused", limit=50)
+                if e.action.value == "alert"]
+    assert len(refusals) == 2  # each refusal is in the trail
 
 
 def _open_task(page: Any, site: RunningService) -> str:
