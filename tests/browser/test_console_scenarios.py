@@ -113,9 +113,9 @@ def test_a_clinician_finds_the_patient_by_name_and_ipp_and_sees_both_sites_studi
         assert studies.locator(f'a[href="/console/viewer/{uid}"]').count() == 1
         thumbnail = studies.locator(f'img[src="/dicomweb/studies/{uid}/thumbnail"]')
         thumbnail.wait_for()
-        # the thumbnail was drawn by the browser: an image, not a broken icon
-        assert page.evaluate("(img) => img.complete && img.naturalWidth > 0",
-                             thumbnail.element_handle())
+        # the thumbnail arrives (rendered by the service) and is an image, not a broken icon
+        page.wait_for_function("(img) => img.complete", arg=thumbnail.element_handle())
+        assert page.evaluate("(img) => img.naturalWidth > 0", thumbnail.element_handle())
     reads = [e for e in site.container.audit.search(actor="user:dr.timeline", limit=500)
              if e.channel == "console" and e.action.value == "read"]
     assert any(e.persons == (person_id,) for e in reads)
