@@ -173,6 +173,23 @@ def person_page(person_id: str, request: Request, container: ContainerDep, calle
                      Role.IDENTITY_VIGILANCE))
 
 
+# The demographic fields each of the matcher's comparisons reads, when it is not one itself.
+COMPARED = {"family_name": ("birth_family_name", "used_family_name"),
+            "given_name": ("given_names", "used_given_name")}
+
+
+def _shown(demographics: dict[str, Any], sources: tuple[str, ...]) -> str:
+    """The values of ``sources`` in a record's demographics, as a person reads them."""
+    values = []
+    for source in sources:
+        value = demographics.get(source)
+        if value is None or value == "" or value == ():
+            continue
+        values.append(" ".join(map(str, value)) if isinstance(value, tuple | list)
+                      else str(value))
+    return " / ".join(values)
+
+
 # -- the review queue ----------------------------------------------------------------------
 
 
@@ -216,11 +233,16 @@ def review_task(task_id: str, request: Request, container: ContainerDep, caller:
     left = view.record.demographics.as_dict()
     right = view.candidate_record.demographics.as_dict() if view.candidate_record else (
         view.candidate.demographics.as_dict() if view.candidate else {})
-    names = list(dict.fromkeys([*fields, *left, *right]))
+    # A comparison's row shows the demographic fields it compares; the others follow.
+    compared = {name: COMPARED.get(name, (name,)) for name in fields}
+    shown = {n for sources in compared.values() for n in sources}
+    rows = [(name, sources, _shown(left, sources), _shown(right, sources))
+            for name, sources in [*compared.items(), *(
+                (n, (n,)) for n in dict.fromkeys([*left, *right]) if n not in shown)]]
     collision = view.task.kind.value == "collision"
     decisions = [d for d in ReviewDecision if (d in COLLISION_DECISIONS) == collision]
     return page(request, caller, "review_task.html", view=view, fields=fields, left=left,
-                 right=right, names=names, decisions=decisions, own_studies=own_studies,
+                 right=right, rows=rows, decisions=decisions, own_studies=own_studies,
                  other_studies=other_studies, evidence=view.task.evidence or {})
 
 
