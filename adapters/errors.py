@@ -19,6 +19,7 @@ from a core error::
     ├── MLLPError                 adapters/hl7v2/mllp.py: the peer broke the framing
     ├── UnreadableObjectError     adapters/dicom/header.py: not DICOM, truncated, malformed
     ├── MultipartError            adapters/dicom/web.py: not the multipart body it claims
+    ├── UnsupportedInPlaceError   adapters/dicom/service.py: in-place import off the filesystem
     └── FhirError                 adapters/fhir/wire.py: a FHIR answer other than success
 """
 

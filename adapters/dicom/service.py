@@ -11,6 +11,7 @@ import hashlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any, BinaryIO
 
 from pydicom.dataset import Dataset
@@ -25,6 +26,7 @@ from adapters.dicom.coerce import (
 from adapters.dicom.compress import decoded_dataset
 from adapters.dicom.header import parse_object
 from adapters.dicom.splice import coerced_copy, spliced_dataset
+from adapters.errors import AdapterError
 from mpi.archive import (
     ArchiveMatch,
     ArchiveQuery,
@@ -34,6 +36,7 @@ from mpi.archive import (
     BlobStore,
     PatientCoercion,
     Sender,
+    StagedBlob,
     StoredInstance,
     StoreOutcome,
     StoreResult,
@@ -46,7 +49,11 @@ from mpi.model import Authority
 from mpi.ports import AuditTrail, Clock
 from mpi.retry import retry_on_conflict
 
-__all__ = ["DicomArchive", "StoreTrail", "match_dataset"]
+__all__ = ["DicomArchive", "StoreTrail", "UnsupportedInPlaceError", "match_dataset"]
+
+
+class UnsupportedInPlaceError(AdapterError):
+    """Files are indexed where they lie on the filesystem store only."""
 
 
 def match_dataset(match: ArchiveMatch, level: str) -> Dataset:
@@ -133,16 +140,27 @@ class DicomArchive:
 
     # -- ingest --------------------------------------------------------------------------
 
-    def store(self, data: bytes, sender: Sender, trail: StoreTrail | None = None) -> StoreResult:
+    def store(self, data: bytes, sender: Sender, trail: StoreTrail | None = None, *,
+              in_place: Path | None = None) -> StoreResult:
         """Check, index and store one Part-10 object. Raises the errors of
         :func:`adapters.dicom.header.parse_object` and :meth:`ArchiveService.accept`.
-        ``trail``: the access trail of the association (request, import) it arrived in."""
+        ``trail``: the access trail of the association (request, import) it arrived in.
+        ``in_place``: the file ``data`` was read from, indexed where it lies instead of
+        copied (filesystem store only: UnsupportedInPlaceError otherwise); the archive owns
+        it from then on."""
         parsed = parse_object(data)
         # On the filesystem, the bytes are written and flushed before the transaction, whose
         # write lock (SQLite) or advisory locks (PostgreSQL) then only cover their rename.
         key = blob_key(parsed.header, parsed.sha256)
-        staged = (self.blobs.stage(key, data) if isinstance(self.blobs, FilesystemBlobStore)
-                  and not self.blobs.exists(key) else None)
+        staged: StagedBlob | None = None
+        if in_place is not None:
+            if not isinstance(self.blobs, FilesystemBlobStore):
+                raise UnsupportedInPlaceError(
+                    "files can be indexed in place on the filesystem store only")
+            if not self.blobs.exists(key):
+                staged = self.blobs.reference(key, in_place)
+        elif isinstance(self.blobs, FilesystemBlobStore) and not self.blobs.exists(key):
+            staged = self.blobs.stage(key, data)
 
         def accept() -> StoreResult:
             with self.uow_factory() as uow:
