@@ -22,6 +22,8 @@ import tempfile
 from pathlib import Path
 from typing import BinaryIO
 
+from adapters.dicom.spool import Content, chunks
+
 __all__ = ["FilesystemBlobStore", "ReferencedFile", "StagedFile"]
 
 _KEY = re.compile(r"^[0-9A-Za-z.\-]+(/[0-9A-Za-z.\-]+)*$")
@@ -38,22 +40,24 @@ class FilesystemBlobStore:
             raise ValueError(f"not a blob key: {key!r}")
         return self.root / key
 
-    def put(self, key: str, data: bytes) -> None:
+    def put(self, key: str, data: Content) -> None:
         staged = self.stage(key, data)
         try:
             staged.commit()
         finally:
             staged.discard()
 
-    def stage(self, key: str, data: bytes) -> StagedFile:
-        """Write and flush the bytes of a key to a temporary file beside it. Raises OSError
-        (ValueError for a key that could leave the root)."""
+    def stage(self, key: str, data: Content) -> StagedFile:
+        """Write and flush the bytes of a key to a temporary file beside it, in chunks (a
+        view of a mapped file is never read whole into memory). Raises OSError (ValueError
+        for a key that could leave the root)."""
         target = self.path(key)
         target.parent.mkdir(parents=True, exist_ok=True)
         descriptor, temporary = tempfile.mkstemp(dir=target.parent, prefix=".incoming-")
         try:
             with os.fdopen(descriptor, "wb") as handle:
-                handle.write(data)
+                for chunk in chunks(data):
+                    handle.write(chunk)
                 if self.fsync:
                     handle.flush()
                     os.fsync(handle.fileno())
@@ -108,7 +112,7 @@ class FilesystemBlobStore:
 class StagedFile:
     """A blob written to its temporary file (implements :class:`mpi.archive.StagedBlob`)."""
 
-    def __init__(self, store: FilesystemBlobStore, key: str, data: bytes,
+    def __init__(self, store: FilesystemBlobStore, key: str, data: Content,
                  temporary: Path) -> None:
         self.store = store
         self.key = key

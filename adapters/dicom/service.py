@@ -7,7 +7,6 @@ the container) and the ``mpi archive`` commands.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -24,8 +23,9 @@ from adapters.dicom.coerce import (
     read_header,
 )
 from adapters.dicom.compress import decoded_dataset
-from adapters.dicom.header import parse_object
+from adapters.dicom.header import parse_object, sha256_of
 from adapters.dicom.splice import coerced_copy, spliced_dataset
+from adapters.dicom.spool import Content
 from adapters.errors import AdapterError
 from mpi.archive import (
     ArchiveMatch,
@@ -140,15 +140,18 @@ class DicomArchive:
 
     # -- ingest --------------------------------------------------------------------------
 
-    def store(self, data: bytes, sender: Sender, trail: StoreTrail | None = None, *,
+    def store(self, data: Content, sender: Sender, trail: StoreTrail | None = None, *,
               in_place: Path | None = None) -> StoreResult:
         """Check, index and store one Part-10 object. Raises the errors of
         :func:`adapters.dicom.header.parse_object` and :meth:`ArchiveService.accept`.
         ``trail``: the access trail of the association (request, import) it arrived in.
         ``in_place``: the file ``data`` was read from, indexed where it lies instead of
         copied (filesystem store only: UnsupportedInPlaceError otherwise); the archive owns
-        it from then on."""
+        it from then on. ``data`` may be a view of a spooled file (a large object, never
+        read whole into memory on the filesystem store)."""
         parsed = parse_object(data)
+        if isinstance(data, memoryview) and not isinstance(self.blobs, FilesystemBlobStore):
+            data = bytes(data)  # the S3 store sends an object from memory
         # On the filesystem, the bytes are written and flushed before the transaction, whose
         # write lock (SQLite) or advisory locks (PostgreSQL) then only cover their rename.
         key = blob_key(parsed.header, parsed.sha256)
@@ -183,9 +186,9 @@ class DicomArchive:
             trail.traced(result)
         return result
 
-    def already_stored(self, data: bytes) -> bool:
+    def already_stored(self, data: Content) -> bool:
         """Whether these exact bytes are already an instance of the archive (resumed imports)."""
-        digest = hashlib.sha256(data).hexdigest()
+        digest = sha256_of(data)
         with self.uow_factory(read_only=True) as uow:
             return uow.archive.has_content(digest)
 

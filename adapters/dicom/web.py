@@ -8,7 +8,7 @@ multipart bodies.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +16,7 @@ from pydicom.dataset import Dataset
 
 from adapters.dicom.header import dicom_date, parse_object
 from adapters.dicom.service import DicomArchive, StoreTrail, match_dataset
+from adapters.dicom.spool import Content, MultipartError
 from adapters.dicom.status import CANNOT_UNDERSTAND, store_failure
 from adapters.errors import AdapterError
 from mpi.archive import ArchiveMatch, ArchiveQuery, PatientCoercion, Sender, StoredInstance
@@ -34,10 +35,6 @@ _UNCOMPRESSED_LE = frozenset({_EXPLICIT_LE, "1.2.840.10008.1.2"})
 
 # FailureReason (0008,1197) of a part that is not a DICOM object.
 _PROCESSING_FAILURE = 0x0110
-
-
-class MultipartError(AdapterError, ValueError):
-    """A body that is not the multipart/related it claims to be."""
 
 
 class NotAcceptableError(AdapterError):
@@ -282,7 +279,7 @@ class DicomWeb:
         """Raises MultipartError (a ValueError)."""
         return split_multipart(body, boundary)
 
-    def store_for(self, parts: list[tuple[dict[str, str], bytes]], asker: Authority,
+    def store_for(self, parts: Sequence[tuple[dict[str, str], Content]], asker: Authority,
                   who: str, source: str | None = None,
                   token_id: str | None = None) -> StowResult:
         """Store for a client (``who``, as the trail names it): objects without an issuer go
@@ -292,7 +289,7 @@ class DicomWeb:
         return self.store(parts, sender,
                           trail=StoreTrail("dicomweb", who, authority, source, token_id))
 
-    def store(self, parts: list[tuple[dict[str, str], bytes]], sender: Sender,
+    def store(self, parts: Sequence[tuple[dict[str, str], Content]], sender: Sender,
               study: str | None = None, trail: StoreTrail | None = None) -> StowResult:
         """Store each application/dicom part; the others fail. ``study``, when the request
         named one, must be the study of every object."""

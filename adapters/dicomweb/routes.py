@@ -19,6 +19,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from adapters.container import Container
+from adapters.dicom.spool import SpooledBody
 from adapters.errors import AdapterError
 from adapters.http.deps import ContainerDep, forbidden, requires
 from mpi.errors import UnknownAuthorityError
@@ -248,12 +249,34 @@ async def store_studies(request: Request, container: ContainerDep, caller: Store
     if asked.asker.kind is not AuthorityKind.ESTABLISHMENT:
         raise forbidden(request, f"{asked.asker.code} is not an establishment: only "
                                  "establishments store objects")
-    body = await request.body()
+    # The body goes to a temporary file as it arrives, its parts are views of that file:
+    # an object of any size is stored without its bytes in memory.
+    spooled = SpooledBody(container.settings.data_dir / "spool")
     try:
-        parts = asked.web.split(body, found.group(1))
-    except ValueError as exc:
-        raise HTTPException(status_code=400, detail=str(exc)) from None
-    result = await run_in_threadpool(asked.web.store_for, parts, asked.asker, asked.who,
-                                     asked.source, caller.token_id)
+        await _spool(request, spooled)
+        try:
+            parts = await run_in_threadpool(spooled.parts, found.group(1))
+        except ValueError as exc:
+            raise HTTPException(status_code=400, detail=str(exc)) from None
+        result = await run_in_threadpool(asked.web.store_for, parts, asked.asker, asked.who,
+                                         asked.source, caller.token_id)
+        del parts
+    finally:
+        await run_in_threadpool(spooled.close)
     status = 200 if not result.failed else 202 if result.stored else 409
     return JSONResponse(result.body, status_code=status, media_type=DICOM_JSON)
+
+
+async def _spool(request: Request, spooled: SpooledBody) -> None:
+    """Write the request body to the spool in chunks of about a megabyte (each written from
+    a worker thread)."""
+    pending: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        pending.append(chunk)
+        size += len(chunk)
+        if size >= 1 << 20:
+            await run_in_threadpool(spooled.write, b"".join(pending))
+            pending, size = [], 0
+    if pending:
+        await run_in_threadpool(spooled.write, b"".join(pending))

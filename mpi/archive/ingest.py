@@ -80,8 +80,9 @@ class ArchiveService:
         if not header.patient.patient_id.strip():
             raise InvalidObjectError("the object has no PatientID")
 
-    def accept(self, uow: ArchiveUnitOfWork, header: InstanceHeader, content: bytes, sha256: str,
-               sender: Sender, staged: StagedBlob | None = None) -> StoreResult:
+    def accept(self, uow: ArchiveUnitOfWork, header: InstanceHeader,
+               content: bytes | memoryview, sha256: str, sender: Sender,
+               staged: StagedBlob | None = None) -> StoreResult:
         """Index an object and store its bytes (before the caller commits). An unknown
         patient becomes a provisional source record that goes through matching. ``staged``:
         its bytes already written for its key, or the file referenced where it lies (then only
@@ -123,7 +124,7 @@ class ArchiveService:
             assert staged is not None
             staged.commit()
         elif wrote:
-            self.blobs.put(key, content)
+            self.blobs.put(key, content if isinstance(content, bytes) else bytes(content))
         try:
             if existing is None:
                 uow.archive.add_instance(instance)
