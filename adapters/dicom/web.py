@@ -7,16 +7,18 @@ multipart bodies.
 
 from __future__ import annotations
 
+import asyncio
 import secrets
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from pydicom.dataset import Dataset
 
 from adapters.dicom.header import dicom_date, parse_object
 from adapters.dicom.service import DicomArchive, StoreTrail, match_dataset
-from adapters.dicom.spool import Content, MultipartError
+from adapters.dicom.spool import Content, MultipartError, SpooledBody
 from adapters.dicom.status import CANNOT_UNDERSTAND, store_failure
 from adapters.errors import AdapterError
 from mpi.archive import ArchiveMatch, ArchiveQuery, PatientCoercion, Sender, StoredInstance
@@ -278,6 +280,26 @@ class DicomWeb:
     def split(self, body: bytes, boundary: str) -> list[tuple[dict[str, str], bytes]]:
         """Raises MultipartError (a ValueError)."""
         return split_multipart(body, boundary)
+
+    async def spool(self, body: AsyncIterator[bytes], folder: Path) -> SpooledBody:
+        """A request body written to a temporary file in ``folder`` as it arrives, about a
+        megabyte at a time (each written from a worker thread); the caller closes it."""
+        spooled = SpooledBody(folder)
+        try:
+            pending: list[bytes] = []
+            size = 0
+            async for chunk in body:
+                pending.append(chunk)
+                size += len(chunk)
+                if size >= 1 << 20:
+                    await asyncio.to_thread(spooled.write, b"".join(pending))
+                    pending, size = [], 0
+            if pending:
+                await asyncio.to_thread(spooled.write, b"".join(pending))
+        except BaseException:
+            spooled.close()
+            raise
+        return spooled
 
     def store_for(self, parts: Sequence[tuple[dict[str, str], Content]], asker: Authority,
                   who: str, source: str | None = None,

@@ -19,7 +19,6 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from adapters.container import Container
-from adapters.dicom.spool import SpooledBody
 from adapters.errors import AdapterError
 from adapters.http.deps import ContainerDep, forbidden, requires
 from mpi.errors import UnknownAuthorityError
@@ -251,9 +250,8 @@ async def store_studies(request: Request, container: ContainerDep, caller: Store
                                  "establishments store objects")
     # The body goes to a temporary file as it arrives, its parts are views of that file:
     # an object of any size is stored without its bytes in memory.
-    spooled = SpooledBody(container.settings.data_dir / "spool")
+    spooled = await asked.web.spool(request.stream(), container.settings.data_dir / "spool")
     try:
-        await _spool(request, spooled)
         try:
             parts = await run_in_threadpool(spooled.parts, found.group(1))
         except ValueError as exc:
@@ -266,17 +264,3 @@ async def store_studies(request: Request, container: ContainerDep, caller: Store
     status = 200 if not result.failed else 202 if result.stored else 409
     return JSONResponse(result.body, status_code=status, media_type=DICOM_JSON)
 
-
-async def _spool(request: Request, spooled: SpooledBody) -> None:
-    """Write the request body to the spool in chunks of about a megabyte (each written from
-    a worker thread)."""
-    pending: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        pending.append(chunk)
-        size += len(chunk)
-        if size >= 1 << 20:
-            await run_in_threadpool(spooled.write, b"".join(pending))
-            pending, size = [], 0
-    if pending:
-        await run_in_threadpool(spooled.write, b"".join(pending))
