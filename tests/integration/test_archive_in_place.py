@@ -156,7 +156,7 @@ def test_a_refused_file_stays_where_it_lies_and_a_destroyed_one_is_deleted(
     assert other.is_file()
 
 
-def test_an_import_in_place_is_refused_off_the_filesystem_store_and_inside_the_archive(
+def test_a_folder_inside_the_archive_is_not_imported_in_place(
         archive: Container, tmp_path: Path) -> None:
     root = tmp_path / "data" / "archive"
     inside = root / "incoming"
