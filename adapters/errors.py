@@ -19,7 +19,8 @@ from a core error::
     ├── UnsupportedEventError     adapters/hl7v2/adt.py: an event the feed does not take
     ├── MLLPError                 adapters/hl7v2/mllp.py: the peer broke the framing
     ├── UnreadableObjectError     adapters/dicom/header.py: not DICOM, truncated, malformed
-    ├── MultipartError            adapters/dicom/web.py: not the multipart body it claims
+    ├── MultipartError            adapters/dicom/spool.py: not the multipart body it claims
+    ├── UnsupportedInPlaceError   adapters/dicom/service.py: in-place import off the filesystem
     └── FhirError                 adapters/fhir/wire.py: a FHIR answer other than success
 """
 

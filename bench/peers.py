@@ -8,9 +8,10 @@ ours for latency: above 1.0 we are ahead), as the median over the rounds with th
 - WADO-RS of every study (multipart) and of instances one by one (MB/s), ours coercing every
   header for the asker's domain;
 - QIDO-RS study search on an archive of --qido-studies studies (p50 and p95 latency);
-- ``mpi archive import`` of a folder (files copied into the archive) beside Orthanc importing
-  the same folder through its REST API, one file after another as its ImportDicomFiles.py does
-  (files/s and MB/s);
+- ``mpi archive import`` of a folder, files copied into the archive and indexed in place
+  (``--in-place``: no copy), beside Orthanc importing the same folder through its REST API, one
+  file after another as its ImportDicomFiles.py does (it has no import in place: its figure
+  stands beside both of ours) (files/s and MB/s);
 - a multi-frame object of --big-mb MB through C-STORE, STOW-RS and WADO-RS, with the peak
   resident memory of the server process above its idle size (ours and Orthanc's).
 
@@ -242,14 +243,16 @@ def qido(server: Server, patients: list[str]) -> tuple[float, float]:
     return (statistics.median(latencies), latencies[int(len(latencies) * 0.95) - 1])
 
 
-def import_into(server: Server, folder: Path) -> float:
-    """Seconds to import every file of a folder."""
+def import_into(server: Server, folder: Path, in_place: bool = False) -> float:
+    """Seconds to import every file of a folder (ours: indexed where they lie when
+    ``in_place``)."""
     files = sorted(folder.iterdir())
     if isinstance(server, Ours):
         server.mpi("db", "upgrade")  # the index the import fills, made beforehand
     start = time.perf_counter()
     if isinstance(server, Ours):
-        server.mpi("archive", "import", "--authority", "CHRU", str(folder))
+        server.mpi("archive", "import", "--authority", "CHRU",
+                   *(["--in-place"] if in_place else []), str(folder))
         return time.perf_counter() - start
     with server.client() as client:
         for path in files:
@@ -493,18 +496,27 @@ def main() -> None:
         if "import" not in skip:
             for round_number in range(args.rounds):
                 for server in servers(round_number, "import"):
-                    server.work.mkdir()
-                    if isinstance(server, Orthanc):
-                        server.start()
-                    try:
-                        seconds = import_into(server, sets["one"])
-                    finally:
-                        server.stop()
                     size = sum(p.stat().st_size for p in sets["one"].iterdir()) / 1e6
-                    label = "archive import of a folder, files copied"
-                    figures.add(f"{label} (files/s)", server.name, args.instances / seconds)
-                    figures.add(f"{label} (MB/s)", server.name, size / seconds)
-                    shutil.rmtree(server.work)
+                    # Orthanc 1.10 only copies: its figure stands beside both of ours.
+                    modes = [False, True] if isinstance(server, Ours) else [False]
+                    for in_place in modes:
+                        server.work.mkdir()
+                        if isinstance(server, Orthanc):
+                            server.start()
+                        try:
+                            seconds = import_into(server, sets["one"], in_place)
+                        finally:
+                            server.stop()
+                        for label, mine in (("archive import of a folder, files copied",
+                                             not in_place),
+                                            ("archive import in place (Orthanc: copied)",
+                                             in_place or not isinstance(server, Ours))):
+                            if mine:
+                                figures.add(f"{label} (files/s)", server.name,
+                                            args.instances / seconds)
+                                figures.add(f"{label} (MB/s)", server.name, size / seconds)
+                        # The links of an import in place go, the files they point at stay.
+                        shutil.rmtree(server.work)
                 print(f"round {round_number + 1}: import done", flush=True)
             figures.report(lower)
 

@@ -13,6 +13,7 @@ import click
 
 from adapters.cli.common import CommandError, common_options, open_container
 from adapters.cli.lifecycle import lifecycle_call, staff
+from adapters.errors import AdapterError
 from mpi.errors import MPIError
 
 __all__ = ["COMMANDS"]
@@ -27,12 +28,18 @@ def archive() -> None:
 @click.argument("folder", type=click.Path(path_type=Path, exists=True, file_okay=False))
 @click.option("--authority", help="Domain of objects without an IssuerOfPatientID (e.g. CHRU).")
 @click.option("--jobs", default=4, show_default=True, help="Files read and stored in parallel.")
+@click.option("--in-place", is_flag=True,
+              help="Index the files where they lie, without copying them (filesystem store); "
+                   "the archive owns them from then on and deletes them when it destroys "
+                   "their study.")
 @common_options
 @click.pass_context
 def archive_import(ctx: click.Context, folder: Path, authority: str | None, jobs: int,
-                   **options: Any) -> None:
+                   in_place: bool, **options: Any) -> None:
     """Import every DICOM file under FOLDER (recursively). Resumable: files already stored
-    byte for byte are skipped. A file that is refused is reported and the import goes on."""
+    byte for byte are skipped. A file that is refused is reported and the import goes on.
+    With --in-place the files are not copied: the archive references them where they lie
+    (their SHA-256 kept and checked by `mpi archive verify`)."""
     from adapters.dicom.transfer import dicom_files, import_folder
 
     with open_container(ctx, **options) as container, click.progressbar(
@@ -41,8 +48,8 @@ def archive_import(ctx: click.Context, folder: Path, authority: str | None, jobs
         try:
             summary = import_folder(container.dicom, folder, authority, jobs, bar.update,
                                     actor=f"os:{getpass.getuser()}",
-                                    source=socket.gethostname())
-        except MPIError as exc:
+                                    source=socket.gethostname(), in_place=in_place)
+        except (MPIError, AdapterError) as exc:
             raise CommandError(exc.message) from None
     for line in summary.refused:
         click.echo(f"refused {line}", err=True)

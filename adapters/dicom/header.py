@@ -9,11 +9,13 @@ fragments included) and raises when one runs past the end.
 from __future__ import annotations
 
 import hashlib
+import io
 import struct
 import warnings
 from dataclasses import dataclass
 from datetime import date
 from io import BytesIO
+from typing import Any
 
 from pydicom import dcmread
 from pydicom.dataset import Dataset, FileMetaDataset
@@ -27,6 +29,7 @@ from pydicom.uid import (
     ImplicitVRLittleEndian,
 )
 
+from adapters.dicom.spool import Content, chunks
 from adapters.errors import AdapterError
 from mpi.archive import InstanceHeader, PatientAsReceived
 from mpi.errors import InvalidObjectError
@@ -74,15 +77,18 @@ def part10_bytes(dataset_bytes: bytes, sop_class_uid: str, sop_instance_uid: str
     return out.getvalue()
 
 
-def parse_object(data: bytes) -> ParsedObject:
-    """Check and read a Part-10 object. Raises UnreadableObjectError (not DICOM, truncated,
-    malformed) and InvalidObjectError (SOP, study or series UID missing)."""
+def parse_object(data: Content) -> ParsedObject:
+    """Check and read a Part-10 object (in memory, or a view of a mapped file, read in
+    chunks: :mod:`adapters.dicom.spool`). Raises UnreadableObjectError (not DICOM,
+    truncated, malformed) and InvalidObjectError (SOP, study or series UID missing)."""
     if len(data) < 132 or data[128:132] != b"DICM":
         raise UnreadableObjectError("not a DICOM Part-10 object (no DICM prefix)")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            dataset = dcmread(BytesIO(data), stop_before_pixels=True)
+            source: Any = (BytesIO(data) if isinstance(data, bytes)
+                           else io.BufferedReader(_ViewReader(data), 1 << 16))
+            dataset = dcmread(source, stop_before_pixels=True)
         transfer_syntax = str(dataset.file_meta.get("TransferSyntaxUID", "") or "")
     except (InvalidDicomError, EOFError, ValueError, KeyError, TypeError, struct.error,
             OverflowError, NotImplementedError) as exc:
@@ -95,10 +101,49 @@ def parse_object(data: bytes) -> ParsedObject:
     except (ValueError, TypeError, KeyError, struct.error, OverflowError,
             NotImplementedError) as exc:
         raise UnreadableObjectError(f"unreadable attribute: {exc}") from exc
-    return ParsedObject(header, dataset, hashlib.sha256(data).hexdigest())
+    return ParsedObject(header, dataset, sha256_of(data))
 
 
-def check_structure(data: bytes, transfer_syntax: str) -> None:
+def sha256_of(data: Content) -> str:
+    digest = hashlib.sha256()
+    for chunk in chunks(data):
+        digest.update(chunk)
+    return digest.hexdigest()
+
+
+class _ViewReader(io.RawIOBase):
+    """A file over a view of mapped bytes, for pydicom's reader (read without copying
+    more than is asked)."""
+
+    name = "<mapped object>"
+
+    def __init__(self, view: memoryview) -> None:
+        self.view = view
+        self.position = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        piece = self.view[self.position:self.position + len(buffer)]
+        size = len(piece)
+        buffer[:size] = piece
+        self.position += size
+        return size
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self.position, io.SEEK_END: len(self.view)}
+        self.position = max(0, base[whence] + offset)
+        return self.position
+
+    def tell(self) -> int:
+        return self.position
+
+
+def check_structure(data: Content, transfer_syntax: str) -> None:
     """Walk every element of a Part-10 object, checking that each value lies within the
     bytes. Raises UnreadableObjectError for a truncated or malformed object."""
     position = _skip_meta(data)
@@ -118,13 +163,21 @@ def check_structure(data: bytes, transfer_syntax: str) -> None:
           little=transfer_syntax != ExplicitVRBigEndian)
 
 
-def _skip_meta(data: bytes) -> int:
+def meta_end(data: Content) -> int:
+    """Where the dataset of a Part-10 object begins, after its file meta information.
+    Raises UnreadableObjectError for a truncated one."""
+    if len(data) < 132 or data[128:132] != b"DICM":
+        raise UnreadableObjectError("not a DICOM Part-10 object (no DICM prefix)")
+    return _skip_meta(data)
+
+
+def _skip_meta(data: Content) -> int:
     position = 132
     while position + 8 <= len(data):
         group, = struct.unpack_from("<H", data, position)
         if group != 0x0002:
             return position
-        vr = data[position + 4:position + 6]
+        vr = bytes(data[position + 4:position + 6])
         if vr in _LONG_VRS:
             length, = struct.unpack_from("<I", data, position + 8)
             position += 12 + length
@@ -136,7 +189,7 @@ def _skip_meta(data: bytes) -> int:
     return position
 
 
-def _walk(data: bytes, position: int, end: int, *, implicit: bool, little: bool,
+def _walk(data: Content, position: int, end: int, *, implicit: bool, little: bool,
           until_item_end: bool = False) -> int:
     """Jump over the elements from ``position``; returns where the walk stopped."""
     order = "<" if little else ">"
@@ -154,7 +207,7 @@ def _walk(data: bytes, position: int, end: int, *, implicit: bool, little: bool,
             vr, (length,) = b"", struct.unpack_from(order + "I", data, position + 4)
             position += 8
         else:
-            vr = data[position + 4:position + 6]
+            vr = bytes(data[position + 4:position + 6])
             if vr in _LONG_VRS:
                 if position + 12 > end:
                     raise UnreadableObjectError(f"truncated element header at byte {position}")
@@ -176,7 +229,7 @@ def _walk(data: bytes, position: int, end: int, *, implicit: bool, little: bool,
     return position
 
 
-def _walk_items(data: bytes, position: int, end: int, *, implicit: bool, little: bool,
+def _walk_items(data: Content, position: int, end: int, *, implicit: bool, little: bool,
                 encapsulated: bool) -> int:
     order = "<" if little else ">"
     while True:

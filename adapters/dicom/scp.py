@@ -21,6 +21,7 @@ import ssl
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from pydicom.dataset import Dataset
@@ -40,7 +41,7 @@ from pydicom.uid import (
     JPEGLSNearLossless,
     RLELossless,
 )
-from pynetdicom import AE, AllStoragePresentationContexts, evt
+from pynetdicom import AE, AllStoragePresentationContexts, _config, evt
 from pynetdicom.presentation import build_context
 from pynetdicom.sop_class import (  # type: ignore[attr-defined]
     PatientRootQueryRetrieveInformationModelFind,
@@ -53,8 +54,9 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
 )
 from pynetdicom.transport import ThreadedAssociationServer
 
-from adapters.dicom.header import dicom_date, part10_bytes
+from adapters.dicom.header import dicom_date, meta_end, part10_bytes
 from adapters.dicom.service import DicomArchive, StoreTrail, match_dataset
+from adapters.dicom.spool import SpooledBody
 from adapters.dicom.status import INVALID_OBJECT, NOT_AUTHORIZED, OUT_OF_RESOURCES, store_failure
 from adapters.errors import AdapterError
 from adapters.logs import bind_request_id, log_event, new_request_id, request_id
@@ -185,6 +187,9 @@ class DicomServer:
         self.ae = self._application_entity()
 
     def _application_entity(self) -> AE:
+        # A received dataset goes to a temporary file as its fragments arrive, never whole
+        # into memory (see _received).
+        _config.STORE_RECV_CHUNKED_DATASET = True
         ae = AE(ae_title=self.archive.ae_title)
         ae.maximum_pdu_size = 0  # no limit on what we receive: fewer, larger PDUs
         ae.network_timeout = 60
@@ -361,15 +366,12 @@ class DicomServer:
         authority = self.archive.registry.for_ae_title(calling)
         if authority is None:
             return _status(NOT_AUTHORIZED, f"calling AE title {calling} is not declared")
-        request = event.request
-        data = part10_bytes(request.DataSet.getvalue(), request.AffectedSOPClassUID,
-                            request.AffectedSOPInstanceUID, event.context.transfer_syntax,
-                            calling)
         # One trail entry per study and association, written with its first object.
         trail = self._trails.setdefault(id(event.assoc), StoreTrail(
             "dicom", f"dicom:{calling}", authority.code, _address(event)))
         try:
-            self.archive.store(data, Sender(calling, authority.code), trail)
+            with _received(event, calling) as data:
+                self.archive.store(data.view(), Sender(calling, authority.code), trail)
         except (AdapterError, MPIError, OSError) as exc:
             return _status(store_failure(exc), str(exc))
         except Exception:  # storage or database failure: the sender may try again
@@ -557,3 +559,31 @@ def _address(event: Any) -> str | None:
         return str(event.assoc.requestor.address)
     except AttributeError:
         return None
+
+
+def _received(event: Any, calling: str) -> SpooledBody:
+    """The received object as a Part-10 file with our file meta information (the calling AE
+    title as its source), its dataset byte for byte as received: copied by the kernel from
+    the file the dataset was received into, beside it, and mapped (never read whole into
+    memory). Received in memory (pynetdicom's chunked reception off), it is written from
+    there."""
+    request = event.request
+    spooled: SpooledBody
+    meta = part10_bytes(b"", request.AffectedSOPClassUID, request.AffectedSOPInstanceUID,
+                        event.context.transfer_syntax, calling)
+    try:
+        path = Path(event.dataset_path)
+    except (AttributeError, TypeError):
+        spooled = SpooledBody()
+        spooled.write(meta + request.DataSet.getvalue())
+        return spooled
+    spooled = SpooledBody(path.parent)
+    try:
+        spooled.write(meta)
+        with open(path, "rb") as source:
+            head = source.read(1 << 16)
+            spooled.copy_from(source, meta_end(head))
+    except BaseException:
+        spooled.close()
+        raise
+    return spooled

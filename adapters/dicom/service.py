@@ -7,10 +7,10 @@ the container) and the ``mpi archive`` commands.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any, BinaryIO
 
 from pydicom.dataset import Dataset
@@ -23,8 +23,10 @@ from adapters.dicom.coerce import (
     read_header,
 )
 from adapters.dicom.compress import decoded_dataset
-from adapters.dicom.header import parse_object
+from adapters.dicom.header import parse_object, sha256_of
 from adapters.dicom.splice import coerced_copy, spliced_dataset
+from adapters.dicom.spool import Content
+from adapters.errors import AdapterError
 from mpi.archive import (
     ArchiveMatch,
     ArchiveQuery,
@@ -34,6 +36,7 @@ from mpi.archive import (
     BlobStore,
     PatientCoercion,
     Sender,
+    StagedBlob,
     StoredInstance,
     StoreOutcome,
     StoreResult,
@@ -46,7 +49,11 @@ from mpi.model import Authority
 from mpi.ports import AuditTrail, Clock
 from mpi.retry import retry_on_conflict
 
-__all__ = ["DicomArchive", "StoreTrail", "match_dataset"]
+__all__ = ["DicomArchive", "StoreTrail", "UnsupportedInPlaceError", "match_dataset"]
+
+
+class UnsupportedInPlaceError(AdapterError):
+    """Files are indexed where they lie on the filesystem store only."""
 
 
 def match_dataset(match: ArchiveMatch, level: str) -> Dataset:
@@ -133,16 +140,30 @@ class DicomArchive:
 
     # -- ingest --------------------------------------------------------------------------
 
-    def store(self, data: bytes, sender: Sender, trail: StoreTrail | None = None) -> StoreResult:
+    def store(self, data: Content, sender: Sender, trail: StoreTrail | None = None, *,
+              in_place: Path | None = None) -> StoreResult:
         """Check, index and store one Part-10 object. Raises the errors of
         :func:`adapters.dicom.header.parse_object` and :meth:`ArchiveService.accept`.
-        ``trail``: the access trail of the association (request, import) it arrived in."""
+        ``trail``: the access trail of the association (request, import) it arrived in.
+        ``in_place``: the file ``data`` was read from, indexed where it lies instead of
+        copied (filesystem store only: UnsupportedInPlaceError otherwise); the archive owns
+        it from then on. ``data`` may be a view of a spooled file (a large object, never
+        read whole into memory on the filesystem store)."""
         parsed = parse_object(data)
+        if isinstance(data, memoryview) and not isinstance(self.blobs, FilesystemBlobStore):
+            data = bytes(data)  # the S3 store sends an object from memory
         # On the filesystem, the bytes are written and flushed before the transaction, whose
         # write lock (SQLite) or advisory locks (PostgreSQL) then only cover their rename.
         key = blob_key(parsed.header, parsed.sha256)
-        staged = (self.blobs.stage(key, data) if isinstance(self.blobs, FilesystemBlobStore)
-                  and not self.blobs.exists(key) else None)
+        staged: StagedBlob | None = None
+        if in_place is not None:
+            if not isinstance(self.blobs, FilesystemBlobStore):
+                raise UnsupportedInPlaceError(
+                    "files can be indexed in place on the filesystem store only")
+            if not self.blobs.exists(key):
+                staged = self.blobs.reference(key, in_place)
+        elif isinstance(self.blobs, FilesystemBlobStore) and not self.blobs.exists(key):
+            staged = self.blobs.stage(key, data)
 
         def accept() -> StoreResult:
             with self.uow_factory() as uow:
@@ -165,9 +186,9 @@ class DicomArchive:
             trail.traced(result)
         return result
 
-    def already_stored(self, data: bytes) -> bool:
+    def already_stored(self, data: Content) -> bool:
         """Whether these exact bytes are already an instance of the archive (resumed imports)."""
-        digest = hashlib.sha256(data).hexdigest()
+        digest = sha256_of(data)
         with self.uow_factory(read_only=True) as uow:
             return uow.archive.has_content(digest)
 

@@ -8,7 +8,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from adapters.dicom.service import DicomArchive, StoreTrail
+from adapters.dicom.blobstore import FilesystemBlobStore
+from adapters.dicom.service import DicomArchive, StoreTrail, UnsupportedInPlaceError
 from adapters.errors import AdapterError
 from mpi.archive import ArchiveQuery, Sender, StoreOutcome
 from mpi.audit import AuditAction
@@ -39,14 +40,20 @@ def dicom_files(folder: Path) -> list[Path]:
 
 def import_folder(archive: DicomArchive, folder: Path, authority: str | None, jobs: int,
                   progress: Callable[[int], None] | None = None, *, actor: str = "import",
-                  source: str | None = None) -> FolderImport:
+                  source: str | None = None, in_place: bool = False) -> FolderImport:
     """Store every DICOM file under ``folder`` through the archive's ingest, ``jobs`` at a
     time. Resumable: files already stored byte for byte are skipped. A refused file is
     listed and the import goes on. The access trail names ``actor`` for each study stored.
     Raises UnknownAuthorityError for an unknown ``authority`` (the domain of objects without
-    an IssuerOfPatientID)."""
+    an IssuerOfPatientID). ``in_place``: each file is indexed where it lies, not copied
+    (its SHA-256 computed and kept, checked by ``mpi archive verify``); the archive owns it
+    from then on (see :mod:`adapters.dicom.blobstore`). Raises UnsupportedInPlaceError off
+    the filesystem store."""
     if authority is not None:
         archive.registry.by_code(authority)
+    if in_place and not isinstance(archive.blobs, FilesystemBlobStore):
+        raise UnsupportedInPlaceError(
+            "files can be indexed in place on the filesystem store only")
     sender = Sender(f"import:{folder.resolve().name}"[:64], authority)
     trail = StoreTrail("import", actor, authority, source)
     files = dicom_files(folder)
@@ -57,8 +64,9 @@ def import_folder(archive: DicomArchive, folder: Path, authority: str | None, jo
         if archive.already_stored(data):
             return "skipped"
         try:
-            outcome = archive.store(data, sender, trail).outcome
-        except (AdapterError, MPIError) as exc:
+            outcome = archive.store(data, sender, trail,
+                                    in_place=path if in_place else None).outcome
+        except (AdapterError, MPIError, ValueError) as exc:
             summary.refused.append(f"{path}: {exc}")
             return "refused"
         return "skipped" if outcome is StoreOutcome.DUPLICATE else outcome.value

@@ -7,16 +7,19 @@ multipart bodies.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import secrets
-from collections.abc import Iterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from pydicom.dataset import Dataset
 
 from adapters.dicom.header import dicom_date, parse_object
 from adapters.dicom.service import DicomArchive, StoreTrail, match_dataset
+from adapters.dicom.spool import Content, MultipartError, SpooledBody
 from adapters.dicom.status import CANNOT_UNDERSTAND, must_retry, store_failure
 from adapters.errors import AdapterError
 from mpi.archive import ArchiveMatch, ArchiveQuery, PatientCoercion, Sender, StoredInstance
@@ -35,10 +38,6 @@ _UNCOMPRESSED_LE = frozenset({_EXPLICIT_LE, "1.2.840.10008.1.2"})
 
 # FailureReason (0008,1197) of a part that is not a DICOM object.
 _PROCESSING_FAILURE = 0x0110
-
-
-class MultipartError(AdapterError, ValueError):
-    """A body that is not the multipart/related it claims to be."""
 
 
 class NotAcceptableError(AdapterError):
@@ -371,7 +370,27 @@ class DicomWeb:
         """Raises MultipartError (a ValueError)."""
         return split_multipart(body, boundary)
 
-    def store_for(self, parts: list[tuple[dict[str, str], bytes]], asker: Authority,
+    async def spool(self, body: AsyncIterator[bytes], folder: Path) -> SpooledBody:
+        """A request body written to a temporary file in ``folder`` as it arrives, about a
+        megabyte at a time (each written from a worker thread); the caller closes it."""
+        spooled = SpooledBody(folder)
+        try:
+            pending: list[bytes] = []
+            size = 0
+            async for chunk in body:
+                pending.append(chunk)
+                size += len(chunk)
+                if size >= 1 << 20:
+                    await asyncio.to_thread(spooled.write, b"".join(pending))
+                    pending, size = [], 0
+            if pending:
+                await asyncio.to_thread(spooled.write, b"".join(pending))
+        except BaseException:
+            spooled.close()
+            raise
+        return spooled
+
+    def store_for(self, parts: Sequence[tuple[dict[str, str], Content]], asker: Authority,
                   who: str, source: str | None = None,
                   token_id: str | None = None) -> StowResult:
         """Store for a client (``who``, as the trail names it): objects without an issuer go
@@ -381,7 +400,7 @@ class DicomWeb:
         return self.store(parts, sender,
                           trail=StoreTrail("dicomweb", who, authority, source, token_id))
 
-    def store(self, parts: list[tuple[dict[str, str], bytes]], sender: Sender,
+    def store(self, parts: Sequence[tuple[dict[str, str], Content]], sender: Sender,
               study: str | None = None, trail: StoreTrail | None = None) -> StowResult:
         """Store each application/dicom part; the others fail. ``study``, when the request
         named one, must be the study of every object."""

@@ -256,15 +256,22 @@ async def store_studies(request: Request, container: ContainerDep, caller: Store
     if asked.asker.kind is not AuthorityKind.ESTABLISHMENT:
         raise forbidden(request, f"{asked.asker.code} is not an establishment: only "
                                  "establishments store objects")
-    body = await request.body()
+    # The body goes to a temporary file as it arrives, its parts are views of that file:
+    # an object of any size is stored without its bytes in memory.
+    spooled = await asked.web.spool(request.stream(), container.settings.data_dir / "spool")
     try:
-        parts = asked.web.split(body, found.group(1))
-    except ValueError as exc:
-        raise HTTPException(status_code=400, detail=str(exc)) from None
-    result = await run_in_threadpool(asked.web.store_for, parts, asked.asker, asked.who,
-                                     asked.source, caller.token_id)
+        try:
+            parts = await run_in_threadpool(spooled.parts, found.group(1))
+        except ValueError as exc:
+            raise HTTPException(status_code=400, detail=str(exc)) from None
+        result = await run_in_threadpool(asked.web.store_for, parts, asked.asker, asked.who,
+                                         asked.source, caller.token_id)
+        del parts
+    finally:
+        await run_in_threadpool(spooled.close)
     if result.retry:  # the archive volume or the database failed: nothing kept, send again
         return JSONResponse(result.body, status_code=503, media_type=DICOM_JSON,
                             headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
     status = 200 if not result.failed else 202 if result.stored else 409
     return JSONResponse(result.body, status_code=status, media_type=DICOM_JSON)
+

@@ -80,12 +80,13 @@ class ArchiveService:
         if not header.patient.patient_id.strip():
             raise InvalidObjectError("the object has no PatientID")
 
-    def accept(self, uow: ArchiveUnitOfWork, header: InstanceHeader, content: bytes, sha256: str,
-               sender: Sender, staged: StagedBlob | None = None) -> StoreResult:
+    def accept(self, uow: ArchiveUnitOfWork, header: InstanceHeader,
+               content: bytes | memoryview, sha256: str, sender: Sender,
+               staged: StagedBlob | None = None) -> StoreResult:
         """Index an object and store its bytes (before the caller commits). An unknown
         patient becomes a provisional source record that goes through matching. ``staged``:
-        its bytes already written for its key (then only made visible here); the caller
-        discards them after the transaction.
+        its bytes already written for its key, or the file referenced where it lies (then only
+        made visible here); the caller discards them after the transaction.
 
         Raises InvalidObjectError, UnknownAuthorityError, StudyOwnershipError; ForbiddenError
         and the identity errors of registration propagate. On any error after the bytes were
@@ -118,11 +119,12 @@ class ArchiveService:
             source=sender.name, instance_number=header.instance_number,
         )
         wrote = not self.blobs.exists(key)
-        if wrote:
-            if staged is not None and staged.key == key:
-                staged.commit()
-            else:
-                self.blobs.put(key, content)
+        used = wrote and staged is not None and staged.key == key
+        if used:
+            assert staged is not None
+            staged.commit()
+        elif wrote:
+            self.blobs.put(key, content if isinstance(content, bytes) else bytes(content))
         try:
             if existing is None:
                 uow.archive.add_instance(instance)
@@ -135,7 +137,10 @@ class ArchiveService:
                 uow.archive.replace_instance(existing, instance, now)
                 outcome = StoreOutcome.REPLACED
         except BaseException:
-            if wrote:
+            if used:
+                assert staged is not None
+                staged.withdraw()
+            elif wrote:
                 self.blobs.delete(key)
             raise
         return StoreResult(outcome, header.sop_instance_uid, header.study_instance_uid,

@@ -81,6 +81,11 @@ class StagedBlob(Protocol):
         for a retried transaction). Raises OSError."""
         ...
 
+    def withdraw(self) -> None:
+        """Make committed bytes invisible again (a failed transaction); what they were made
+        from stays (a referenced file is not deleted). Raises OSError."""
+        ...
+
     def discard(self) -> None:
         """Forget bytes never made visible; nothing happens to committed ones."""
         ...
