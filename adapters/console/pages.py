@@ -26,7 +26,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from adapters.auth.oidc import PkceStart
 from adapters.auth.service import SESSION_COOKIE, LoginRefused
 from adapters.auth.tokens import TokenRefused
+from adapters.errors import DatabaseUnavailableError
 from adapters.http.deps import CSRF_FIELD, CallerDep, ContainerDep, audit, public
+from adapters.http.errors import RETRY_AFTER_SECONDS, unavailable
 from adapters.logs import log_event
 from mpi.audit import AuditAction
 from mpi.security import Principal
@@ -265,7 +267,8 @@ def home(request: Request, caller: CallerDep) -> HTMLResponse:
 def install_login_redirect(app: FastAPI) -> None:
     """A browser asking for a console page without a session is sent to the login page
     (and back afterwards); a refused console page is an HTML page saying why. Other paths
-    keep the handler installed before."""
+    keep the handler installed before. A console page while the database is out of reach is
+    an HTML page too (503 with Retry-After)."""
     previous = app.exception_handlers.get(StarletteHTTPException)
 
     async def handler(request: Request, exc: Exception) -> Response:
@@ -285,6 +288,21 @@ def install_login_redirect(app: FastAPI) -> None:
             return response
         return await http_exception_handler(request, exc)
 
+    previous_unavailable = app.exception_handlers.get(DatabaseUnavailableError, unavailable)
+
+    async def database_unavailable(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, DatabaseUnavailableError)
+        path = request.url.path
+        if path == CONSOLE or path.startswith(HOME):
+            page = render(request, "refused.html", 503, status=503,
+                          reason="The database is unavailable; try again in a moment.")
+            page.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+            return page
+        answer = previous_unavailable(request, exc)
+        response: Response = await answer if inspect.isawaitable(answer) else answer
+        return response
+
     app.add_exception_handler(StarletteHTTPException, handler)
+    app.add_exception_handler(DatabaseUnavailableError, database_unavailable)
     app.mount(f"{CONSOLE}/static", StaticFiles(directory=str(_FOLDER / "static")),
               name="console-static")

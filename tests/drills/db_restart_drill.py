@@ -50,6 +50,13 @@ class OutageAnswers:
     health_status: str = ""
     fhir_status: int = 0
     fhir_retry_after: str | None = None
+    fhir_issue: str = ""  # resourceType/issue code of the FHIR answer's body
+    dicomweb_status: int = 0
+    dicomweb_retry_after: str | None = None
+    dicomweb_type: str = ""  # Content-Type of the QIDO-RS answer
+    console_status: int = 0
+    console_retry_after: str | None = None
+    console_type: str = ""  # Content-Type of a console page's answer
     c_store_status: int = 0
 
 
@@ -76,7 +83,9 @@ class RestartDrillReport:
             f"{sum(self.facts.applied_per_message.values())}, transient AE {s.transient_errors}",
             f"  while down: /health/ready {d.ready_status} (Retry-After {d.ready_retry_after}), "
             f"/health {d.health_status}, FHIR {d.fhir_status} (Retry-After "
-            f"{d.fhir_retry_after}), C-STORE 0x{d.c_store_status:04X}",
+            f"{d.fhir_retry_after}, {d.fhir_issue}), QIDO-RS {d.dicomweb_status} "
+            f"({d.dicomweb_type}), console {d.console_status} ({d.console_type}), "
+            f"C-STORE 0x{d.c_store_status:04X}",
             f"  database back -> ready in {self.recover_seconds:.1f} s; C-STORE again "
             f"0x{self.c_store_after:04X}; FHIR {self.fhir_after}; instances indexed "
             f"{self.instances} of {self.objects_sent} sent",
@@ -104,6 +113,7 @@ def run_restart_drill(workdir: Path, pg_port: int, messages: int, outage: float,
         token = client_token(server)
         bearer = {"Authorization": f"Bearer {token}"}
         fhir = server.http_base + "/fhir/Patient?family=MARTIN"
+        qido = server.http_base + "/dicomweb/studies"
         assert c_store(server.ports["dicom"], ct_object(1)) == SUCCESS
         feed = realistic_feed(messages)
         stop_at = threading.Event()
@@ -125,8 +135,18 @@ def run_restart_drill(workdir: Path, pg_port: int, messages: int, outage: float,
         status, _, headers = get_json(server.http_base + "/health/ready")
         during.ready_status, during.ready_retry_after = status, headers.get("retry-after")
         during.health_status = get_json(server.http_base + "/health")[1].get("status", "")
-        status, _, headers = get_json(fhir, bearer)
+        status, body, headers = get_json(fhir, bearer)
         during.fhir_status, during.fhir_retry_after = status, headers.get("retry-after")
+        issues = body.get("issue") or [{}]
+        during.fhir_issue = f"{body.get('resourceType')}/{issues[0].get('code')}"
+        status, _, headers = get_json(qido, bearer)
+        during.dicomweb_status, during.dicomweb_retry_after = status, headers.get("retry-after")
+        during.dicomweb_type = headers.get("content-type", "")
+        # any session cookie: finding its session needs the database
+        status, _, headers = get_json(server.http_base + "/console/",
+                                      {"Cookie": "mpi_session=unknown"})
+        during.console_status, during.console_retry_after = status, headers.get("retry-after")
+        during.console_type = headers.get("content-type", "")
         during.c_store_status = c_store(server.ports["dicom"], ct_object(2))
         time.sleep(max(0.0, outage - (time.monotonic() - stopped)))
         pg.start()

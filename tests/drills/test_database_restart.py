@@ -28,7 +28,14 @@ def test_a_database_restart_is_answered_try_again_and_loses_nothing(tmp_path: Pa
     # while the database is down: "not now", never a 500 and never silence
     assert during.ready_status == 503 and during.ready_retry_after
     assert during.health_status == "degraded"
+    # each protocol in its own format: FHIR an OperationOutcome, DICOMweb JSON, the console
+    # an HTML page
     assert during.fhir_status == 503 and during.fhir_retry_after
+    assert during.fhir_issue == "OperationOutcome/transient"
+    assert during.dicomweb_status == 503 and during.dicomweb_retry_after
+    assert during.dicomweb_type.startswith("application/json")
+    assert during.console_status == 503 and during.console_retry_after
+    assert during.console_type.startswith("text/html")
     assert during.c_store_status == OUT_OF_RESOURCES
     assert report.sender.transient_errors > 0  # HL7 AE with a transient ERR, sent again
     # back by itself: the same object stored, every message applied once, nothing refused
