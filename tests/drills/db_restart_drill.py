@@ -78,7 +78,7 @@ class RestartDrillReport:
         s, d = self.sender, self.during
         return [
             f"{label}: {self.messages} messages over {len(self.lanes)} connections, "
-            f"PostgreSQL stopped {self.outage_seconds:.0f} s",
+            f"PostgreSQL stopped {self.outage_seconds:.1f} s",
             f"  sent {s.sent} frames ({s.resent} resent), acknowledged {s.acked}, applied "
             f"{sum(self.facts.applied_per_message.values())}, transient AE {s.transient_errors}",
             f"  while down: /health/ready {d.ready_status} (Retry-After {d.ready_retry_after}), "
@@ -95,7 +95,11 @@ class RestartDrillReport:
 
 
 def run_restart_drill(workdir: Path, pg_port: int, messages: int, outage: float,
-                      progress: Callable[[str], None] | None = None) -> RestartDrillReport:
+                      progress: Callable[[str], None] | None = None,
+                      env: dict[str, str] | None = None) -> RestartDrillReport:
+    """The drill on a cluster of its own on ``pg_port``; PostgreSQL stays down until every
+    "try again" answer was seen (a transient AE among them), and ``outage`` seconds at least.
+    ``env``: more settings of the server (MPI_WORKERS...)."""
     say = progress or (lambda text: None)
     # In /tmp itself: the postgres account must reach it (a test's tmp_path is under a
     # folder of mode 0700, reset so by every pytest run on the machine).
@@ -108,7 +112,7 @@ def run_restart_drill(workdir: Path, pg_port: int, messages: int, outage: float,
         engine = create_engine_for(url)
         upgrade(engine)
         engine.dispose()
-        server = ServeProcess(workdir, url)
+        server = ServeProcess(workdir, url, env)
         server.start()
         token = client_token(server)
         bearer = {"Authorization": f"Bearer {token}"}
@@ -148,7 +152,10 @@ def run_restart_drill(workdir: Path, pg_port: int, messages: int, outage: float,
         during.console_status, during.console_retry_after = status, headers.get("retry-after")
         during.console_type = headers.get("content-type", "")
         during.c_store_status = c_store(server.ports["dicom"], ct_object(2))
+        # down until the senders were told to try again, and for ``outage`` seconds at least
+        wait_until(lambda: sender.figures.transient_errors > 0, 60, "a transient AE")
         time.sleep(max(0.0, outage - (time.monotonic() - stopped)))
+        down = time.monotonic() - stopped
         pg.start()
         say("PostgreSQL started again")
         started = time.monotonic()
@@ -164,7 +171,7 @@ def run_restart_drill(workdir: Path, pg_port: int, messages: int, outage: float,
                 select(func.count()).select_from(archive_instances)).scalar_one()
         engine.dispose()
         facts = journal_facts(url)
-        report = RestartDrillReport(messages, outage, figures[0], facts, during, recover,
+        report = RestartDrillReport(messages, down, figures[0], facts, during, recover,
                                     c_store_after, int(instances), 2, fhir_after,
                                     dict(figures[0].errors))
         report.lanes = list(sender.lanes)
