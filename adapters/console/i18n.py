@@ -118,6 +118,7 @@ CATALOG: dict[str, tuple[str, str]] = {
     "login_first": ("Connectez-vous d'abord", "Log in first"),
     "back": ("Retour à la console", "Back to the console"),
     "conflict": ("Refusé", "Refused"),
+    "unavailable": ("Indisponible pour le moment", "Unavailable for now"),
     "ind.title": ("Indicateurs d'identitovigilance", "Identity-vigilance indicators"),
     "ind.month": ("Mois", "Month"),
     "ind.dup_created": ("Doublons créés", "Duplicates created"),

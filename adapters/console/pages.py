@@ -31,7 +31,9 @@ from adapters.auth.oidc import PkceStart
 from adapters.auth.service import SESSION_COOKIE, LoginRefused
 from adapters.auth.tokens import TokenRefused
 from adapters.console.i18n import LANG_COOKIE, LANGUAGES, language, translator
+from adapters.errors import DatabaseUnavailableError
 from adapters.http.deps import CSRF_FIELD, CallerDep, ContainerDep, audit, public
+from adapters.http.errors import RETRY_AFTER_SECONDS, unavailable
 from adapters.logs import log_event
 from mpi.audit import AuditAction
 from mpi.security import Principal
@@ -282,7 +284,8 @@ def home(request: Request, caller: CallerDep) -> HTMLResponse:
 def install_login_redirect(app: FastAPI) -> None:
     """A browser asking for a console page without a session is sent to the login page
     (and back afterwards); a refused console page is an HTML page saying why. Other paths
-    keep the handler installed before."""
+    keep the handler installed before. A console page while the database is out of reach is
+    an HTML page too (503 with Retry-After)."""
     previous = app.exception_handlers.get(StarletteHTTPException)
 
     async def handler(request: Request, exc: Exception) -> Response:
@@ -315,7 +318,22 @@ def install_login_redirect(app: FastAPI) -> None:
         response: Response = await answer if inspect.isawaitable(answer) else answer
         return response
 
+    previous_unavailable = app.exception_handlers.get(DatabaseUnavailableError, unavailable)
+
+    async def database_unavailable(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, DatabaseUnavailableError)
+        path = request.url.path
+        if path == CONSOLE or path.startswith(HOME):
+            page = render(request, "refused.html", 503, status=503,
+                          reason="The database is unavailable; try again in a moment.")
+            page.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+            return page
+        answer = previous_unavailable(request, exc)
+        response: Response = await answer if inspect.isawaitable(answer) else answer
+        return response
+
     app.add_exception_handler(StarletteHTTPException, handler)
     app.add_exception_handler(RequestValidationError, invalid)
+    app.add_exception_handler(DatabaseUnavailableError, database_unavailable)
     app.mount(f"{CONSOLE}/static", StaticFiles(directory=str(_FOLDER / "static")),
               name="console-static")

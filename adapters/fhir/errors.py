@@ -8,6 +8,7 @@ FHIR subtree only: the other routes keep FastAPI's JSON errors.
 
 from __future__ import annotations
 
+import inspect
 import logging
 from typing import Any
 
@@ -20,7 +21,11 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import PlainTextResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from adapters.errors import AdapterError, DatabaseUnavailableError
 from adapters.fhir.wire import FhirError, FhirResponse, operation_outcome
+from adapters.http.deps import route_template
+from adapters.http.errors import RETRY_AFTER_SECONDS
+from adapters.http.errors import unavailable as other_unavailable
 from mpi.errors import (
     ConcurrencyError,
     DuplicateIdentifierError,
@@ -44,9 +49,11 @@ _ISSUE_CODES = {
 }
 
 
-# From core errors to FHIR answers, walked in order: the first class the error is an
-# instance of decides (HTTP status, issue type of http://hl7.org/fhir/issue-type).
-_CORE_ERRORS: tuple[tuple[type[MPIError], int, str], ...] = (
+# From core errors (and the adapters' "try again") to FHIR answers, walked in order: the
+# first class the error is an instance of decides (HTTP status, issue type of
+# http://hl7.org/fhir/issue-type).
+_CORE_ERRORS: tuple[tuple[type[MPIError | AdapterError], int, str], ...] = (
+    (DatabaseUnavailableError, 503, "transient"),
     (UnknownAuthorityError, 400, "code-invalid"),
     (InvalidInputError, 400, "invalid"),
     (UnknownIdentifierError, 404, "not-found"),
@@ -58,14 +65,21 @@ _CORE_ERRORS: tuple[tuple[type[MPIError], int, str], ...] = (
 )
 
 
-def from_core_error(exc: MPIError, expression: str | None = None) -> FhirError:
-    """The FHIR answer to an error of the core."""
+def from_core_error(exc: MPIError | DatabaseUnavailableError,
+                    expression: str | None = None) -> FhirError:
+    """The FHIR answer to an error of the core, or to a database out of reach (503 with
+    Retry-After: nothing was applied, the same request may succeed later)."""
     status, code = next((status, code) for kind, status, code in _CORE_ERRORS
                         if isinstance(exc, kind))
     message = exc.message
+    headers = None
     if isinstance(exc, ConcurrencyError):
         message += "; send the request again"
-    return FhirError(status, code, message, expression=expression or exc.location)
+    elif isinstance(exc, DatabaseUnavailableError):
+        message = "the database is unavailable; send the request again later"
+        headers = {"Retry-After": str(RETRY_AFTER_SECONDS)}
+    return FhirError(status, code, message, expression=expression or exc.location,
+                     headers=headers)
 
 
 def error_response(error: FhirError) -> FhirResponse:
@@ -75,7 +89,11 @@ def error_response(error: FhirError) -> FhirResponse:
 
 def install_error_handlers(app: FastAPI, base: str, on_error: Any) -> None:
     """Answer every error under ``base`` with an OperationOutcome. ``on_error(request,
-    status)`` is called for each error answered there (the access trail of a failed read)."""
+    status)`` is called for each error answered there (the access trail of a failed read),
+    but for a database out of reach, which cannot keep a trail: that refusal is logged. Other
+    paths keep the handler of DatabaseUnavailableError installed before."""
+    previous_unavailable = app.exception_handlers.get(DatabaseUnavailableError,
+                                                      other_unavailable)
 
     def in_fhir(request: Request) -> bool:
         path = request.url.path
@@ -113,6 +131,16 @@ def install_error_handlers(app: FastAPI, base: str, on_error: Any) -> None:
         )
         return answer(request, FhirError(400, "invalid", problems or "invalid request"))
 
+    async def unavailable(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, DatabaseUnavailableError)
+        if not in_fhir(request):
+            answer = previous_unavailable(request, exc)
+            response: Response = await answer if inspect.isawaitable(answer) else answer
+            return response
+        log.warning("database unavailable on %s %s: answered 503", request.method,
+                    route_template(request.scope))
+        return error_response(from_core_error(exc))
+
     async def unexpected_error(request: Request, exc: Exception) -> Response:
         log.exception("unexpected error on %s %s", request.method, request.url.path)
         if not in_fhir(request):
@@ -122,4 +150,5 @@ def install_error_handlers(app: FastAPI, base: str, on_error: Any) -> None:
     app.add_exception_handler(FhirError, fhir_error)
     app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(DatabaseUnavailableError, unavailable)
     app.add_exception_handler(Exception, unexpected_error)

@@ -205,12 +205,14 @@ def create_app(container: Any, mounts: Sequence[Mount]) -> FastAPI:
             swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css",
             swagger_favicon_url=f"{DOCS_ASSETS}/favicon.png")
 
+    # Before the mounts: a protocol with its own error format (FHIR) answers its own paths
+    # and falls back on this one.
+    app.add_exception_handler(DatabaseUnavailableError, unavailable)
     app.mount(DOCS_ASSETS, StaticFiles(directory=str(files("fastapi_offline") / "static")),
               name="docs-assets")
     for mount in mounts:
         mount(app)
     app.openapi = _documented_openapi(app)  # type: ignore[method-assign]
-    app.add_exception_handler(DatabaseUnavailableError, unavailable)
     settings = getattr(container, "settings", None)
     limit = getattr(settings, "http_max_concurrency", None)
     if isinstance(limit, int) and limit > 0:

@@ -50,6 +50,13 @@ class OutageAnswers:
     health_status: str = ""
     fhir_status: int = 0
     fhir_retry_after: str | None = None
+    fhir_issue: str = ""  # resourceType/issue code of the FHIR answer's body
+    dicomweb_status: int = 0
+    dicomweb_retry_after: str | None = None
+    dicomweb_type: str = ""  # Content-Type of the QIDO-RS answer
+    console_status: int = 0
+    console_retry_after: str | None = None
+    console_type: str = ""  # Content-Type of a console page's answer
     c_store_status: int = 0
 
 
@@ -71,12 +78,14 @@ class RestartDrillReport:
         s, d = self.sender, self.during
         return [
             f"{label}: {self.messages} messages over {len(self.lanes)} connections, "
-            f"PostgreSQL stopped {self.outage_seconds:.0f} s",
+            f"PostgreSQL stopped {self.outage_seconds:.1f} s",
             f"  sent {s.sent} frames ({s.resent} resent), acknowledged {s.acked}, applied "
             f"{sum(self.facts.applied_per_message.values())}, transient AE {s.transient_errors}",
             f"  while down: /health/ready {d.ready_status} (Retry-After {d.ready_retry_after}), "
             f"/health {d.health_status}, FHIR {d.fhir_status} (Retry-After "
-            f"{d.fhir_retry_after}), C-STORE 0x{d.c_store_status:04X}",
+            f"{d.fhir_retry_after}, {d.fhir_issue}), QIDO-RS {d.dicomweb_status} "
+            f"({d.dicomweb_type}), console {d.console_status} ({d.console_type}), "
+            f"C-STORE 0x{d.c_store_status:04X}",
             f"  database back -> ready in {self.recover_seconds:.1f} s; C-STORE again "
             f"0x{self.c_store_after:04X}; FHIR {self.fhir_after}; instances indexed "
             f"{self.instances} of {self.objects_sent} sent",
@@ -86,7 +95,11 @@ class RestartDrillReport:
 
 
 def run_restart_drill(workdir: Path, pg_port: int, messages: int, outage: float,
-                      progress: Callable[[str], None] | None = None) -> RestartDrillReport:
+                      progress: Callable[[str], None] | None = None,
+                      env: dict[str, str] | None = None) -> RestartDrillReport:
+    """The drill on a cluster of its own on ``pg_port``; PostgreSQL stays down until every
+    "try again" answer was seen (a transient AE among them), and ``outage`` seconds at least.
+    ``env``: more settings of the server (MPI_WORKERS...)."""
     say = progress or (lambda text: None)
     # In /tmp itself: the postgres account must reach it (a test's tmp_path is under a
     # folder of mode 0700, reset so by every pytest run on the machine).
@@ -99,11 +112,12 @@ def run_restart_drill(workdir: Path, pg_port: int, messages: int, outage: float,
         engine = create_engine_for(url)
         upgrade(engine)
         engine.dispose()
-        server = ServeProcess(workdir, url)
+        server = ServeProcess(workdir, url, env)
         server.start()
         token = client_token(server)
         bearer = {"Authorization": f"Bearer {token}"}
         fhir = server.http_base + "/fhir/Patient?family=MARTIN"
+        qido = server.http_base + "/dicomweb/studies"
         assert c_store(server.ports["dicom"], ct_object(1)) == SUCCESS
         feed = realistic_feed(messages)
         stop_at = threading.Event()
@@ -125,10 +139,23 @@ def run_restart_drill(workdir: Path, pg_port: int, messages: int, outage: float,
         status, _, headers = get_json(server.http_base + "/health/ready")
         during.ready_status, during.ready_retry_after = status, headers.get("retry-after")
         during.health_status = get_json(server.http_base + "/health")[1].get("status", "")
-        status, _, headers = get_json(fhir, bearer)
+        status, body, headers = get_json(fhir, bearer)
         during.fhir_status, during.fhir_retry_after = status, headers.get("retry-after")
+        issues = body.get("issue") or [{}]
+        during.fhir_issue = f"{body.get('resourceType')}/{issues[0].get('code')}"
+        status, _, headers = get_json(qido, bearer)
+        during.dicomweb_status, during.dicomweb_retry_after = status, headers.get("retry-after")
+        during.dicomweb_type = headers.get("content-type", "")
+        # any session cookie: finding its session needs the database
+        status, _, headers = get_json(server.http_base + "/console/",
+                                      {"Cookie": "mpi_session=unknown"})
+        during.console_status, during.console_retry_after = status, headers.get("retry-after")
+        during.console_type = headers.get("content-type", "")
         during.c_store_status = c_store(server.ports["dicom"], ct_object(2))
+        # down until the senders were told to try again, and for ``outage`` seconds at least
+        wait_until(lambda: sender.figures.transient_errors > 0, 60, "a transient AE")
         time.sleep(max(0.0, outage - (time.monotonic() - stopped)))
+        down = time.monotonic() - stopped
         pg.start()
         say("PostgreSQL started again")
         started = time.monotonic()
@@ -144,7 +171,7 @@ def run_restart_drill(workdir: Path, pg_port: int, messages: int, outage: float,
                 select(func.count()).select_from(archive_instances)).scalar_one()
         engine.dispose()
         facts = journal_facts(url)
-        report = RestartDrillReport(messages, outage, figures[0], facts, during, recover,
+        report = RestartDrillReport(messages, down, figures[0], facts, during, recover,
                                     c_store_after, int(instances), 2, fhir_after,
                                     dict(figures[0].errors))
         report.lanes = list(sender.lanes)

@@ -650,13 +650,18 @@ def ct_object(number: int, patient_id: str = "DRILL1") -> bytes:
 
 
 def client_token(server: ServeProcess, name: str = "drill", base: str | None = None) -> str:
-    """A bearer token of a client registered with `mpi client add` (CHRU, every scope),
-    asked of ``base`` (default: the server itself)."""
-    registered = subprocess.run(
-        [mpi_executable(), "client", "add", name, "--establishment", "CHRU", "--scope",
-         "system/*.cruds"], env=server.env, capture_output=True, text=True, timeout=60,
-        check=True, cwd=server.workdir)
-    client = json.loads(registered.stdout)
+    """A bearer token of a client registered as `mpi client add` registers it (CHRU, every
+    scope; in this process, on the server's settings), asked of ``base`` (default: the
+    server itself)."""
+    from adapters.bootstrap import bootstrap
+    from adapters.settings import ENV_PREFIX, Settings
+
+    values = {key.removeprefix(ENV_PREFIX).lower(): value for key, value in server.env.items()
+              if key.startswith(ENV_PREFIX)}
+    settings = Settings(**{k: v for k, v in values.items() if k in Settings.model_fields})
+    with bootstrap(settings) as container:
+        made = container.auth.add_client(name, "system/*.cruds", "CHRU", None, None)
+    client = {"client_id": made.client.client_id, "client_secret": made.secret}
     import base64
     import urllib.parse
 

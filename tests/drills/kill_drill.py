@@ -82,10 +82,11 @@ class KillDrillReport:
 
 def run_kill_drill(workdir: Path, database_url: str, reference_url: str, messages: int,
                    kills: int, seed: int = 8, connections: int = 4,
-                   progress: Callable[[str], None] | None = None) -> KillDrillReport:
+                   progress: Callable[[str], None] | None = None,
+                   env: dict[str, str] | None = None) -> KillDrillReport:
     """The drill on ``database_url`` (migrated, empty); the uninterrupted run on
     ``reference_url`` (empty). Kills land at random moments between 10 % and 90 % of the
-    feed (seeded)."""
+    feed (seeded). ``env``: more settings of the server (MPI_WORKERS...)."""
     say = progress or (lambda text: None)
     rng = random.Random(seed)
     feed = realistic_feed(messages)
@@ -93,7 +94,8 @@ def run_kill_drill(workdir: Path, database_url: str, reference_url: str, message
     consumer = CountingConsumer()
     authorities = authorities_with_consumer(workdir / "authorities.toml", consumer.port,
                                             (*ESTABLISHMENTS, "GCS"))
-    server = ServeProcess(workdir, database_url, {"MPI_AUTHORITIES": str(authorities)})
+    server = ServeProcess(workdir, database_url,
+                          {"MPI_AUTHORITIES": str(authorities), **(env or {})})
     due = threading.Event()
     first_ack_after: list[float] = []
     killed_at: list[float] = []

@@ -11,8 +11,9 @@ import pytest
 from tests.drills.db_restart_drill import OUT_OF_RESOURCES, SUCCESS, run_restart_drill
 from tests.drills.harness import PrivatePostgres, free_port
 
-MESSAGES = 300
-OUTAGE_SECONDS = 6.0
+MESSAGES = 200
+WORKERS = {"MPI_WORKERS": "1"}  # an HL7 worker process must reconnect too: one is enough
+OUTAGE_SECONDS = 0.0  # down as long as it takes to see every "try again" answer
 
 pytestmark = pytest.mark.postgres
 
@@ -21,14 +22,21 @@ def test_a_database_restart_is_answered_try_again_and_loses_nothing(tmp_path: Pa
     reason = PrivatePostgres.available()
     if reason is not None:
         pytest.skip(f"cannot make a PostgreSQL cluster of the test's own: {reason}")
-    report = run_restart_drill(tmp_path, free_port(), MESSAGES, OUTAGE_SECONDS)
+    report = run_restart_drill(tmp_path, free_port(), MESSAGES, OUTAGE_SECONDS, env=WORKERS)
     print("\n".join(report.lines("database restart drill")))
     during = report.during
 
     # while the database is down: "not now", never a 500 and never silence
     assert during.ready_status == 503 and during.ready_retry_after
     assert during.health_status == "degraded"
+    # each protocol in its own format: FHIR an OperationOutcome, DICOMweb JSON, the console
+    # an HTML page
     assert during.fhir_status == 503 and during.fhir_retry_after
+    assert during.fhir_issue == "OperationOutcome/transient"
+    assert during.dicomweb_status == 503 and during.dicomweb_retry_after
+    assert during.dicomweb_type.startswith("application/json")
+    assert during.console_status == 503 and during.console_retry_after
+    assert during.console_type.startswith("text/html")
     assert during.c_store_status == OUT_OF_RESOURCES
     assert report.sender.transient_errors > 0  # HL7 AE with a transient ERR, sent again
     # back by itself: the same object stored, every message applied once, nothing refused

@@ -12,7 +12,7 @@ import pytest
 
 from tests.drills.scale_out_drill import HAProxy, run_scale_out_drill
 
-MESSAGES = 300
+MESSAGES = 150
 
 pytestmark = pytest.mark.postgres
 
