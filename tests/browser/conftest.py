@@ -44,8 +44,11 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     setattr(item, f"report_{report.when}", report)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
+    """Chromium, for the tests of one module. Not for the session: while Playwright's sync
+    API runs, its event loop counts as running in this thread, and every later test that
+    calls asyncio.run() (the jobs, the MLLP client, `mpi hl7 send`) would be refused."""
     if not (Path(CHROMIUM).is_file() or shutil.which(CHROMIUM)):
         pytest.skip(f"Chromium is not installed ({CHROMIUM}; apt-get install chromium)")
     from playwright.sync_api import sync_playwright

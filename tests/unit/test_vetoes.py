@@ -47,8 +47,12 @@ def test_each_veto_holds_for_its_case_alone() -> None:
     assert holding(one, record("CHRU", "2", **TRAITS), same_source=True) == ["same_source"]
     assert holding(one, record("ICL", "2", **dict(TRAITS, birth_date=date(2025, 9, 25)))) == [
         "other_birth_date"]
-    assert holding(one, record("ICL", "2", **dict(TRAITS, birth_date=date(1975, 1, 1)))) == [
+    # 01/01 stands for an unknown day: vetoed unless everything else corroborates it (the
+    # same names, sex, phone and birthplace or postcode), so another phone keeps the veto
+    assert holding(one, record("ICL", "2", **dict(TRAITS, birth_date=date(1975, 1, 1),
+                                                    phone="0698765432"))) == [
         "partial_birth_date"]
+    assert holding(one, record("ICL", "2", **dict(TRAITS, birth_date=date(1975, 1, 1)))) == []
     assert holding(one, record("ICL", "2", **dict(TRAITS, birth_family_name="BB1 ZIMMERMANN",
                                                     given_names=()))) == ["newborn_placeholder"]
     assert without_source({"twins": True, "same_source": True}) == {"twins": True}
