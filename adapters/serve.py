@@ -155,16 +155,8 @@ async def run_services(container: Container, stop: asyncio.Event,
         use_metrics_directory(settings.data_dir / "metrics")
         started.callback(leave_metrics_directory)
         bound["mllp"], tls_port = await _start_mllp(container, started, contexts)
-        app = http_app(container)
-        viewer = await _start_viewer(app, container, started)
-        if viewer is not None:
-            bound["viewer"] = viewer
-        http_ports = await _start_http_workers(container, started, contexts, viewer)
-        if http_ports is not None:
-            bound["http"] = http_ports[0]
-        else:
-            bound["http"] = await _start_http(app, container, started, host,
-                                              settings.http_port, "MPI_HTTP_PORT")
+        # DICOM before HTTP: once HTTP answers (its worker processes answer /health as soon
+        # as they start), every other listener is up, so "ready" means ready.
         dicom = DicomServer(container.dicom, settings.dicom_max_associations)
         started.callback(dicom.stop)
         try:
@@ -175,6 +167,23 @@ async def run_services(container: Container, stop: asyncio.Event,
         if contexts is not None:
             assert tls_port is not None
             bound["mllp_tls"] = tls_port
+            try:
+                bound["dicom_tls"] = dicom.start_tls(tls_host, settings.dicom_tls_port,
+                                                     contexts.required)
+            except OSError as exc:
+                raise _listen_error("DICOM over TLS", tls_host, settings.dicom_tls_port,
+                                    "MPI_DICOM_TLS_PORT", exc) from None
+        app = http_app(container)
+        viewer = await _start_viewer(app, container, started)
+        if viewer is not None:
+            bound["viewer"] = viewer
+        http_ports = await _start_http_workers(container, started, contexts, viewer)
+        if http_ports is not None:
+            bound["http"] = http_ports[0]
+        else:
+            bound["http"] = await _start_http(app, container, started, host,
+                                              settings.http_port, "MPI_HTTP_PORT")
+        if contexts is not None:
             if http_ports is not None:
                 assert http_ports[1] is not None
                 bound["https"] = http_ports[1]
@@ -182,12 +191,6 @@ async def run_services(container: Container, stop: asyncio.Event,
                 bound["https"] = await _start_http(app, container, started, tls_host,
                                                    settings.https_port, "MPI_HTTPS_PORT",
                                                    contexts.optional)
-            try:
-                bound["dicom_tls"] = dicom.start_tls(tls_host, settings.dicom_tls_port,
-                                                     contexts.required)
-            except OSError as exc:
-                raise _listen_error("DICOM over TLS", tls_host, settings.dicom_tls_port,
-                                    "MPI_DICOM_TLS_PORT", exc) from None
         jobs = asyncio.create_task(container.jobs.run(stop))
 
         async def stop_jobs() -> None:
