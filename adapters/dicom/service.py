@@ -154,6 +154,8 @@ class DicomArchive:
             data = bytes(data)  # the S3 store sends an object from memory
         # On the filesystem, the bytes are written and flushed before the transaction, whose
         # write lock (SQLite) or advisory locks (PostgreSQL) then only cover their rename.
+        # Its UIDs make the key: checked first, a malformed one is a refusal, not a bad key.
+        self.service.check(parsed.header)
         key = blob_key(parsed.header, parsed.sha256)
         staged: StagedBlob | None = None
         if in_place is not None:
