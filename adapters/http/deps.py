@@ -21,8 +21,10 @@ from fastapi import Depends, HTTPException, Request
 from adapters.auth.service import SESSION_COOKIE
 from adapters.auth.tokens import TokenRefused
 from adapters.container import Container
+from adapters.errors import DatabaseUnavailableError
 from adapters.logs import log_event
 from mpi.audit import AuditAction, AuditEvent
+from mpi.errors import ConcurrencyError
 from mpi.security import Principal
 
 __all__ = ["ContainerDep", "Caller", "CallerDep", "PrincipalDep", "ANONYMOUS", "CSRF_HEADER", "CSRF_FIELD",
@@ -104,20 +106,25 @@ def identify_caller(request: Request) -> Caller:
     authorization = request.headers.get("authorization", "")
     caller = Caller(None, address)
     scheme, _, token = authorization.partition(" ")
-    if scheme.lower() == "bearer":  # other schemes (Basic, at the token endpoint) prove nothing here
-        if not token.strip():
-            raise _unauthorized(request, "the Authorization header holds no bearer token",
-                                "invalid_request")
-        try:
-            principal = container.auth.authenticate_bearer(token.strip(), address)
-        except TokenRefused as exc:
-            raise _unauthorized(request, exc.message, "invalid_token") from None
-        caller = Caller(principal, address, "bearer")
-    elif cookie := request.cookies.get(SESSION_COOKIE):
-        found = container.auth.session_principal(cookie, address)
-        if found is not None:
-            principal, session = found
-            caller = Caller(principal, address, "session", session.csrf)
+    try:
+        if scheme.lower() == "bearer":  # other schemes (Basic, at the token endpoint) prove nothing here
+            if not token.strip():
+                raise _unauthorized(request, "the Authorization header holds no bearer token",
+                                    "invalid_request")
+            try:
+                principal = container.auth.authenticate_bearer(token.strip(), address)
+            except TokenRefused as exc:
+                raise _unauthorized(request, exc.message, "invalid_token") from None
+            caller = Caller(principal, address, "bearer")
+        elif cookie := request.cookies.get(SESSION_COOKIE):
+            found = container.auth.session_principal(cookie, address)
+            if found is not None:
+                principal, session = found
+                caller = Caller(principal, address, "session", session.csrf)
+    except ConcurrencyError as exc:
+        # A lookup of the caller's credentials whose connection the server broke (it is
+        # shutting down or restarting) is the database out of reach, not a conflict.
+        raise DatabaseUnavailableError(f"the database is unavailable: {exc}") from exc
     request.state.caller = caller
     return caller
 
