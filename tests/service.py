@@ -265,3 +265,20 @@ def service_log_records(records: list[Any]) -> list[Any]:
     mine = threading.get_ident()
     return [r for r in records if r.name != "uvicorn.access"
             and not (r.thread == mine and r.name.startswith(("httpx", "httpcore")))]
+
+
+def child_pids(pid: int) -> set[int]:
+    """The processes ``pid`` started (all its threads' children), from /proc."""
+    found: set[int] = set()
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found |= {int(c) for c in (task / "children").read_text().split()}
+    return found
+
+
+def is_alive(pid: int) -> bool:
+    """Whether a process runs (a zombie waiting for its parent does not)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"

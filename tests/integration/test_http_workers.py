@@ -17,7 +17,7 @@ import pytest
 
 from adapters.auth.service import AuthService
 from adapters.auth.tokens import TokenRefused
-from tests.service import start_service
+from tests.service import child_pids, is_alive, start_service
 
 
 def _socket_inodes(pid: int) -> set[int]:
@@ -41,21 +41,6 @@ def _server_side_inode(server_port: int, client_port: int) -> int | None:
                 and int(remote.split(":")[1], 16) == client_port):
             return int(fields[9])
     return None
-
-
-def _children(pid: int) -> set[int]:
-    found: set[int] = set()
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        found |= {int(c) for c in (task / "children").read_text().split()}
-    return found
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0]
-    except FileNotFoundError:
-        return False
-    return state != "Z"
 
 
 def _answering_pid(port: int, candidates: set[int], headers: dict[str, str],
@@ -88,7 +73,7 @@ def test_several_worker_processes_answer_http_and_show_the_jobs_of_the_main_proc
     held: list[socket.socket] = []
     answered_by: set[int] = set()
     try:
-        workers = {pid for pid in _children(os.getpid()) if _alive(pid)}
+        workers = {pid for pid in child_pids(os.getpid()) if is_alive(pid)}
         headers = service.bearer("system/Patient.rs")
         for _ in range(300):
             pid = _answering_pid(service.http_port, workers, headers, held)
@@ -113,7 +98,7 @@ def test_several_worker_processes_answer_http_and_show_the_jobs_of_the_main_proc
             sock.close()
         service.stop()
     deadline = time.monotonic() + 30
-    while any(_alive(pid) for pid in answered_by):
+    while any(is_alive(pid) for pid in answered_by):
         assert time.monotonic() < deadline, "HTTP workers outlived stop()"
         time.sleep(0.1)
 
@@ -151,7 +136,7 @@ def test_http_workers_stop_with_serve_and_never_outlive_a_killed_one(
             assert time.monotonic() < deadline, log.read_text()
             time.sleep(0.2)
         # the spawn start method adds a resource tracker: the HTTP workers are the others
-        workers = {pid for pid in _children(process.pid) if _alive(pid)}
+        workers = {pid for pid in child_pids(process.pid) if is_alive(pid)}
         assert len(workers) >= 2, log.read_text()
         return process, workers
 
@@ -163,7 +148,7 @@ def test_http_workers_stop_with_serve_and_never_outlive_a_killed_one(
         # the workers were joined before it exited; multiprocessing's resource tracker (a
         # child too) exits when it reads the end of its pipe, a moment after its parent
         deadline = time.monotonic() + 10
-        while any(_alive(pid) for pid in first_workers):
+        while any(is_alive(pid) for pid in first_workers):
             assert time.monotonic() < deadline, "a child outlived `mpi serve` stopped cleanly"
             time.sleep(0.1)
 
@@ -172,7 +157,7 @@ def test_http_workers_stop_with_serve_and_never_outlive_a_killed_one(
         second.send_signal(signal.SIGKILL)
         second.wait(10)
         deadline = time.monotonic() + 15
-        while any(_alive(pid) for pid in second_workers):
+        while any(is_alive(pid) for pid in second_workers):
             assert time.monotonic() < deadline, "HTTP workers outlived their server"
             time.sleep(0.2)
         with pytest.raises(OSError):

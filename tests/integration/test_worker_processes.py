@@ -13,7 +13,7 @@ from mpi.model import Identifier
 from mpi.queries import person_view, resolve_person
 from tests.feeds import Peer, segments
 from tests.hl7_messages import ins_number, registration
-from tests.service import start_service
+from tests.service import child_pids, is_alive, start_service
 
 
 @pytest.fixture
@@ -93,31 +93,18 @@ def test_workers_do_not_outlive_a_killed_server_and_a_restart_serves_again(
             assert time.monotonic() < deadline, log.read_text()
             time.sleep(0.2)
 
-    def children(pid: int) -> set[int]:
-        found: set[int] = set()
-        for task in Path(f"/proc/{pid}/task").iterdir():
-            found |= {int(c) for c in (task / "children").read_text().split()}
-        return found
-
-    def alive(pid: int) -> bool:
-        try:
-            state = Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0]
-        except FileNotFoundError:
-            return False
-        return state != "Z"
-
     first = start(tmp_path / "first.log")
     try:
         with Peer(mllp_port) as peer:
             reply = segments(peer.send(registration("CHRU", "810001", "ORPHAN", "Avant")))
             assert reply["MSA"][0][1] == "AA"
-            workers = {pid for pid in children(first.pid) if alive(pid)}
+            workers = {pid for pid in child_pids(first.pid) if is_alive(pid)}
             # the spawn start method adds a resource tracker: the HL7 workers are the others
             assert len(workers) >= 2
             first.send_signal(signal.SIGKILL)
             first.wait(10)
             deadline = time.monotonic() + 15
-            while any(alive(pid) for pid in workers):
+            while any(is_alive(pid) for pid in workers):
                 assert time.monotonic() < deadline, "HL7 workers outlived their server"
                 time.sleep(0.2)
             # the connection they held is closed: the sender sees it and reconnects
@@ -132,7 +119,7 @@ def test_workers_do_not_outlive_a_killed_server_and_a_restart_serves_again(
             with Peer(mllp_port) as peer:
                 reply = segments(peer.send(registration("CHRU", "810003", "ORPHAN", "Apres")))
                 assert reply["MSA"][0][1] == "AA"
-            assert all(not alive(pid) for pid in workers)
+            assert all(not is_alive(pid) for pid in workers)
         finally:
             second.send_signal(signal.SIGTERM)
             second.wait(30)
