@@ -699,7 +699,7 @@ class IdentitySession:
                 judged = [verdict(r, k) for k in kept]
                 if any(v.twins for v in judged) or not any(v.links for v in judged):
                     continue
-                self._renew_evidence(links[_id(r)], kept, judged)
+                self._renew_evidence(links[_id(r)], kept, judged, changed)
                 kept.append(r)
                 pending.remove(r)
                 progress = True
@@ -717,22 +717,37 @@ class IdentitySession:
         self.uow.links.save(link)
 
     def _renew_evidence(self, link: Link | None, kept: list[SourceRecord],
-                        judged: list[PairVerdict]) -> None:
-        """An automatic link that still holds, but no longer through the record it was
-        decided on (that one changed): its evidence names the record it holds through now."""
+                        judged: list[PairVerdict], changed: int | None) -> None:
+        """An automatic link that still holds, told as it holds now. An equal qualified INS
+        with a record that stays makes it an INS link, whatever the traits (a record updated
+        to a newborn's placeholder with the INS of its person is held there by the INS, not
+        by a match). Otherwise, when the record it was decided on changed or the record
+        itself did, its score and evidence are those of the record it holds through now."""
         if link is None:
             return
         through = {_id(k): v for k, v in zip(kept, judged, strict=True) if v.links}
-        if link.evidence.get("candidate_record") in through:
+        by_ins = [key for key, v in through.items()
+                  if v.evidence.get("reason") == "equal qualified INS"]
+        if by_ins:
+            link.method = LinkMethod.INS
+            link.score = None
+            link.evidence = {"ins": "equal", "candidate_record": by_ins[0],
+                             "reason": "re-examined after a change: linked by an equal "
+                                       "qualified INS"}
+            link.decided_at = self.now
+            self.uow.links.save(link)
             return
-        best_id = max(through, key=lambda key: through[key].score or 0.0)
+        decided_on = link.evidence.get("candidate_record")
+        if decided_on in through and changed not in (decided_on, link.record_id):
+            return
+        best_id = (decided_on if decided_on in through
+                   else max(through, key=lambda key: through[key].score or 0.0))
         best = through[best_id]
-        if best.evidence.get("reason") == "equal qualified INS":
-            link.method = LinkMethod.INS  # what holds it now is the INS, not the traits
         link.score = best.score
         link.evidence = {**best.evidence, "candidate_record": best_id,
-                         "reason": "re-examined after a change: still linked, through "
-                                   "another record"}
+                         "reason": "re-examined after a change: still linked"
+                                   + ("" if best_id == decided_on else ", through another "
+                                      "record")}
         link.decided_at = self.now
         self.uow.links.save(link)
 

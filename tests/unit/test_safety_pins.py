@@ -293,3 +293,41 @@ def test_the_prior_and_the_frequency_of_a_family_name_weigh_as_declared() -> Non
     family_only = dict(nothing, family_name="exact")
     assert (DEFAULT_MODEL.score(martin, family_only).weight
             < DEFAULT_MODEL.score(rare, family_only).weight)
+
+
+# -- a link that still holds after a change says what holds it now -------------------------
+
+def test_a_record_turned_into_a_newborn_placeholder_with_her_ins_is_held_by_the_ins() -> None:
+    """The sequence the identity state machine found: a record linked automatically (no given
+    names, her traits), then updated to a newborn's placeholder (BB1, born this year) carrying
+    her qualified INS. The INS keeps it in her person; the link is an INS link, not an
+    automatic one with the evidence of traits the record no longer has."""
+    env = IdentityEnv()
+    bridge = dict(TRAITS, given_names=())
+    env.register("CHRU", "1", INS_A, **bridge)
+    env.register("MRUN", "1", **bridge)
+    assert env.link_of("MRUN", "1").method is LinkMethod.AUTO
+    env.register("MRUN", "1", INS_A, **dict(bridge, birth_family_name="BB1 ZIMMERMANN",
+                                             birth_date=date(2026, 11, 2)))
+    assert env.person("MRUN", "1") == env.person("CHRU", "1")
+    link = env.link_of("MRUN", "1")
+    assert link.method is LinkMethod.INS
+    assert link.evidence["ins"] == "equal"
+    assert link.evidence["candidate_record"] == env.record("CHRU", "1").id
+    assert "fields" not in link.evidence  # no comparison of traits it no longer has
+
+
+def test_a_link_that_still_holds_after_its_record_changed_carries_the_new_comparison() -> None:
+    env = IdentityEnv()
+    env.register("CHRU", "1", **TRAITS)
+    env.register("ICL", "2", **dict(TRAITS, phone=None))
+    before = env.link_of("ICL", "2")
+    assert before.method is LinkMethod.AUTO and "phone" not in {
+        name for name, field in before.evidence["fields"].items() if field["level"] == "exact"}
+    env.register("ICL", "2", **TRAITS)  # the phone number added
+    after = env.link_of("ICL", "2")
+    assert after.method is LinkMethod.AUTO
+    assert after.evidence["fields"]["phone"]["level"] == "exact"
+    assert after.evidence["candidate_record"] == env.record("CHRU", "1").id
+    assert after.evidence["reason"] == "re-examined after a change: still linked"
+    assert after.score is not None and after.score >= before.score  # type: ignore[operator]
