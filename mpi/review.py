@@ -110,17 +110,16 @@ def decide_review(uow: UnitOfWork, service: IdentityService, task_id: int,
             survivor, retired = sorted((record_person, candidate.id))
             session.merge_persons(retired, into=survivor, reason="review: merge persons")
     elif decision is ReviewDecision.KEEP_APART:
-        others = [r.id for r in session.active_records(candidate.id) if r.id is not None]
-        for other in others:
-            uow.separations.add(_id(record), other, "review: keep apart", actor.name)
+        if record_person == candidate.id:
+            # Joined since the task was opened (a link, a merge): kept apart all the same,
+            # the record leaves the person and is declared different from its records.
+            _unlink(session, record, record_person, "review: keep apart")
+            task.evidence = {**task.evidence, "left_person": True}  # undone as an unlink
+        else:
+            for other in session.active_records(candidate.id):
+                uow.separations.add(_id(record), _id(other), "review: keep apart", actor.name)
     elif decision is ReviewDecision.UNLINK:
-        session.touch(record_person)
-        remaining = [r for r in session.active_records(record_person) if r.id != record.id]
-        if remaining:
-            target = session.new_person()
-            session.move_family(record, target, LinkMethod.MANUAL, "review: unlink")
-            for kept in remaining:
-                uow.separations.add(_id(record), _id(kept), "review: unlink", actor.name)
+        _unlink(session, record, record_person, "review: unlink")
     task.status = ReviewStatus.DECIDED
     task.decision = decision
     task.decided_by = actor.name
@@ -130,6 +129,18 @@ def decide_review(uow: UnitOfWork, service: IdentityService, task_id: int,
     session.events.append(ReviewDecided(task_id, decision.value, actor.name, task.reason))
     session.finish()
     return task
+
+
+def _unlink(session: IdentitySession, record: SourceRecord, person_id: int,
+            reason: str) -> None:
+    """The record leaves its person for one of its own, declared different from each record
+    that stays."""
+    session.touch(person_id)
+    remaining = [r for r in session.active_records(person_id) if r.id != record.id]
+    if remaining:
+        session.move_family(record, session.new_person(), LinkMethod.MANUAL, reason)
+        for kept in remaining:
+            session.uow.separations.add(_id(record), _id(kept), reason, session.actor.name)
 
 
 def undo_review(uow: UnitOfWork, service: IdentityService, task_id: int, actor: Actor,
@@ -168,7 +179,8 @@ def undo_review(uow: UnitOfWork, service: IdentityService, task_id: int, actor: 
         for other in session.active_records(candidate.id):
             if other.id is not None and other.id != record.id:
                 uow.separations.remove(_id(record), other.id)
-        if decision is ReviewDecision.UNLINK and record_person != candidate.id:
+        left = decision is ReviewDecision.UNLINK or bool(task.evidence.get("left_person"))
+        if left and record_person != candidate.id:
             _require_compatible(session, record, candidate.id)
             session.touch(record_person)
             session.move_family(record, candidate.id, LinkMethod.MANUAL,
@@ -178,7 +190,8 @@ def undo_review(uow: UnitOfWork, service: IdentityService, task_id: int, actor: 
                    "decided_at": task.decided_at.isoformat() if task.decided_at else None,
                    "reason": task.reason, "undone_by": actor.name,
                    "undone_at": session.now.isoformat(), "undo_reason": reason.strip()})
-    task.evidence = {**task.evidence, "undone": undone}
+    task.evidence = {key: value for key, value in task.evidence.items()
+                     if key != "left_person"} | {"undone": undone}
     task.status = ReviewStatus.OPEN
     task.decision = None
     task.decided_by = None

@@ -96,6 +96,31 @@ def test_undoing_an_unlink_brings_the_record_back() -> None:
     assert not env.store.separations
 
 
+def test_keep_apart_on_a_task_whose_records_were_joined_since_separates_them() -> None:
+    """The task proposed Claire's record for Hélène's person; the CHRU then linked them
+    (an A24 here: the two records are one person when the task is decided). Keeping them
+    apart takes the record out again and declares it different from her records; undoing
+    it brings the record back. (Found by the identity state machine: the decision tried to
+    declare the record different from itself.)"""
+    env = Env()
+    with env.factory() as uow:  # joined after the task was opened
+        record = next(r for r in env.store.records.values()
+                      if r.identifier == Identifier("ICL", "2"))
+        person = env.person("CHRU", "1")
+        session_link = env.store.links[record.id]
+        session_link.person_id = person
+        uow.links.save(session_link)
+        uow.commit()
+    assert env.person("CHRU", "1") == env.person("ICL", "2")
+    env.decide(ReviewDecision.KEEP_APART)
+    assert env.person("CHRU", "1") != env.person("ICL", "2")
+    assert len(env.store.separations) == 1
+    task = env.undo()
+    assert env.person("CHRU", "1") == env.person("ICL", "2")
+    assert not env.store.separations
+    assert "left_person" not in task.evidence
+
+
 def test_what_cannot_be_undone_is_refused() -> None:
     env = Env()
     with pytest.raises(InvalidInputError, match="not decided"):
