@@ -12,6 +12,7 @@ from collections import defaultdict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import timedelta
+from enum import Enum
 from typing import Any
 
 from adapters.auth.oidc import OidcProvider
@@ -26,6 +27,7 @@ from mpi.security import (
     ROLES,
     ApiClient,
     Principal,
+    Role,
     SecurityUnitOfWork,
     UserAccount,
     UserSession,
@@ -33,10 +35,19 @@ from mpi.security import (
 )
 
 __all__ = ["AuthService", "CLIENT_CHECK_SECONDS", "FailureLimiter", "LoginRefused", "ScopeRefused", "NewClient",
-           "SESSION_COOKIE", "FIRST_ADMIN"]
+           "SESSION_COOKIE", "FIRST_ADMIN", "UNCHANGED", "Unchanged"]
 
 SESSION_COOKIE = "mpi_session"
 FIRST_ADMIN = "admin"
+
+
+class Unchanged(Enum):
+    """What an account keeps as it was (see AuthService.set_roles)."""
+
+    UNCHANGED = "unchanged"
+
+
+UNCHANGED = Unchanged.UNCHANGED
 
 
 class LoginRefused(AdapterError):
@@ -278,10 +289,7 @@ class AuthService:
                  establishment: str | None = None) -> UserAccount:
         """Raises InvalidValueError (unknown role, short password, not an establishment),
         DuplicateIdentifierError."""
-        unknown = sorted(set(roles) - set(ROLES))
-        if unknown:
-            raise InvalidValueError(f"unknown role(s) {', '.join(unknown)}; the roles are "
-                                    f"{', '.join(ROLES)}")
+        _check_roles(roles)
         _check_password(password)
         account = UserAccount(name=name, password_hash=hash_secret(password),
                               roles=frozenset(roles),
@@ -304,12 +312,52 @@ class AuthService:
             uow.sessions.revoke_user(name, self.clock.now())
             uow.commit()
 
-    def disable_user(self, name: str) -> None:
-        """Raises UnknownIdentifierError. Ends the person's sessions at once."""
+    def set_roles(self, name: str, roles: tuple[str, ...],
+                  establishment: str | None | Unchanged = UNCHANGED) -> UserAccount:
+        """Give an account these roles in place of its own, and an establishment (None: none,
+        regional staff; UNCHANGED, the default: the one it has). Ends the person's open
+        sessions at once, as a new password does: a session was opened under what the
+        account was granted then, and the person logs in again under the new grant. Raises
+        UnknownIdentifierError, InvalidValueError (unknown role, not an establishment, the
+        last enabled account holding admin losing it)."""
+        _check_roles(roles)
+        code = (establishment if isinstance(establishment, Unchanged)
+                else self._establishment(establishment))
         with self.uow_factory() as uow:
             account = uow.users.get(name)
             if account is None:
                 raise UnknownIdentifierError(f"no user named {name}")
+            if Role.ADMIN not in roles:
+                _keep_an_admin(uow, account, "lose the role admin")
+            account.roles = frozenset(roles)
+            if not isinstance(code, Unchanged):
+                account.establishment = code
+            uow.users.save(account)
+            uow.sessions.revoke_user(name, self.clock.now())
+            uow.commit()
+        return account
+
+    def enable_user(self, name: str) -> UserAccount:
+        """A disabled account may log in again (with its password, roles and establishment
+        as they were); its sessions ended when it was disabled stay ended. Raises
+        UnknownIdentifierError."""
+        with self.uow_factory() as uow:
+            account = uow.users.get(name)
+            if account is None:
+                raise UnknownIdentifierError(f"no user named {name}")
+            account.disabled_at = None
+            uow.users.save(account)
+            uow.commit()
+        return account
+
+    def disable_user(self, name: str) -> None:
+        """Raises UnknownIdentifierError, InvalidValueError (the last enabled account holding
+        admin). Ends the person's sessions at once."""
+        with self.uow_factory() as uow:
+            account = uow.users.get(name)
+            if account is None:
+                raise UnknownIdentifierError(f"no user named {name}")
+            _keep_an_admin(uow, account, "be disabled")
             account.disabled_at = account.disabled_at or self.clock.now()
             uow.users.save(account)
             uow.sessions.revoke_user(name, self.clock.now())
@@ -334,6 +382,26 @@ class AuthService:
             forgotten = uow.assertions.forget_expired(self.clock.now())
             uow.commit()
         return forgotten
+
+
+def _check_roles(roles: tuple[str, ...]) -> None:
+    unknown = sorted(set(roles) - set(ROLES))
+    if unknown:
+        raise InvalidValueError(f"unknown role(s) {', '.join(unknown)}; the roles are "
+                                f"{', '.join(ROLES)}")
+
+
+def _keep_an_admin(uow: SecurityUnitOfWork, account: UserAccount, change: str) -> None:
+    """Raises InvalidValueError when ``account`` is the last enabled account holding admin:
+    without it nobody could administer the service (its accounts, its clients)."""
+    if Role.ADMIN not in account.roles or account.is_disabled:
+        return
+    if any(other.name != account.name and Role.ADMIN in other.roles and not other.is_disabled
+           for other in uow.users.all()):
+        return
+    raise InvalidValueError(f"{account.name} is the last enabled account holding admin and "
+                            f"cannot {change}: give admin to another account first, or "
+                            f"nobody could administer the service")
 
 
 def _check_password(password: str) -> None:

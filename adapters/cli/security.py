@@ -201,6 +201,51 @@ def user_disable(ctx: click.Context, name: str, **options: Any) -> None:
     click.echo(f"user {name} disabled")
 
 
+@user.command("enable")
+@click.argument("name")
+@common_options
+@click.pass_context
+def user_enable(ctx: click.Context, name: str, **options: Any) -> None:
+    """Enable a disabled account again: it logs in with its password, roles and
+    establishment as they were."""
+    from mpi.audit import AuditAction
+
+    with open_container(ctx, **options) as container:
+        _refused(lambda: container.auth.enable_user(name))
+        _trace(container, AuditAction.UPDATE, f"user {name}", {"disabled": False})
+    click.echo(f"user {name} enabled")
+
+
+@user.command("roles")
+@click.argument("name")
+@click.option("--role", "roles", multiple=True, required=True,
+              help="The roles it holds from now on, in place of its own: clinician, "
+                   "identity-vigilance, archivist, dim, director, auditor, admin (repeat for "
+                   "several).")
+@click.option("--establishment", help="The establishment the person works for from now on "
+                                      "(code); without it or --no-establishment, unchanged.")
+@click.option("--no-establishment", is_flag=True,
+              help="The person works for no establishment from now on (regional staff).")
+@common_options
+@click.pass_context
+def user_roles(ctx: click.Context, name: str, roles: tuple[str, ...],
+               establishment: str | None, no_establishment: bool, **options: Any) -> None:
+    """Set a person's roles, and their establishment (their open sessions end)."""
+    from adapters.auth.service import UNCHANGED
+    from mpi.audit import AuditAction
+
+    if establishment is not None and no_establishment:
+        raise click.UsageError("give --establishment or --no-establishment, not both")
+    code = None if no_establishment else (
+        UNCHANGED if establishment is None else establishment)
+    with open_container(ctx, **options) as container:
+        account = _refused(lambda: container.auth.set_roles(name, roles, code))
+        _trace(container, AuditAction.UPDATE, f"user {name}",
+               {"roles": sorted(account.roles), "establishment": account.establishment})
+    click.echo(f"roles of {name}: {', '.join(sorted(account.roles))}; establishment: "
+               f"{account.establishment or 'none'}")
+
+
 @user.command("password")
 @click.argument("name")
 @click.option("--password-stdin", is_flag=True,

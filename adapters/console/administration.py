@@ -111,9 +111,9 @@ def users(request: Request, container: ContainerDep, caller: CallerDep,
     return _accounts(request, caller, container)
 
 
-def _trace_admin(request: Request, what: str, name: str) -> None:
+def _trace_admin(request: Request, what: str, name: str, **change: Any) -> None:
     audit(request, channel="console", action=AuditAction.UPDATE,
-          detail={"account": what, "name": name})
+          detail={"account": what, "name": name, **change})
 
 
 @router.post("/users")
@@ -136,18 +136,26 @@ async def add_user(request: Request, container: ContainerDep, caller: CallerDep,
 @router.post("/users/{name}/{act}")
 async def user_act(name: str, act: str, request: Request, container: ContainerDep,
                    user: Admin) -> Response:
-    form = await read_form(request)
+    form = await request.form()
+    change: dict[str, Any] = {}
     try:
         if act == "disable":
             await run_in_threadpool(container.auth.disable_user, name)
+        elif act == "enable":
+            await run_in_threadpool(container.auth.enable_user, name)
         elif act == "password":
             await run_in_threadpool(container.auth.set_password, name,
-                                    form.get("password", ""))
+                                    str(form.get("password", "")))
+        elif act == "roles":  # the form gives them all: an empty establishment clears it
+            account = await run_in_threadpool(
+                container.auth.set_roles, name, tuple(str(r) for r in form.getlist("roles")),
+                str(form.get("establishment", "")).strip() or None)
+            change = {"roles": sorted(account.roles), "establishment": account.establishment}
         else:
             raise bad(f"no action {act[:40]}", 404)
     except MPIError as exc:
         raise http_error(exc) from None
-    _trace_admin(request, f"user {act}", name)
+    _trace_admin(request, f"user {act}", name, **change)
     return see_other(f"{CONSOLE}/users")
 
 

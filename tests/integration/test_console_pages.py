@@ -22,7 +22,7 @@ from tests.conftest import DATABASE_KINDS, fresh_database
 from tests.dicom_objects import UNCOMPRESSED_CT, UNCOMPRESSED_MR, relabel
 from tests.feeds import Peer
 from tests.hl7_messages import control_id, merge, registration
-from tests.service import RunningService, start_service
+from tests.service import PASSWORD, RunningService, start_service
 
 
 def _register(service: RunningService, authority: str, value: str, family: str, given: str,
@@ -263,6 +263,174 @@ def test_accounts_are_managed_by_the_admin(service: RunningService) -> None:
     admin.post("/console/clients/ris-chru/revoke")
     [client] = [c for c in service.container.auth.clients() if c.name == "ris-chru"]
     assert client.revoked_at is not None
+
+
+def _log_in(service: RunningService, name: str) -> httpx.Client:
+    """A new browser session of a person (the login form, as service.person() fills it)."""
+    browser = httpx.Client(base_url=service.http_base, timeout=30)
+    form = browser.get("/console/login")
+    logged = browser.post("/console/login", data={
+        "username": name, "password": PASSWORD, "login_csrf": form.cookies["mpi_login"]})
+    assert logged.status_code == 303, logged.text
+    return browser
+
+
+def _ended(browser: httpx.Client) -> bool:
+    """Whether a browser's session ended: the console sends it back to the login page."""
+    answer = browser.get("/console/session")
+    return answer.status_code == 303 and answer.headers["location"].startswith("/console/login")
+
+
+def _account(service: RunningService, name: str) -> Any:
+    [account] = [u for u in service.container.auth.users() if u.name == name]
+    return account
+
+
+def test_an_admin_changes_a_person_s_roles_and_establishment(service: RunningService) -> None:
+    admin = service.person("dr.grants", "admin")
+    nurse = service.person("n.moves", "clinician", establishment="CHRU")
+    assert nurse.get("/console/session").json()["roles"] == ["clinician"]
+    page = _text(admin.get("/console/users"))
+    form = re.search(r'<form method="post" action="/console/users/n.moves/roles">(.*?)</form>',
+                     page)
+    assert form is not None
+    fields = form[1]
+    assert "<legend>Rôles de n.moves</legend>" in fields  # each field named by its label
+    for role in ("clinician", "identity-vigilance", "admin"):
+        [box] = re.findall(rf'<input type="checkbox" id="([^"]+)" name="roles" value="{role}"',
+                           fields)
+        assert f'<label class="inline" for="{box}">{role}</label>' in fields
+    assert re.search(r'value="clinician" checked>', fields)
+    assert not re.search(r'value="identity-vigilance" checked>', fields)
+    [est] = re.findall(r'<input id="([^"]+)" name="establishment" value="CHRU"', fields)
+    assert f'<label for="{est}">Établissement</label>' in fields
+    assert "Roles of n.moves" in admin.get("/console/users", params={"lang": "en"}).text
+    admin.get("/console/users", params={"lang": "fr"})  # the admin's other tests read French
+
+    # The nurse moves to identity vigilance at the ICL: her open session ends at once, and the
+    # next one holds what she was given.
+    moved = admin.post("/console/users/n.moves/roles", data={
+        "roles": ["identity-vigilance"], "establishment": "ICL"}, follow_redirects=False)
+    assert moved.status_code == 303 and moved.headers["location"] == "/console/users"
+    assert _ended(nurse)
+    browser = _log_in(service, "n.moves")
+    me = browser.get("/console/session").json()
+    assert (me["roles"], me["establishment"]) == (["identity-vigilance"], "ICL")
+    assert browser.get("/console/review").status_code == 200  # what the new role opens
+    # An empty establishment clears it (regional staff); a second role beside the first.
+    admin.post("/console/users/n.moves/roles", data={
+        "roles": ["identity-vigilance", "auditor"], "establishment": " "})
+    assert _ended(browser)
+    browser.close()
+    account = _account(service, "n.moves")
+    assert (account.roles, account.establishment) == ({"identity-vigilance", "auditor"}, None)
+
+    # Refused, and why, with nothing changed.
+    for data, status, why in (
+            ({"roles": ["wizard"]}, 409, "unknown role(s) wizard; the roles are clinician"),
+            ({"roles": ["clinician"], "establishment": "INS-NIR"}, 409,
+             "INS-NIR is not an establishment"),
+            ({"roles": ["clinician"], "establishment": "NOWHERE"}, 400, "NOWHERE")):
+        refused = admin.post("/console/users/n.moves/roles", data=data)
+        assert refused.status_code == status, (data, refused.text)
+        assert refused.headers["content-type"].startswith("text/html")
+        assert why in refused.text, data
+    assert admin.post("/console/users/nobody/roles",
+                      data={"roles": ["clinician"]}).status_code == 404
+    assert admin.post("/console/users/n.moves/promote").status_code == 404
+    account = _account(service, "n.moves")
+    assert (account.roles, account.establishment) == ({"identity-vigilance", "auditor"}, None)
+
+    changes = [e.detail for e in _trail(service, "user:dr.grants")
+               if e.action.value == "update"]
+    assert changes == [  # newest first
+        {"account": "user roles", "name": "n.moves",
+         "roles": ["auditor", "identity-vigilance"], "establishment": None},
+        {"account": "user roles", "name": "n.moves", "roles": ["identity-vigilance"],
+         "establishment": "ICL"}]
+
+
+def test_an_admin_enables_a_disabled_account_again(service: RunningService) -> None:
+    admin = service.person("dr.doors", "admin")
+    service.container.auth.add_user("dr.away", PASSWORD, ("clinician",), "MRUN")
+    assert 'action="/console/users/dr.away/enable"' not in admin.get("/console/users").text
+    admin.post("/console/users/dr.away/disable")
+    assert _account(service, "dr.away").is_disabled
+    page = _text(admin.get("/console/users"))
+    enable = re.search(r'<form method="post" action="/console/users/dr.away/enable">'
+                       r'<input type="hidden" name="csrf" value="[^"]+">'
+                       r'<button type="submit" class="secondary">Réactiver</button></form>', page)
+    assert enable is not None
+    assert 'action="/console/users/dr.away/disable"' not in page
+    enabled = admin.post("/console/users/dr.away/enable", follow_redirects=False)
+    assert enabled.status_code == 303
+    account = _account(service, "dr.away")
+    assert not account.is_disabled
+    assert (account.roles, account.establishment) == ({"clinician"}, "MRUN")  # as they were
+    browser = _log_in(service, "dr.away")
+    assert browser.get("/console/session").json()["roles"] == ["clinician"]
+    browser.close()
+    assert [e.detail for e in _trail(service, "user:dr.doors")
+            if e.action.value == "update"] == [
+        {"account": "user enable", "name": "dr.away"},
+        {"account": "user disable", "name": "dr.away"}]
+
+
+def test_account_changes_need_an_admin_and_the_session_s_csrf_token(
+        service: RunningService) -> None:
+    admin = service.person("dr.keys", "admin")
+    clinician = service.person("dr.notadmin", "clinician")
+    service.container.auth.add_user("dr.target", PASSWORD, ("clinician",), "CHRU")
+    admin.post("/console/users/dr.target/disable")
+    for act, data in (("roles", {"roles": ["admin"]}), ("enable", {})):
+        assert clinician.post(f"/console/users/dr.target/{act}", data=data).status_code == 403
+        forged = admin.post(f"/console/users/dr.target/{act}", data=data,
+                            headers={"X-CSRF-Token": ""})
+        assert forged.status_code == 403, act
+    account = _account(service, "dr.target")
+    assert account.roles == {"clinician"} and account.is_disabled  # nothing changed
+    refusals = [e for e in service.container.audit.search(actor="user:dr.notadmin")
+                if e.action.value == "alert"]
+    assert len(refusals) == 2
+
+
+def test_the_last_enabled_admin_can_neither_lose_admin_nor_be_disabled(
+        service: RunningService) -> None:
+    from datetime import UTC, datetime
+
+    lone = service.person("dr.lone", "admin")
+    c = service.container
+    # The module's other admins set aside for this test (their sessions kept for the others).
+    others = [u.name for u in c.auth.users()
+              if "admin" in u.roles and not u.is_disabled and u.name != "dr.lone"]
+
+    def set_aside(disabled_at: datetime | None) -> None:
+        with c.uow_factory() as uow:
+            for name in others:
+                account = uow.users.get(name)
+                assert account is not None
+                account.disabled_at = disabled_at
+                uow.users.save(account)
+            uow.commit()
+
+    set_aside(datetime.now(UTC))
+    try:
+        for act, data, change in (("roles", {"roles": ["clinician"]}, "lose the role admin"),
+                                  ("disable", {}, "be disabled")):
+            refused = lone.post(f"/console/users/dr.lone/{act}", data=data)
+            assert refused.status_code == 409, refused.text
+            assert (f"dr.lone is the last enabled account holding admin and cannot {change}"
+                    in refused.text)
+        account = _account(service, "dr.lone")
+        assert account.roles == {"admin"} and not account.is_disabled
+        assert lone.get("/console/users").status_code == 200  # still administers
+        # Another role beside admin is no loss of admin (and, as any change, ends the session).
+        kept = lone.post("/console/users/dr.lone/roles",
+                         data={"roles": ["admin", "auditor"]}, follow_redirects=False)
+        assert kept.status_code == 303
+        assert _account(service, "dr.lone").roles == {"admin", "auditor"}
+    finally:
+        set_aside(None)
 
 
 def test_the_lifecycle_page_lists_expirations_and_places_a_hold(

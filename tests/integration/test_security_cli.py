@@ -85,6 +85,13 @@ def login(service: RunningService, name: str,
         "name": name, "password": password, "login_csrf": page.cookies["mpi_login"]})
 
 
+def ended(browser: httpx.Client) -> bool:
+    """Whether the browser's session ended: the console sends it back to the login page."""
+    answer = browser.get("/console/session")
+    return answer.status_code == 303 and answer.headers["location"].startswith(
+        "/console/login")
+
+
 def test_client_commands_register_list_and_revoke_systems(
         service: RunningService, database_url: str, tmp_path: Path) -> None:
     mpi = Mpi(service, database_url)
@@ -212,6 +219,112 @@ def test_user_commands_manage_people_and_their_sessions(
         ("create", "user m.archive", {"roles": ["archivist"], "establishment": None}),
         ("update", "user dr.who", {"password": "changed"}),
         ("update", "user dr.who", {"disabled": True})]
+
+
+def test_user_roles_change_what_a_person_holds_and_end_their_sessions(
+        service: RunningService, database_url: str) -> None:
+    mpi = Mpi(service, database_url)
+    password = "a long enough passphrase"
+    mpi("user", "add", "n.martin", "--role", "clinician", "--establishment", "CHRU",
+        "--password-stdin", input=password + "\n")
+    browser, answer = login(service, "n.martin", password)
+    assert answer.status_code == 303
+    assert browser.get("/console/session").json()["roles"] == ["clinician"]
+
+    # The nurse moves to identity vigilance: her open session ends, the next one has the role.
+    moved = mpi("user", "roles", "n.martin", "--role", "identity-vigilance")
+    assert "roles of n.martin: identity-vigilance; establishment: CHRU" in moved.output
+    assert ended(browser)
+    browser, answer = login(service, "n.martin", password)
+    assert answer.status_code == 303
+    me = browser.get("/console/session").json()
+    assert (me["roles"], me["establishment"]) == (["identity-vigilance"], "CHRU")
+    assert browser.get("/api/review").status_code == 200  # what the new role opens
+    # Another establishment, then none (regional staff): each ends the session again.
+    assert "establishment: ICL" in mpi("user", "roles", "n.martin", "--role",
+                                       "identity-vigilance", "--establishment", "ICL").output
+    assert ended(browser)
+    cleared = mpi("user", "roles", "n.martin", "--role", "identity-vigilance", "--role",
+                  "auditor", "--no-establishment")
+    assert "roles of n.martin: auditor, identity-vigilance; establishment: none" in cleared.output
+    [listed] = json.loads(mpi("user", "list", "--format", "json").stdout)
+    assert (listed["roles"], listed["establishment"]) == (
+        ["auditor", "identity-vigilance"], None)
+
+    # Refused, and why, with nothing changed: validated as `user add` validates.
+    unknown = mpi("user", "roles", "n.martin", "--role", "wizard", ok=False)
+    assert "unknown role(s) wizard; the roles are clinician, identity-vigilance" in unknown.output
+    national = mpi("user", "roles", "n.martin", "--role", "clinician", "--establishment",
+                   "INS-NIR", ok=False)
+    assert "INS-NIR is not an establishment" in national.output
+    both = mpi("user", "roles", "n.martin", "--role", "clinician", "--establishment", "CHRU",
+               "--no-establishment", ok=False)
+    assert both.exit_code == 2 and "not both" in both.output
+    assert "no user named nobody" in mpi("user", "roles", "nobody", "--role", "clinician",
+                                         ok=False).output
+    [listed] = json.loads(mpi("user", "list", "--format", "json").stdout)
+    assert (listed["roles"], listed["establishment"]) == (
+        ["auditor", "identity-vigilance"], None)
+
+    changes = [(e.action.value, e.subject, e.detail) for e in
+               reversed(service.container.audit.search(actor=f"os:{getpass.getuser()}"))
+               if e.channel == "cli"]
+    assert changes[1:] == [
+        ("update", "user n.martin", {"roles": ["identity-vigilance"], "establishment": "CHRU"}),
+        ("update", "user n.martin", {"roles": ["identity-vigilance"], "establishment": "ICL"}),
+        ("update", "user n.martin", {"roles": ["auditor", "identity-vigilance"],
+                                     "establishment": None})]
+
+
+def test_user_enable_lets_a_disabled_person_log_in_again(
+        service: RunningService, database_url: str) -> None:
+    mpi = Mpi(service, database_url)
+    password = "a long enough passphrase"
+    mpi("user", "add", "dr.back", "--role", "clinician", "--establishment", "MRUN",
+        "--password-stdin", input=password + "\n")
+    mpi("user", "disable", "dr.back")
+    assert login(service, "dr.back", password)[1].status_code == 401
+    assert "user dr.back enabled" in mpi("user", "enable", "dr.back").output
+    browser, answer = login(service, "dr.back", password)
+    assert answer.status_code == 303
+    me = browser.get("/console/session").json()
+    assert (me["roles"], me["establishment"]) == (["clinician"], "MRUN")  # as they were
+    [listed] = json.loads(mpi("user", "list", "--format", "json").stdout)
+    assert listed["disabled_at"] is None
+    mpi("user", "enable", "dr.back")  # enabled already: nothing to do, no error
+    assert "no user named nobody" in mpi("user", "enable", "nobody", ok=False).output
+    changes = [(e.subject, e.detail) for e in
+               reversed(service.container.audit.search(actor=f"os:{getpass.getuser()}"))
+               if e.channel == "cli" and e.action.value == "update"]
+    assert changes == [("user dr.back", {"disabled": True}), ("user dr.back", {"disabled": False}),
+                       ("user dr.back", {"disabled": False})]
+
+
+def test_the_last_enabled_admin_keeps_admin_and_stays_enabled(
+        service: RunningService, database_url: str) -> None:
+    mpi = Mpi(service, database_url)
+    mpi("user", "add", "boss", "--role", "admin", "--password-stdin",
+        input="a long enough passphrase\n")
+    demoted = mpi("user", "roles", "boss", "--role", "clinician", ok=False)
+    assert "boss is the last enabled account holding admin and cannot lose the role admin" in (
+        demoted.output)
+    assert "boss is the last enabled account holding admin and cannot be disabled" in mpi(
+        "user", "disable", "boss", ok=False).output
+    # Another role beside admin is no loss of admin.
+    mpi("user", "roles", "boss", "--role", "admin", "--role", "auditor")
+    # A disabled admin does not count: it administers nothing.
+    mpi("user", "add", "old.boss", "--role", "admin", "--password-stdin",
+        input="a long enough passphrase\n")
+    mpi("user", "disable", "old.boss")
+    mpi("user", "roles", "boss", "--role", "clinician", ok=False)
+    # With a second enabled admin, either may go, and then the other is the last.
+    mpi("user", "enable", "old.boss")
+    mpi("user", "roles", "boss", "--role", "clinician")
+    assert "old.boss is the last enabled account" in mpi("user", "disable", "old.boss",
+                                                         ok=False).output
+    listed = {u["name"]: (u["roles"], u["disabled_at"])
+              for u in json.loads(mpi("user", "list", "--format", "json").stdout)}
+    assert listed == {"boss": (["clinician"], None), "old.boss": (["admin"], None)}
 
 
 def test_keys_rotate_and_a_retired_key_s_tokens_are_refused(
