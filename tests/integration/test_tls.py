@@ -235,13 +235,13 @@ def test_dicom_over_tls_stores_and_finds_with_a_certificate(
     image.write_bytes(relabel(UNCOMPRESSED_CT, patient_id="TLS-77", study="1.2.77",
                               series="1.2.77.1", sop="1.2.77.1.1"))
     stored = run("storescu", *dcmtk_tls(pki, "CHRU"), "-aet", "CHRU", "-aec", "VNA",
-                 "localhost", port, str(image))
+                 "127.0.0.1", port, str(image))
     assert stored.returncode == 0, stored.stderr
     found = tmp_path / "found"
     found.mkdir()
     answer = run("findscu", *dcmtk_tls(pki, "CHRU"), "-aet", "CHRU", "-aec", "VNA", "-S",
                  "-X", "-od", str(found), "-k", "QueryRetrieveLevel=STUDY",
-                 "-k", "StudyInstanceUID=1.2.77", "-k", "PatientID", "localhost", port)
+                 "-k", "StudyInstanceUID=1.2.77", "-k", "PatientID", "127.0.0.1", port)
     assert answer.returncode == 0, answer.stderr
     assert len(list(found.iterdir())) == 1
     with service.container.uow_factory(read_only=True) as uow:
@@ -259,18 +259,18 @@ def test_dicom_over_tls_refuses_another_establishments_title_and_bad_certificate
                               series="1.2.78.1", sop="1.2.78.1.1"))
     # A CHRU certificate calling as ICL: A-ASSOCIATE-RJ.
     other = run("storescu", *dcmtk_tls(pki, "CHRU"), "-aet", "ICL", "-aec", "VNA",
-                "localhost", port, str(image))
+                "127.0.0.1", port, str(image))
     assert other.returncode != 0
     assert "Rejected" in other.stderr and "Calling AE Title Not Recognized" in other.stderr
     # No certificate, one of another CA, a name no establishment lists: no association.
     anonymous = run("storescu", *dcmtk_tls(pki, None), "-aet", "CHRU", "-aec", "VNA",
-                    "localhost", port, str(image))
+                    "127.0.0.1", port, str(image))
     assert anonymous.returncode != 0
     foreign = run("storescu", *dcmtk_tls(pki, "CHRU", pki.foreign), "-aet", "CHRU",
-                  "-aec", "VNA", "localhost", port, str(image))
+                  "-aec", "VNA", "127.0.0.1", port, str(image))
     assert foreign.returncode != 0
     stranger = run("storescu", *dcmtk_tls(pki, "STRANGER"), "-aet", "CHRU", "-aec", "VNA",
-                   "localhost", port, str(image))
+                   "127.0.0.1", port, str(image))
     assert stranger.returncode != 0
     with service.container.uow_factory(read_only=True) as uow:
         assert uow.records.by_identifier(Identifier("CHRU", "TLS-78")) is None
