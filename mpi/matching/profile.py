@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date
+from functools import lru_cache
 
 from mpi.matching.phonetic import phonetic_key
-from mpi.model import SourceRecord
+from mpi.model import Demographics, SourceRecord
 from mpi.normalize import (
     family_name_key,
     family_name_parts,
@@ -62,8 +63,15 @@ def repaired(text: str | None) -> str | None:
 
 
 def profile_of(record: SourceRecord) -> MatchProfile:
-    """Normalize a record's traits for matching."""
-    d = record.demographics
+    """Normalize a record's traits for matching. The same traits give the same profile, so
+    the profiles of recent candidates are kept (a record is a candidate of every record of
+    its blocks: without the cache, each match normalized each candidate again)."""
+    ins = record.qualified_ins
+    return _profile(record.demographics, ins.value if ins else None, record.is_fictitious)
+
+
+@lru_cache(maxsize=32768)
+def _profile(d: Demographics, ins: str | None, declared_fictitious: bool) -> MatchProfile:
     birth_family, used_family = repaired(d.birth_family_name), repaired(d.used_family_name)
     birth_name = family_name_key(birth_family)
     given = given_names_list([repaired(name) or "" for name in d.given_names])
@@ -81,8 +89,8 @@ def profile_of(record: SourceRecord) -> MatchProfile:
         birthplace=normalize_insee(d.birthplace),
         postcode=normalize_postcode(d.postcode),
         phone=normalize_phone(d.phone),
-        ins=record.qualified_ins.value if record.qualified_ins else None,
-        fictitious=record.is_fictitious or placeholder,
+        ins=ins,
+        fictitious=declared_fictitious or placeholder,
     )
 
 
