@@ -162,14 +162,30 @@ class _TlsAssociationServer(ThreadedAssociationServer):
     def get_request(self) -> tuple[socket.socket, tuple[str, int]]:
         assert self.socket is not None and self.ssl_context is not None
         client, address = self.socket.accept()
-        return self.ssl_context.wrap_socket(client, server_side=True,
-                                            do_handshake_on_connect=False), address
+        try:
+            return self.ssl_context.wrap_socket(client, server_side=True,
+                                                do_handshake_on_connect=False), address
+        except OSError as exc:  # socketserver drops the connection without a word
+            log.warning("DICOM TLS connection from %s dropped before its handshake: %s",
+                        _shown_address(address), exc)
+            client.close()
+            raise
 
     def process_request_thread(self, request: Any, client_address: Any) -> None:
-        if self.dicom.tls_admits(request, client_address):
+        try:
+            admitted = self.dicom.tls_admits(request, client_address)
+        except Exception:
+            self.handle_error(request, client_address)
+            self.shutdown_request(request)
+            return
+        if admitted:
             super().process_request_thread(request, client_address)
         else:
             self.shutdown_request(request)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """In the log, not on standard error (socketserver prints the traceback there)."""
+        log.exception("DICOM TLS connection from %s failed", _shown_address(client_address))
 
 
 class DicomServer:
