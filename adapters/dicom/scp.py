@@ -55,6 +55,7 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
 from pynetdicom.transport import ThreadedAssociationServer
 
 from adapters.dicom.header import dicom_date, meta_end, part10_bytes
+from adapters.dicom.readiness import use_poll
 from adapters.dicom.service import DicomArchive, StoreTrail, match_dataset
 from adapters.dicom.spool import SpooledBody
 from adapters.dicom.status import INVALID_OBJECT, NOT_AUTHORIZED, OUT_OF_RESOURCES, store_failure
@@ -69,6 +70,9 @@ from mpi.errors import MPIError, UnknownAuthorityError
 __all__ = ["DicomServer", "query_of", "TRANSFER_SYNTAXES"]
 
 log = logging.getLogger("mpi.dicom")
+
+# Association sockets checked with poll, whatever their file descriptor (see readiness.py).
+use_poll()
 
 # Accepted as offered and stored as received (compression comes later, in the background).
 # In the order we accept them when a peer proposes several in one presentation context (the

@@ -524,3 +524,35 @@ def test_c_move_sends_coerced_objects_to_a_declared_destination(
         assert len(list(received.iterdir())) == 1
     finally:
         service.stop()
+
+
+def test_associations_are_served_when_the_server_holds_more_than_1024_files(
+        service: RunningService, tmp_path: Path) -> None:
+    """pynetdicom checks its sockets with select(2), which cannot watch a descriptor above
+    1023: with that many files and sockets open (a busy server), every association was
+    aborted before it was negotiated. Ours are checked with poll(2)."""
+    import os
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < 1400:
+        if hard != resource.RLIM_INFINITY and hard < 1400:
+            pytest.skip(f"this process may open only {hard} files")
+        resource.setrlimit(resource.RLIMIT_NOFILE, (1400, hard))
+    held = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]
+    try:
+        assert max(held) >= 1024
+        image = tmp_path / "ct.dcm"
+        image.write_bytes(relabel(UNCOMPRESSED_CT, patient_id="FD-1024", study="1.2.1024",
+                                  series="1.2.1024.1", sop="1.2.1024.1.1"))
+        stored = run("storescu", "-aet", "CHRU", "-aec", "VNA", "127.0.0.1",
+                     str(service.dicom_port), str(image))
+        assert stored.returncode == 0, stored.stderr
+        found = run("findscu", "-S", "-aet", "CHRU", "-aec", "VNA", "-k",
+                    "QueryRetrieveLevel=STUDY", "-k", "StudyInstanceUID=1.2.1024",
+                    "127.0.0.1", str(service.dicom_port))
+        assert found.returncode == 0, found.stderr
+        assert "1.2.1024" in found.stderr + found.stdout
+    finally:
+        for descriptor in held:
+            os.close(descriptor)
