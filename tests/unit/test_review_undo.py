@@ -107,9 +107,9 @@ def test_keep_apart_on_a_task_whose_records_were_joined_since_separates_them() -
         record = next(r for r in env.store.records.values()
                       if r.identifier == Identifier("ICL", "2"))
         person = env.person("CHRU", "1")
-        session_link = env.store.links[record.id]
-        session_link.person_id = person
-        uow.links.save(session_link)
+        link = env.store.links[record.id]
+        link.person_id = person
+        uow.links.save(link)
         uow.commit()
     assert env.person("CHRU", "1") == env.person("ICL", "2")
     env.decide(ReviewDecision.KEEP_APART)
