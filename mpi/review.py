@@ -85,38 +85,32 @@ def decide_review(uow: UnitOfWork, service: IdentityService, task_id: int,
             if task.kind is ReviewKind.COLLISION else
             f"{decision.value} decides held updates (collision tasks) only")
     session = IdentitySession(service, uow, actor)
-    record = uow.records.get(task.record_id)
-    if record is None or not record.is_active:
-        raise IdentityConflictError("the record of this task is no longer active")
-    candidate = current_person(uow, task.person_id)
-    if candidate is None or candidate.id is None:
-        raise IdentityConflictError("the candidate person of this task no longer exists")
-    record_person = session.person_of(record)
+    record, candidate_id, record_person = _sides(session, task)
     if decision is ReviewDecision.APPLY_UPDATE:
         _apply_held(session, record, task.evidence["held"])
     elif decision is ReviewDecision.DISCARD_UPDATE:
         pass  # the record stays as it was; the task keeps the held version
     elif decision is ReviewDecision.LINK:
-        if record_person != candidate.id:
-            _require_compatible(session, record, candidate.id)
+        if record_person != candidate_id:
+            _require_compatible(session, record, candidate_id)
             session.touch(record_person)
-            session.move_family(record, candidate.id, LinkMethod.MANUAL, "review: link")
-        session.set_link(record, candidate.id, LinkMethod.MANUAL)
+            session.move_family(record, candidate_id, LinkMethod.MANUAL, "review: link")
+        session.set_link(record, candidate_id, LinkMethod.MANUAL)
     elif decision is ReviewDecision.MERGE_PERSONS:
-        if record_person != candidate.id:
-            if not session.compatible(record_person, candidate.id):
+        if record_person != candidate_id:
+            if not session.compatible(record_person, candidate_id):
                 raise IdentityConflictError(
                     "these persons hold different qualified INS or records declared different")
-            survivor, retired = sorted((record_person, candidate.id))
+            survivor, retired = sorted((record_person, candidate_id))
             session.merge_persons(retired, into=survivor, reason="review: merge persons")
     elif decision is ReviewDecision.KEEP_APART:
-        if record_person == candidate.id:
+        if record_person == candidate_id:
             # Joined since the task was opened (a link, a merge): kept apart all the same,
             # the record leaves the person and is declared different from its records.
             _unlink(session, record, record_person, "review: keep apart")
             task.evidence = {**task.evidence, "left_person": True}  # undone as an unlink
         else:
-            for other in session.active_records(candidate.id):
+            for other in session.active_records(candidate_id):
                 uow.separations.add(_id(record), _id(other), "review: keep apart", actor.name)
     elif decision is ReviewDecision.UNLINK:
         _unlink(session, record, record_person, "review: unlink")
@@ -129,6 +123,19 @@ def decide_review(uow: UnitOfWork, service: IdentityService, task_id: int,
     session.events.append(ReviewDecided(task_id, decision.value, actor.name, task.reason))
     session.finish()
     return task
+
+
+def _sides(session: IdentitySession, task: ReviewTask) -> tuple[SourceRecord, int, int]:
+    """The task's record, its candidate person as it is now, and the record's person (ids). Raises
+    IdentityConflictError when the record is no longer active or the person no longer
+    exists."""
+    record = session.uow.records.get(task.record_id)
+    if record is None or not record.is_active:
+        raise IdentityConflictError("the record of this task is no longer active")
+    candidate = current_person(session.uow, task.person_id)
+    if candidate is None or candidate.id is None:
+        raise IdentityConflictError("the candidate person of this task no longer exists")
+    return record, candidate.id, session.person_of(record)
 
 
 def _unlink(session: IdentitySession, record: SourceRecord, person_id: int,
@@ -162,13 +169,7 @@ def undo_review(uow: UnitOfWork, service: IdentityService, task_id: int, actor: 
     if task.decision in COLLISION_DECISIONS:
         raise InvalidInputError("a held update applied or discarded is not undone")
     session = IdentitySession(service, uow, actor)
-    record = uow.records.get(task.record_id)
-    if record is None or not record.is_active:
-        raise IdentityConflictError("the record of this task is no longer active")
-    candidate = current_person(uow, task.person_id)
-    if candidate is None or candidate.id is None:
-        raise IdentityConflictError("the candidate person of this task no longer exists")
-    record_person = session.person_of(record)
+    record, candidate_id, record_person = _sides(session, task)
     decision = task.decision
     if decision in (ReviewDecision.LINK, ReviewDecision.MERGE_PERSONS):
         session.touch(record_person)
@@ -176,14 +177,14 @@ def undo_review(uow: UnitOfWork, service: IdentityService, task_id: int, actor: 
             target = session.new_person()
             session.move_family(record, target, LinkMethod.MANUAL, "review: decision undone")
     else:  # keep apart, unlink: the pairs declared different are forgotten
-        for other in session.active_records(candidate.id):
+        for other in session.active_records(candidate_id):
             if other.id is not None and other.id != record.id:
                 uow.separations.remove(_id(record), other.id)
         left = decision is ReviewDecision.UNLINK or bool(task.evidence.get("left_person"))
-        if left and record_person != candidate.id:
-            _require_compatible(session, record, candidate.id)
+        if left and record_person != candidate_id:
+            _require_compatible(session, record, candidate_id)
             session.touch(record_person)
-            session.move_family(record, candidate.id, LinkMethod.MANUAL,
+            session.move_family(record, candidate_id, LinkMethod.MANUAL,
                                 "review: decision undone")
     undone = list(task.evidence.get("undone") or [])
     undone.append({"decision": decision.value, "decided_by": task.decided_by,
